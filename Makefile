@@ -1,0 +1,43 @@
+# osad-companion: `make demo` runs the series on the embedded data, `make test` runs the tests.
+# Both create (or reuse) the local virtual environment .venv from env/ first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.osad-installed
+
+.PHONY: demo smoke paper test lab bench venv clean-runs
+
+venv: $(STAMP)
+
+# Re-installs only when the pins or the package metadata change. torch is installed on its own
+# first, so no other package can pull a different torch build.
+$(STAMP): env/requirements.txt env/requirements-torch.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r env/requirements-torch.txt
+	$(BIN)/python -m pip install --quiet -r env/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (osad-companion)" >/dev/null
+	@touch $@
+
+demo: venv
+	$(BIN)/python run_all.py --profile demo
+
+smoke: venv
+	$(BIN)/python run_all.py --profile smoke
+
+paper: venv
+	$(BIN)/python run_all.py --profile paper --data-root "$(DATA_ROOT)"
+
+test: venv
+	$(BIN)/python -m pytest
+
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+bench: venv
+	$(BIN)/python -m osad_lib.bench
+
+clean-runs:
+	rm -rf runs figures/smoke figures/demo figures/paper

@@ -1,0 +1,238 @@
+"""Run profiles (smoke, demo, paper) and the notebook configuration built from them.
+
+Configuration flows one way: a notebook's papermill ``parameters`` cell → :func:`configure`
+→ :class:`NotebookConfig` → library calls. This module is the only place where profiles are
+defined; notebooks never hard-code schedules, datasets or seeds.
+
+* ``smoke``: synthetic data, tiny images, a few steps. Every notebook in seconds; used by CI.
+* ``demo``: the embedded real data (ELPV images, ADBench embeddings) and the offline pretrained
+  EfficientNet-Lite0 backbone with a reduced schedule: the whole series in at most 30 minutes on
+  2 CPU cores.
+* ``paper``: the papers' protocols and hyper-parameters on the user's data under ``data_root``,
+  with the paper backbones; meant for CUDA.
+
+Per-method settings (``Profile.methods``) override the method's paper defaults, which live in
+the method's own module (e.g. ``osad_lib.models.devnet.DevNetConfig``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from osad_lib import paths
+from osad_lib.results import ResultsStore, device_label, store_for
+from osad_lib.validate import ConfigError, choose, parse_int_list
+
+PAPER_IMAGE_DATASETS = (
+    "mvtecad", "aitex", "sdd", "elpv", "optical", "mastcam", "brainmri", "headct", "hyperkvasir",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile fixes. ``deviations`` says how it departs from the papers."""
+
+    name: str
+    description: str
+    image_datasets: tuple[str, ...]
+    image_size: int
+    n_scales: int
+    backbone: str
+    weights: str
+    seeds: tuple[int, ...]
+    n_shots: tuple[int, ...]
+    settings: tuple[str, ...]
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    eval_batch_size: int
+    deviations: str
+    needs_data_root: bool = False
+
+    def method(self, name: str) -> dict[str, Any]:
+        """Overrides of method ``name``'s paper defaults under this profile (:data:`METHOD_OVERRIDES`)."""
+        per_profile = METHOD_OVERRIDES[choose("method", name, METHOD_OVERRIDES)]
+        return dict(per_profile.get(self.name, {}))
+
+
+#: Per method, per profile: overrides of the method's paper defaults (its ``*Config`` dataclass).
+#: The paper profile overrides nothing unless a paper default cannot run as written.
+METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "devnet": {
+        "smoke": {},
+        "demo": {},
+    },
+    "dra": {
+        "smoke": {},
+        "demo": {},
+    },
+    "bgad": {
+        "smoke": {},
+        "demo": {},
+    },
+    "anoonly": {
+        "smoke": {},
+        "demo": {},
+    },
+    "ahl": {
+        "smoke": {},
+        "demo": {},
+    },
+}
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="synthetic data, 64-px images, random-weight ResNet-18, 2 epochs x 2 steps; seconds per notebook",
+        image_datasets=("synthetic",),
+        image_size=64,
+        n_scales=2,
+        backbone="resnet18",
+        weights="random",
+        seeds=(0,),
+        n_shots=(1, 5),
+        settings=("general", "hard"),
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=8,
+        eval_batch_size=64,
+        deviations="smoke: synthetic data, random-weight backbone, 2x2 schedule",
+    ),
+    "demo": Profile(
+        name="demo",
+        description="real ELPV images and ADBench embeddings, offline ImageNet EfficientNet-Lite0, reduced schedule",
+        image_datasets=("elpv",),
+        image_size=160,
+        n_scales=2,
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        seeds=(0, 1, 2),
+        n_shots=(1, 10),
+        settings=("general", "hard"),
+        epochs=6,
+        steps_per_epoch=10,
+        batch_size=16,
+        eval_batch_size=64,
+        deviations="demo: EfficientNet-Lite0 backbone (paper ResNet-18), 160 px (paper 448), 6x10 steps of 16",
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the papers' protocols and hyper-parameters on the user's data, paper backbones",
+        image_datasets=PAPER_IMAGE_DATASETS,
+        image_size=448,
+        n_scales=2,
+        backbone="resnet18",
+        weights="imagenet",
+        seeds=(0, 1, 2, 3, 4),
+        n_shots=(1, 10),
+        settings=("general", "hard"),
+        epochs=50,
+        steps_per_epoch=20,
+        batch_size=48,
+        eval_batch_size=48,
+        deviations="",
+        needs_data_root=True,
+    ),
+}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """The named profile, with dataclass-field overrides applied (validated, one-line errors)."""
+    profile = PROFILES[choose("profile", name, PROFILES)]
+    unknown = [k for k in overrides if k not in Profile.__dataclass_fields__]
+    if unknown:
+        raise ConfigError(f"unknown profile override(s) {unknown}; known: {sorted(Profile.__dataclass_fields__)}")
+    return replace(profile, **overrides) if overrides else profile
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; asking for CUDA without one is an error."""
+    device = choose("device", device, ("auto", "cpu", "cuda"))
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("parameter 'device': 'cuda' was requested but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return device
+
+
+@dataclass(frozen=True)
+class NotebookConfig:
+    """What a notebook needs: profile, device, seeds, paths and its results store."""
+
+    notebook: str
+    profile: Profile
+    device: str
+    seeds: tuple[int, ...]
+    data_root: Path | None
+    output_dir: Path
+    resume: bool
+    interactive: bool
+
+    @property
+    def store(self) -> ResultsStore:
+        return store_for(self.notebook, self.profile.name, self.output_dir)
+
+    @property
+    def figures_dir(self) -> Path:
+        return paths.figures_dir(self.profile.name, self.output_dir)
+
+    @property
+    def tables_dir(self) -> Path:
+        return paths.tables_dir(self.profile.name, self.output_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        return paths.runs_dir(self.profile.name, self.output_dir)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return paths.checkpoints_dir(self.profile.name, self.output_dir)
+
+    @property
+    def device_label(self) -> str:
+        return device_label(self.device)
+
+
+def configure(
+    notebook: str,
+    profile: str = "demo",
+    device: str = "auto",
+    data_root: str = "",
+    seeds: str = "",
+    output_dir: str = "",
+    resume: bool = True,
+    interactive: bool = False,
+    check_data: bool = True,
+) -> NotebookConfig:
+    """Validate a notebook's papermill parameters and build its configuration.
+
+    Every error is one line naming the parameter and the fix, raised before any work starts.
+    ``check_data=False`` skips the data-root checks (used by ``run_all.py --plan``, which lists
+    a profile's grid from dataset metadata without the data).
+    """
+    prof = get_profile(profile)
+    root = paths.data_root(data_root)
+    if check_data and root is not None and not root.is_dir():
+        raise ConfigError(f"parameter 'data_root': {root} is not a directory; pass an existing folder or leave it empty")
+    if check_data and prof.needs_data_root and root is None:
+        raise ConfigError(
+            f"profile {prof.name!r} needs your datasets: pass data_root (run_all.py --data-root DIR) or set OSAD_DATA"
+        )
+    seed_list = parse_int_list("seeds", seeds) if seeds not in ("", None) else prof.seeds
+    if not seed_list:
+        raise ConfigError("parameter 'seeds': no seed given; pass e.g. '0,1,2' or leave it empty for the profile's")
+    for name, value in (("resume", resume), ("interactive", interactive)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
+    out = paths.output_root(output_dir)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    return NotebookConfig(
+        notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
+        data_root=root, output_dir=out, resume=resume, interactive=interactive,
+    )

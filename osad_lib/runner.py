@@ -1,0 +1,247 @@
+"""Headless execution of the notebook series through papermill (the engine behind ``run_all.py``).
+
+Each notebook runs in its own kernel with the standard parameters injected (conventions §2.1):
+unknown or missing parameters are refused before anything runs, a failing notebook is reported
+with its failing cell and the saved partial notebook while the others still run, and a notebook
+that finishes without writing a table or figure is treated as failed (the silent-success trap).
+Resume works at two levels: a notebook that already completed with the same parameters and the
+same source is skipped, and inside a notebook every experiment whose results are stored is
+skipped (:meth:`osad_lib.results.ResultsStore.run_experiment`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from osad_lib import paths
+from osad_lib.results import atomic_write_text
+from osad_lib.validate import ConfigError, choose
+
+NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
+
+#: Parameters every notebook declares, injected by the runner.
+STANDARD_PARAMETERS = ("profile", "device", "data_root", "seeds", "output_dir", "resume", "interactive")
+
+#: Environment of the kernels: headless plotting, quiet progress bars in logs.
+KERNEL_ENV = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "15", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``run_all.py`` was asked to do (validated by :func:`parse_options`)."""
+
+    profile: str = "demo"
+    only: tuple[str, ...] = ()
+    device: str = "auto"
+    data_root: str = ""
+    seeds: str = ""
+    output_dir: str = ""
+    resume: bool = True
+    notebooks_dir: Path = NOTEBOOKS_DIR
+
+    def parameters(self) -> dict:
+        return {
+            "profile": self.profile, "device": self.device, "data_root": self.data_root,
+            "seeds": self.seeds, "output_dir": str(paths.output_root(self.output_dir)),
+            "resume": self.resume, "interactive": False,
+        }
+
+
+@dataclass(frozen=True)
+class NotebookOutcome:
+    notebook: str
+    status: str  # ok | skipped | failed
+    seconds: float
+    output: Path
+    message: str = ""
+
+
+def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[str]:
+    """Names (without ``.ipynb``) of ``NN_*.ipynb`` notebooks, in order."""
+    return sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_notebooks(only: Sequence[str], available: Sequence[str]) -> list[str]:
+    """Resolve ``--only`` entries (full names or their ``NN`` prefix) against the available notebooks."""
+    if not only:
+        return list(available)
+    chosen = []
+    for entry in only:
+        matches = [n for n in available if n == entry or n.split("_", 1)[0] == entry]
+        if not matches:
+            choose("--only", entry, available)  # raises with the closest match
+        chosen.extend(m for m in matches if m not in chosen)
+    return [n for n in available if n in chosen]
+
+
+def check_parameters(notebook_path: Path) -> None:
+    """Refuse a notebook whose ``parameters`` cell lacks a standard parameter (one line)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook_path))
+    if not declared:
+        raise ConfigError(f"{notebook_path.name}: no cell tagged 'parameters'; tag the notebook's parameters cell")
+    missing = [p for p in STANDARD_PARAMETERS if p not in declared]
+    if missing:
+        raise ConfigError(f"{notebook_path.name}: parameters cell lacks {missing}; add them (see notebooks/README.md)")
+
+
+def _fingerprint(notebook_path: Path, parameters: dict) -> str:
+    blob = notebook_path.read_bytes() + json.dumps(parameters, sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def exclusive_run(folder: Path) -> Iterator[None]:
+    """Refuse a second ``run_all.py`` on the same output folder (a lock file held while running)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".run_all.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"another run_all.py is running on {folder}; wait for it or use another --output-dir") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+class RunState:
+    """``runs/<profile>/run_state.json``: which notebooks completed with which fingerprint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.state = json.loads(path.read_text()) if path.exists() else {}
+
+    def is_done(self, notebook: str, fingerprint: str) -> bool:
+        entry = self.state.get(notebook, {})
+        return entry.get("status") == "ok" and entry.get("fingerprint") == fingerprint
+
+    def record(self, notebook: str, fingerprint: str, outcome: NotebookOutcome) -> None:
+        self.state[notebook] = {"fingerprint": fingerprint, "status": outcome.status,
+                                "seconds": round(outcome.seconds, 1), "message": outcome.message}
+        atomic_write_text(self.path, json.dumps(self.state, indent=2, sort_keys=True))
+
+
+def _newest_outputs(profile: str, output: str, since: float) -> list[Path]:
+    folders = [paths.tables_dir(profile, output), paths.figures_dir(profile, output), paths.runs_dir(profile, output)]
+    return [p for f in folders for p in f.glob("*") if p.is_file() and p.suffix in {".csv", ".md", ".png", ".pdf", ".html"}
+            and p.stat().st_mtime >= since]
+
+
+def execute_notebook(notebook: str, options: RunOptions, log=print) -> NotebookOutcome:
+    """Execute one notebook with papermill; never raises for a failure inside the notebook."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = options.notebooks_dir / f"{notebook}.ipynb"
+    output = paths.runs_dir(options.profile, options.output_dir) / f"{notebook}.ipynb"
+    start, wall = time.time(), time.perf_counter()
+    env_backup = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        papermill.execute_notebook(
+            str(source), str(output), parameters=options.parameters(), kernel_name="python3",
+            cwd=str(options.notebooks_dir), progress_bar=sys.stderr.isatty(), log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        message = f"cell {exc.cell_index} (execution {exc.exec_count}) raised {exc.ename}: {exc.evalue}"
+        return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output, message)
+    except Exception as exc:  # kernel failed to start, notebook unreadable, ...
+        return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output, f"{type(exc).__name__}: {exc}")
+    finally:
+        for key, value in env_backup.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if not _newest_outputs(options.profile, options.output_dir, start):
+        return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output,
+                               "finished without writing any table or figure")
+    return NotebookOutcome(notebook, "ok", time.perf_counter() - wall, output)
+
+
+def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
+    """Run the selected notebooks in order; return one outcome per notebook."""
+    notebooks = select_notebooks(options.only, list_notebooks(options.notebooks_dir))
+    for name in notebooks:
+        check_parameters(options.notebooks_dir / f"{name}.ipynb")
+    runs = paths.runs_dir(options.profile, options.output_dir)
+    outcomes = []
+    with exclusive_run(runs):
+        state = RunState(runs / "run_state.json")
+        for name in notebooks:
+            fingerprint = _fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters())
+            if options.resume and state.is_done(name, fingerprint):
+                outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
+            else:
+                log(f"[run_all] {name}: running (profile {options.profile})")
+                outcome = execute_notebook(name, options, log)
+                state.record(name, fingerprint, outcome)
+            detail = f" — {outcome.message}" if outcome.message else ""
+            log(f"[run_all] {name}: {outcome.status} in {outcome.seconds:.1f} s{detail}")
+            if outcome.status == "failed":
+                log(f"[run_all]   partial notebook: {outcome.output}")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def summary(outcomes: Sequence[NotebookOutcome]) -> pd.DataFrame:
+    return pd.DataFrame([{"notebook": o.notebook, "status": o.status, "seconds": round(o.seconds, 1),
+                          "output": str(o.output), "message": o.message} for o in outcomes])
+
+
+def plan(options: RunOptions) -> pd.DataFrame:
+    """The experiment grid of every selected notebook, without running anything."""
+    from osad_lib.experiments import module_for
+    from osad_lib.profiles import configure
+
+    rows = []
+    for name in select_notebooks(options.only, list_notebooks(options.notebooks_dir)):
+        module = module_for(name)
+        if module is None:
+            continue
+        cfg = configure(name, profile=options.profile, device=options.device, data_root=options.data_root,
+                        seeds=options.seeds, output_dir=options.output_dir, check_data=False)
+        for item in module.grid(cfg):
+            e = item.experiment
+            rows.append({"notebook": name, "paper": e.paper, "table": e.table, "dataset": e.dataset,
+                         "subset": e.subset, "setting": e.setting, "n_shots": e.n_shots, "method": e.method,
+                         "variant": e.variant, "seed": e.seed, "train_images": item.train_images,
+                         "eval_images": item.eval_images})
+    return pd.DataFrame(rows)
+
+
+#: Throughput of a ResNet-18 at 448 px (images/s: training step with backward, evaluation),
+#: the paper setting of DevNet/DRA/AHL, used to turn a grid's image counts into hours.
+#: Measured with ``python -m osad_lib.bench`` conditions: see README "Performance".
+REFERENCE_THROUGHPUT = {
+    "cpu (2 cores)": (3.0, 15.0),
+}
+
+
+def estimate_seconds(grid: pd.DataFrame, image_size: int = 448) -> dict[str, tuple[float, str]]:
+    """Rough time of a grid per device, from its image counts and :data:`REFERENCE_THROUGHPUT`."""
+    scale = (image_size / 448) ** 2
+    out = {}
+    for device, (train_rate, eval_rate) in REFERENCE_THROUGHPUT.items():
+        seconds = scale * (grid["train_images"].sum() / train_rate + grid["eval_images"].sum() / eval_rate)
+        out[device] = (float(seconds), f"ResNet-18 at 448 px: {train_rate:g} train / {eval_rate:g} eval images/s")
+    return out

@@ -1,0 +1,201 @@
+"""The one training loop every image method uses: epochs × steps of balanced batches.
+
+The official DevNet/DRA/AHL code all share the same skeleton (``official_code_facts.md`` §1.4,
+§2.8, §3.2): an infinite balanced sampler that re-permutes each group of indices when it is
+exhausted, ``steps_per_epoch`` batches per epoch, Adam with a StepLR schedule, gradient-norm
+clipping at 1.0. Methods plug in a ``loss_fn(model, batch_indices) -> loss``; everything else
+(optimiser, schedule, clipping, mixed precision, progress, checkpoint/resume) lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite; the run is stopped and recorded as failed."""
+
+
+class BalancedBatchSampler:
+    """Infinite batches with a fixed number of slots per group (``official_code_facts.md`` §1.4).
+
+    ``groups`` maps a group name (e.g. ``"normal"``, ``"anomaly"``) to the dataset indices of
+    that group; ``slots`` maps the same names to how many of each go into a batch. A batch
+    lists the slots group by group in ``slots`` order. Each group is drawn from a seeded
+    permutation that is renewed when exhausted. A group with no indices cannot have slots.
+    """
+
+    def __init__(self, groups: Mapping[str, Sequence[int]], slots: Mapping[str, int], seed: int):
+        for name, count in slots.items():
+            if count > 0 and len(groups.get(name, ())) == 0:
+                raise ValueError(f"batch slot group {name!r} has {count} slots but no samples")
+        self.groups = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+        self.slots = {k: int(v) for k, v in slots.items() if v > 0}
+        self.rng = np.random.default_rng(seed)
+        self._perm: dict[str, np.ndarray] = {}
+        self._pos: dict[str, int] = {}
+
+    def _take(self, name: str, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            if self._pos.get(name, 0) >= len(self._perm.get(name, ())):
+                self._perm[name] = self.rng.permutation(self.groups[name])
+                self._pos[name] = 0
+            take = min(count - len(out), len(self._perm[name]) - self._pos[name])
+            out.extend(self._perm[name][self._pos[name]:self._pos[name] + take].tolist())
+            self._pos[name] += take
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            yield [i for name, count in self.slots.items() for i in self._take(name, count)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "perm": {k: v.copy() for k, v in self._perm.items()},
+                "pos": dict(self._pos)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._perm = {k: np.asarray(v).copy() for k, v in state["perm"].items()}
+        self._pos = dict(state["pos"])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Defaults are DevNet/DRA's (Adam 2e-4, wd 1e-5, StepLR(10, 0.1), clip 1).
+
+    ``scheduler_step_at``: ``"epoch_end"`` (DevNet code, the usual order) or ``"epoch_start"``
+    (DRA code: ``scheduler.step()`` before the epoch's first optimiser step, which moves the
+    decays to epochs 9/19/29 — ``official_code_facts.md`` §2.8).
+    """
+
+    epochs: int = 50
+    steps_per_epoch: int = 20
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    lr_step_size: int = 10
+    lr_gamma: float = 0.1
+    scheduler_step_at: str = "epoch_end"
+    grad_clip: float | None = 1.0
+    amp: bool = True
+    channels_last: bool = True
+    progress: bool = True
+    desc: str = "train"
+
+
+def autocast(device: str, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (when enabled); a no-op on CPU."""
+    if enabled and str(device).startswith("cuda"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _rng_states() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_states(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(dict(payload), tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, list[int]], torch.Tensor],
+    sampler: BalancedBatchSampler,
+    config: TrainConfig,
+    device: str = "cpu",
+    parameters: Sequence[torch.nn.Parameter] | None = None,
+    checkpoint: Path | None = None,
+    on_epoch_end: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` for ``config.epochs × config.steps_per_epoch`` steps; return mean loss per epoch.
+
+    With ``checkpoint``, the model, optimiser, scheduler, sampler and every RNG state are saved
+    after each epoch, and a later call with the same path continues where the last one stopped
+    (the continued run matches an uninterrupted one on the same machine). A NaN/inf loss
+    raises :class:`NonFiniteLossError`.
+    """
+    params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma)
+    start_epoch, history = 0, []
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        _set_rng_states(state["rng"])
+        start_epoch, history = state["epoch"] + 1, list(state["history"])
+    if config.channels_last and str(device).startswith("cuda"):
+        model.to(memory_format=torch.channels_last)
+    batches = iter(sampler)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        if config.scheduler_step_at == "epoch_start":
+            with _quiet_scheduler_warning():
+                scheduler.step()
+        losses = []
+        steps = tqdm(range(config.steps_per_epoch), desc=f"{config.desc} epoch {epoch + 1}/{config.epochs}",
+                     leave=False, disable=not config.progress)
+        for _ in steps:
+            indices = next(batches)
+            with autocast(device, config.amp):
+                loss = loss_fn(model, indices)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}; lower the learning rate or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        if config.scheduler_step_at == "epoch_end":
+            scheduler.step()
+        history.append(float(np.mean(losses)) if losses else math.nan)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history[-1])
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
+                "rng": _rng_states(), "epoch": epoch, "history": history,
+            })
+    return history
+
+
+@contextlib.contextmanager
+def _quiet_scheduler_warning() -> Iterator[None]:
+    """DRA's order (scheduler before optimiser) is deliberate; silence torch's warning about it."""
+    import re
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        yield

@@ -1,0 +1,51 @@
+"""Figures: one saving helper, one theme, one colour per method (conventions §2.7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+METHOD_COLORS = {
+    "devnet": "#1f77b4", "dra": "#d62728", "bgad": "#2ca02c", "bgad_fas": "#2ca02c",
+    "anoonly": "#9467bd", "ahl_devnet": "#17becf", "ahl_dra": "#ff7f0e",
+    "deepsad": "#8c564b", "deepsvdd": "#e377c2", "flos": "#7f7f7f", "minns": "#bcbd22",
+    "feawad": "#aec7e8", "prenet": "#98df8a", "patchcore": "#c49c94", "saoe": "#f7b6d2",
+    "mlep": "#dbdb8d",
+}
+
+
+def set_theme() -> None:
+    """The project's plotting theme (seaborn ``paper`` context, embedded PDF fonts)."""
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid")
+    plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "figure.dpi": 100, "savefig.dpi": 200})
+
+
+def savefig(fig: plt.Figure, name: str, folder: str | Path) -> list[Path]:
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (byte-stable metadata); return the paths.
+
+    ``name`` is the paper element the figure regenerates (``devnet_fig4_localization``).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    fig.savefig(out[0], bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(out[1], bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    return out
+
+
+def save_table(df: pd.DataFrame, name: str, folder: str | Path, floatfmt: str = ".3f") -> list[Path]:
+    """Save a table as ``<folder>/<name>.csv`` and ``.md``; return the paths."""
+    from osad_lib.results import atomic_write_text
+
+    folder = Path(folder)
+    csv, md = folder / f"{name}.csv", folder / f"{name}.md"
+    atomic_write_text(csv, df.to_csv(index=False))
+    atomic_write_text(md, df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    return [csv, md]

@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Run every notebook headless through papermill and write figures, tables and results.
+
+    python run_all.py                          # demo profile: embedded real data, CPU or CUDA
+    python run_all.py --profile smoke          # seconds-long check of every notebook
+    python run_all.py --profile paper --data-root ~/datasets --device cuda
+    python run_all.py --only 02_dra,05_ahl --seeds 0,1
+    python run_all.py --plan --profile paper   # print the experiment grid, run nothing
+
+Executed notebooks go to runs/<profile>/, figures to figures/<profile>/ (PNG and PDF), tables to
+runs/<profile>/tables/ (CSV and Markdown), result rows to runs/<profile>/results/. Interrupted
+runs continue where they stopped (--resume, the default). Exit code 0 when every notebook
+succeeded, 1 when one failed, 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from osad_lib import runner
+from osad_lib.profiles import PROFILES
+from osad_lib.validate import ConfigError, choose
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)} (default demo)")
+    parser.add_argument("--only", default="", help="comma-separated notebooks, e.g. 02_dra,05_ahl or 02,05")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--data-root", default="", help="your datasets in the MVTec layout (default: OSAD_DATA)")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the profile's)")
+    parser.add_argument("--output-dir", default="", help="parent of runs/ and figures/ (default: OSAD_OUTPUT or here)")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                        help="skip finished notebooks and stored experiments (default on)")
+    parser.add_argument("--plan", action="store_true", help="print the experiment grid and its size; run nothing")
+    parser.add_argument("--notebooks-dir", default=str(runner.NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> runner.RunOptions:
+    """Validate the command line up front; every error is one line (exit code 2)."""
+    choose("--profile", args.profile, PROFILES)
+    choose("--device", args.device, ("auto", "cpu", "cuda"))
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    notebooks_dir = Path(args.notebooks_dir)
+    runner.select_notebooks(only, runner.list_notebooks(notebooks_dir))
+    if args.seeds:
+        from osad_lib.validate import parse_int_list
+
+        parse_int_list("--seeds", args.seeds)
+    return runner.RunOptions(profile=args.profile, only=only, device=args.device, data_root=args.data_root,
+                             seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
+                             notebooks_dir=notebooks_dir)
+
+
+def print_plan(options: runner.RunOptions) -> None:
+    grid = runner.plan(options)
+    if grid.empty:
+        print("no experiments in the selected notebooks")
+        return
+    print(f"Experiment grid of profile {options.profile!r}:")
+    by = ["notebook", "paper", "table", "method"]
+    table = grid.groupby(by, dropna=False).agg(
+        runs=("seed", "size"), datasets=("dataset", "nunique"), seeds=("seed", "nunique"),
+        train_images=("train_images", "sum"), eval_images=("eval_images", "sum")).reset_index()
+    print(table.to_string(index=False))
+    print(f"\n{len(grid)} training runs in all; {int(grid.train_images.sum()):,} training and "
+          f"{int(grid.eval_images.sum()):,} evaluation image passes.")
+    from osad_lib.profiles import get_profile
+
+    for device, (seconds, basis) in runner.estimate_seconds(grid, get_profile(options.profile).image_size).items():
+        print(f"estimated time on {device}: {seconds / 3600:.1f} h ({basis})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        options = options_from(args)
+        if args.plan:
+            print_plan(options)
+            return 0
+        outcomes = runner.run_all(options)
+    except ConfigError as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    table = runner.summary(outcomes)
+    print("\n" + (table.to_string(index=False) if len(table) else "no notebooks to run"))
+    return 1 if len(table) and (table["status"] == "failed").any() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

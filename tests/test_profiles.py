@@ -1,0 +1,55 @@
+"""Profiles and notebook configuration: one place, validated up front."""
+
+import pytest
+
+from osad_lib.profiles import METHOD_OVERRIDES, PROFILES, configure, get_profile
+from osad_lib.validate import ConfigError, choose, parse_int_list
+
+
+def test_profiles_exist_and_differ():
+    assert set(PROFILES) == {"smoke", "demo", "paper"}
+    assert PROFILES["smoke"].image_datasets == ("synthetic",)
+    assert "elpv" in PROFILES["demo"].image_datasets
+    assert PROFILES["paper"].image_size == 448 and PROFILES["paper"].backbone == "resnet18"
+    assert PROFILES["paper"].deviations == ""
+
+
+def test_every_method_has_overrides_for_each_reduced_profile():
+    for method, per_profile in METHOD_OVERRIDES.items():
+        assert set(per_profile) <= set(PROFILES), method
+        assert get_profile("smoke").method(method) == per_profile.get("smoke", {})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"profile": "dmeo"}, "did you mean 'demo'"),
+    ({"device": "gpu"}, "parameter 'device'"),
+    ({"seeds": "0,x"}, "parameter 'seeds'"),
+    ({"data_root": "/definitely/not/here"}, "parameter 'data_root'"),
+    ({"profile": "paper"}, "needs your datasets"),
+    ({"resume": "yes"}, "parameter 'resume'"),
+])
+def test_configure_rejects_bad_parameters_in_one_line(kwargs, message, monkeypatch):
+    monkeypatch.delenv("OSAD_DATA", raising=False)
+    with pytest.raises(ConfigError, match=message) as info:
+        configure("01_devnet", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_configure_resolves_seeds_paths_and_device(tmp_path):
+    cfg = configure("01_devnet", profile="smoke", device="cpu", seeds="3,4", output_dir=str(tmp_path))
+    assert cfg.seeds == (3, 4) and cfg.device == "cpu"
+    assert cfg.store.path == tmp_path / "runs" / "smoke" / "results" / "01_devnet.csv"
+    assert cfg.figures_dir == tmp_path / "figures" / "smoke"
+    assert configure("x", profile="smoke", output_dir=str(tmp_path)).seeds == PROFILES["smoke"].seeds
+
+
+def test_plan_configuration_needs_no_data(monkeypatch):
+    monkeypatch.delenv("OSAD_DATA", raising=False)
+    cfg = configure("01_devnet", profile="paper", check_data=False)
+    assert cfg.data_root is None and cfg.profile.name == "paper"
+
+
+def test_validation_helpers():
+    assert choose("x", "a", ["a", "b"]) == "a"
+    assert parse_int_list("seeds", "0, 1,2") == (0, 1, 2)
+    assert parse_int_list("seeds", 5) == (5,)

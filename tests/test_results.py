@@ -1,0 +1,100 @@
+"""Results store: schema, atomic appends, resume semantics, failed runs."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from osad_lib.results import COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
+from osad_lib.training import NonFiniteLossError
+
+
+def make_experiment(seed: int = 0, method: str = "devnet") -> Experiment:
+    return Experiment(notebook="01_devnet", paper="devnet", table="table2", dataset="elpv", method=method,
+                      seed=seed, profile="smoke", setting="general", n_shots=10, backbone="resnet18/random")
+
+
+def test_rows_fill_every_column_and_roundtrip(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    store.append(make_experiment().rows({"auroc": 0.8, "aupr": 0.6}, wall_time_s=1.5))
+    df = store.read()
+    assert list(df.columns) == list(COLUMNS)
+    assert sorted(df["metric"]) == ["aupr", "auroc"]
+    assert df.loc[df.metric == "auroc", "value"].item() == pytest.approx(0.8)
+    assert df["n_shots"].dtype == "Int64" and df["n_shots"].iloc[0] == 10
+    assert df["subset"].iloc[0] == ""  # empty strings survive the CSV round trip
+
+
+def test_experiment_id_depends_on_key_only():
+    a, b = make_experiment(0), make_experiment(1)
+    assert a.experiment_id != b.experiment_id
+    assert make_experiment(0).experiment_id == a.experiment_id
+    different_device = Experiment(**{**a.__dict__, "device": "cuda"})
+    assert different_device.experiment_id == a.experiment_id  # the device is recorded, not part of the key
+
+
+def test_run_experiment_skips_stored_experiments(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    calls = []
+
+    def run():
+        calls.append(1)
+        return {"auroc": 0.7}
+
+    first = store.run_experiment(make_experiment(), run)
+    second = store.run_experiment(make_experiment(), run)
+    assert len(calls) == 1 and len(store.read()) == 1
+    assert first["value"].item() == second["value"].item() == pytest.approx(0.7)
+    store.run_experiment(make_experiment(), run, resume=False)
+    assert len(calls) == 2
+
+
+def test_non_finite_loss_is_recorded_as_failed_and_grid_continues(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+
+    def diverges():
+        raise NonFiniteLossError("loss is nan at epoch 3")
+
+    rows = store.run_experiment(make_experiment(), diverges)
+    assert rows["status"].item().startswith("failed") and math.isnan(rows["value"].item())
+    store.run_experiment(make_experiment(seed=1), lambda: {"auroc": 0.9})
+    assert len(store.read()) == 2
+
+
+def test_other_exceptions_write_nothing(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    with pytest.raises(RuntimeError):
+        store.run_experiment(make_experiment(), lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert len(store.read()) == 0
+
+
+def test_bad_rows_and_bad_files_are_refused(tmp_path):
+    with pytest.raises(ResultsSchemaError, match="lack columns"):
+        validate_rows([{"metric": "auroc", "value": 1.0}])
+    path = tmp_path / "r.csv"
+    path.write_text("a,b\n1,2\n")
+    store = ResultsStore(path)
+    with pytest.raises(ResultsSchemaError, match="do not match the results schema"):
+        store.append(make_experiment().rows({"auroc": 0.5}, 0.1))
+    assert path.read_text() == "a,b\n1,2\n"  # nothing already written is lost
+
+
+def test_failed_write_leaves_previous_file(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path / "r.csv")
+    store.append(make_experiment(0).rows({"auroc": 0.5}, 0.1))
+    before = (tmp_path / "r.csv").read_text()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("osad_lib.results.os.replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.append(make_experiment(1).rows({"auroc": 0.6}, 0.1))
+    assert (tmp_path / "r.csv").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".r.csv.")] == []
+
+
+def test_read_returns_typed_empty_frame(tmp_path):
+    df = ResultsStore(tmp_path / "none.csv").read()
+    assert len(df) == 0 and list(df.columns) == list(COLUMNS)
+    assert isinstance(df, pd.DataFrame)

@@ -1,0 +1,90 @@
+"""run_all.py: headless execution, failure reporting, plan, locking, and crash-safe resume."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from osad_lib import runner
+from osad_lib.validate import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
+
+
+def run_all(*args, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--notebooks-dir", str(FIXTURES), *args],
+                          capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def stored_rows(out: Path) -> pd.DataFrame:
+    rows = pd.read_csv(out / "runs" / "smoke" / "results" / "01_toy.csv")
+    return rows.drop(columns=["wall_time_s", "timestamp"]).sort_values(["seed", "metric"]).reset_index(drop=True)
+
+
+def test_failing_notebook_is_reported_and_the_others_still_run(tmp_path):
+    proc = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01,02,03")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "02_fails: failed" in proc.stdout and "ValueError: deliberate failure" in proc.stdout
+    assert "cell 2" in proc.stdout or "cell" in proc.stdout
+    assert "03_silent: failed" in proc.stdout and "without writing any table or figure" in proc.stdout
+    assert "01_toy: ok" in proc.stdout
+    assert (tmp_path / "runs" / "smoke" / "02_fails.ipynb").exists()  # the partial notebook
+    assert len(stored_rows(tmp_path)) == 12
+
+
+def test_second_run_skips_finished_notebooks(tmp_path):
+    assert run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01").returncode == 0
+    again = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
+    assert again.returncode == 0 and "01_toy: skipped" in again.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "dmeo"], "did you mean 'demo'"),
+    (["--only", "01_tyo"], "did you mean '01_toy'"),
+    (["--device", "tpu"], "--device"),
+    (["--seeds", "one"], "--seeds"),
+])
+def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
+    proc = run_all(*args, "--output-dir", str(tmp_path))
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_two_runs_on_one_output_folder_are_refused(tmp_path):
+    with runner.exclusive_run(tmp_path):
+        with pytest.raises(ConfigError, match="another run_all.py is running"):
+            with runner.exclusive_run(tmp_path):
+                pass
+
+
+def test_plan_runs_nothing(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--plan", "--profile", "paper",
+                           "--output-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "runs" / "paper" / "results").exists() or not any((tmp_path / "runs" / "paper" / "results").iterdir())
+
+
+@pytest.mark.slow
+def test_kill_and_rerun_gives_exactly_the_rows_of_an_uninterrupted_run(tmp_path):
+    """kill -9 run_all.py (and its kernel) at random points, rerun, compare with a clean run."""
+    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
+    assert run_all("--profile", "smoke", "--output-dir", str(clean), "--only", "01").returncode == 0
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), "--notebooks-dir", str(FIXTURES),
+                                 "--profile", "smoke", "--output-dir", str(crashed), "--only", "01"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(rng.uniform(2.0, 5.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    final = run_all("--profile", "smoke", "--output-dir", str(crashed), "--only", "01")
+    assert final.returncode == 0, final.stdout + final.stderr
+    pd.testing.assert_frame_equal(stored_rows(crashed), stored_rows(clean))
