@@ -36,7 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="skip finished notebooks and stored experiments (default on)")
     parser.add_argument("--plan", action="store_true", help="print the experiment grid and its size; run nothing")
+    parser.add_argument("--executor", default="local", help="local | slurm: where the grid's runs execute (default local)")
+    parser.add_argument("--gpus", type=int, default=1, help="local GPUs to spread the grid over, one worker each (default 1)")
     parser.add_argument("--notebooks-dir", default=str(runner.NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    parser.add_argument("--submitit-cluster", default=None, help=argparse.SUPPRESS)  # tests: "local"
     return parser.parse_args(argv)
 
 
@@ -44,6 +47,9 @@ def options_from(args: argparse.Namespace) -> runner.RunOptions:
     """Validate the command line up front; every error is one line (exit code 2)."""
     choose("--profile", args.profile, PROFILES)
     choose("--device", args.device, ("auto", "cpu", "cuda"))
+    choose("--executor", args.executor, ("local", "slurm"))
+    if args.gpus < 1:
+        raise ConfigError(f"--gpus: {args.gpus} is not a positive number of GPUs; use 1 for no fan-out")
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     notebooks_dir = Path(args.notebooks_dir)
     runner.select_notebooks(only, runner.list_notebooks(notebooks_dir))
@@ -54,6 +60,27 @@ def options_from(args: argparse.Namespace) -> runner.RunOptions:
     return runner.RunOptions(profile=args.profile, only=only, device=args.device, data_root=args.data_root,
                              seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
                              notebooks_dir=notebooks_dir)
+
+
+def fan_out(args: argparse.Namespace, options: runner.RunOptions) -> bool:
+    """With --executor slurm or --gpus N>1, run the grids' seeds as parallel jobs first.
+
+    Returns False when a job failed. The sequential pass that follows finds every experiment in
+    the results store and only assembles tables and figures.
+    """
+    from osad_lib import fanout
+    from osad_lib.profiles import get_profile
+    from osad_lib.validate import parse_int_list
+
+    selected = runner.select_notebooks(options.only, runner.list_notebooks(options.notebooks_dir))
+    notebooks = [n for n in selected if runner.trains_something(n, options)]
+    seeds = parse_int_list("--seeds", options.seeds) if options.seeds else get_profile(options.profile).seeds
+    chunks = fanout.chunks_for(notebooks, seeds)
+    print(f"[run_all] fanning out {len(chunks)} jobs ({args.executor}, {args.gpus} GPU(s))")
+    outcomes = fanout.fan_out(chunks, options, args.executor, gpus=args.gpus, cluster=args.submitit_cluster)
+    for o in outcomes:
+        print(f"[run_all] job {o.output.name}: {o.status} in {o.seconds:.1f} s{' — ' + o.message if o.message else ''}")
+    return all(o.status == "ok" for o in outcomes)
 
 
 def print_plan(options: runner.RunOptions) -> None:
@@ -82,13 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan:
             print_plan(options)
             return 0
+        jobs_ok = True
+        if args.executor == "slurm" or args.gpus > 1:
+            jobs_ok = fan_out(args, options)
         outcomes = runner.run_all(options)
     except ConfigError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
     table = runner.summary(outcomes)
     print("\n" + (table.to_string(index=False) if len(table) else "no notebooks to run"))
-    return 1 if len(table) and (table["status"] == "failed").any() else 0
+    return 1 if not jobs_ok or (len(table) and (table["status"] == "failed").any()) else 0
 
 
 if __name__ == "__main__":

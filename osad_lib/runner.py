@@ -146,13 +146,17 @@ def _newest_outputs(profile: str, output: str, since: float) -> list[Path]:
             and p.stat().st_mtime >= since]
 
 
-def execute_notebook(notebook: str, options: RunOptions, log=print) -> NotebookOutcome:
-    """Execute one notebook with papermill; never raises for a failure inside the notebook."""
+def execute_notebook(notebook: str, options: RunOptions, output_name: str | None = None) -> NotebookOutcome:
+    """Execute one notebook with papermill; never raises for a failure inside the notebook.
+
+    The executed copy goes to ``runs/<profile>/<output_name or notebook>.ipynb``.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     source = options.notebooks_dir / f"{notebook}.ipynb"
-    output = paths.runs_dir(options.profile, options.output_dir) / f"{notebook}.ipynb"
+    output = paths.runs_dir(options.profile, options.output_dir) / f"{output_name or notebook}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
     start, wall = time.time(), time.perf_counter()
     env_backup = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)
@@ -193,7 +197,7 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:
                 log(f"[run_all] {name}: running (profile {options.profile})")
-                outcome = execute_notebook(name, options, log)
+                outcome = execute_notebook(name, options)
                 state.record(name, fingerprint, outcome)
             detail = f" — {outcome.message}" if outcome.message else ""
             log(f"[run_all] {name}: {outcome.status} in {outcome.seconds:.1f} s{detail}")
@@ -206,6 +210,19 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
 def summary(outcomes: Sequence[NotebookOutcome]) -> pd.DataFrame:
     return pd.DataFrame([{"notebook": o.notebook, "status": o.status, "seconds": round(o.seconds, 1),
                           "output": str(o.output), "message": o.message} for o in outcomes])
+
+
+def trains_something(notebook: str, options: RunOptions) -> bool:
+    """False for notebooks whose grid is empty (datasets, report); True otherwise, also when unknown."""
+    from osad_lib.experiments import module_for
+    from osad_lib.profiles import configure
+
+    module = module_for(notebook)
+    if module is None:
+        return True
+    cfg = configure(notebook, profile=options.profile, device=options.device, data_root=options.data_root,
+                    seeds=options.seeds, output_dir=options.output_dir, check_data=False)
+    return bool(module.grid(cfg))
 
 
 def plan(options: RunOptions) -> pd.DataFrame:

@@ -25,7 +25,7 @@ def run_all(*args, **kw):
 
 def stored_rows(out: Path) -> pd.DataFrame:
     rows = pd.read_csv(out / "runs" / "smoke" / "results" / "01_toy.csv")
-    return rows.drop(columns=["wall_time_s", "timestamp"]).sort_values(["seed", "metric"]).reset_index(drop=True)
+    return rows.drop(columns=["wall_time_s", "timestamp"]).sort_values(["seed", "variant", "metric"]).reset_index(drop=True)
 
 
 def test_failing_notebook_is_reported_and_the_others_still_run(tmp_path):
@@ -88,3 +88,16 @@ def test_kill_and_rerun_gives_exactly_the_rows_of_an_uninterrupted_run(tmp_path)
     final = run_all("--profile", "smoke", "--output-dir", str(crashed), "--only", "01")
     assert final.returncode == 0, final.stdout + final.stderr
     pd.testing.assert_frame_equal(stored_rows(crashed), stored_rows(clean))
+
+
+@pytest.mark.slow
+def test_slurm_fan_out_through_submitit_local_backend_merges_results(tmp_path):
+    """--executor slurm (submitit's local backend here): one job per seed, rows merged, no duplicates."""
+    proc = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01", "--seeds", "0,1,2",
+                   "--executor", "slurm", "--submitit-cluster", "local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("job 01_toy__seeds-") == 3
+    rows = stored_rows(tmp_path)
+    assert len(rows) == 3 * 6 * 2 and not rows.duplicated(["seed", "variant", "metric"]).any()
+    assert sorted((tmp_path / "runs" / "smoke" / "jobs").glob("01_toy__seeds-*.ipynb"))
+    assert "01_toy: ok" in proc.stdout  # the assembly pass, which found every experiment stored

@@ -1,0 +1,75 @@
+"""The notebook series: static checks, and every notebook executing end to end on the smoke profile."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill
+import pytest
+
+from osad_lib.experiments import module_for
+from osad_lib.results import ResultsStore
+from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = list_notebooks(ROOT / "notebooks")
+
+
+def test_series_exists():
+    assert NOTEBOOKS and NOTEBOOKS[0] == "00_datasets"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_clean_and_parameterised(name):
+    path = ROOT / "notebooks" / f"{name}.ipynb"
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in code), "commit without outputs"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    declared = papermill.inspect_notebook(str(path))
+    assert set(STANDARD_PARAMETERS) <= set(declared)
+    assert declared["profile"]["default"] == '"demo"'
+    assert nb["cells"][0]["cell_type"] == "markdown"  # opens with the paper's claim
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    proc = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--profile", "smoke", "--output-dir", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1500)
+    return out, proc
+
+
+def test_every_notebook_runs_on_the_smoke_profile(smoke_run):
+    out, proc = smoke_run
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for name in NOTEBOOKS:
+        assert f"{name}: ok" in proc.stdout
+        assert (out / "runs" / "smoke" / f"{name}.ipynb").exists()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_smoke_run_writes_results_tables_and_figures(smoke_run, name):
+    out, _ = smoke_run
+    module = module_for(name)
+    results = out / "runs" / "smoke" / "results" / f"{name}.csv"
+    if module is not None and name not in ("00_datasets", "08_report"):
+        rows = ResultsStore(results).read()
+        assert len(rows) > 0 and (rows["status"] == "ok").all()
+        assert rows["value"].between(0, 1).all()
+        assert (rows["profile"] == "smoke").all() and (rows["dataset"] != "").all()
+    assert any((out / "figures" / "smoke").glob("*.png")) and any((out / "runs" / "smoke" / "tables").glob("*.csv"))
+
+
+def test_smoke_results_have_no_widget_errors(smoke_run):
+    out, _ = smoke_run
+    for name in NOTEBOOKS:
+        nb = json.loads((out / "runs" / "smoke" / f"{name}.ipynb").read_text())
+        for cell in nb["cells"]:
+            for output in cell.get("outputs", []):
+                assert output.get("output_type") != "error", name
+                text = "".join(output.get("text", "")) if output.get("name") == "stderr" else ""
+                assert "Widget" not in text and "Traceback" not in text, (name, text[:500])
