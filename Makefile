@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.osad-installed
 
+# OpenMP threads sleep instead of spinning while waiting: spinning makes 2-thread torch many
+# times slower whenever another process (a notebook kernel, pytest) shares the cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: demo smoke paper test lab bench venv clean-runs
 
 venv: $(STAMP)

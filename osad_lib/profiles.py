@@ -64,24 +64,59 @@ class Profile:
 #: The paper profile overrides nothing unless a paper default cannot run as written.
 METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "devnet": {
-        "smoke": {},
-        "demo": {},
+        # osad_lib.models.devnet.DevNetConfig fields, plus the grid keys of
+        # osad_lib.experiments.devnet.GRID_KEYS (methods, max_seen_classes).
+        "smoke": {"max_seen_classes": 2},
+        # Frozen ImageNet EfficientNet-Lite0 (features computed once per image and cached), only
+        # the 1x1 scoring layer trained, no rotation (meaningless on 5x5 maps), the paper's lr 1e-3.
+        "demo": {"frozen_stages": 4, "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 10,
+                 "steps_per_epoch": 10, "batch_size": 32, "lr_step_size": 7},
     },
     "dra": {
-        "smoke": {},
-        "demo": {},
+        # DRAConfig fields + grid keys of osad_lib.experiments.dra.GRID_KEYS
+        "smoke": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 12, "hard_n_shots": (5,), "max_seen_classes": 2,
+                  "methods": ("dra", "devnet")},
+        # Frozen ImageNet EfficientNet-Lite0 (the test images' features are cached once and shared
+        # with DevNet's), only DRA's heads trained, lr 1e-3; pseudo anomalies and rotation still
+        # act on the images, which pass the frozen backbone every step.
+        "demo": {"frozen_stages": 4, "lr": 1e-3, "epochs": 6, "steps_per_epoch": 5, "batch_size": 24,
+                 "hard_n_shots": (10,), "methods": ("dra", "devnet")},
     },
     "bgad": {
-        "smoke": {},
-        "demo": {},
+        "smoke": {
+            "backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 64,
+            "meta_epochs": 2, "sub_epochs": 1, "batch_size": 8, "chunk_size": 512, "warmup_epochs": 0,
+            "table1_datasets": ("synthetic",), "table2_datasets": (), "table3_datasets": ("synthetic",),
+        },
+        "demo": {
+            "backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 128,
+            "pos_embed_dim": 32, "coupling_blocks": 4, "meta_epochs": 4, "sub_epochs": 1,
+            "lr": 1e-3, "chunk_size": 1024, "warmup_epochs": 1, "max_train_normals": 500,
+            "table1_datasets": ("synthetic",), "table2_datasets": (), "table3_datasets": ("elpv",),
+        },
     },
     "anoonly": {
-        "smoke": {},
-        "demo": {},
+        # fields of osad_lib.experiments.anoonly.AnoOnlyConfig
+        "smoke": {
+            "files": ("MVTec-AD_bottle",), "schedule": 0.1, "factors": ("l2=0",),
+            "head_options": {"feawad": {"batch_size": 64, "pretrain_epochs": 2}},
+        },
+        "demo": {
+            "groups": ("mvtecad", "cifar10", "svhn"), "factors": ("l2=0", "base_bn=on", "normal_clean=on"),
+            "factor_seeds": 1,
+            "head_options": {"feawad": {"pretrain_epochs": 10, "epochs": 10}, "prenet": {"epochs": 20}},
+        },
     },
     "ahl": {
-        "smoke": {},
-        "demo": {},
+        # osad_lib.models.ahl.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
+        "smoke": {"epochs": 4, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
+                  "psi_steps": 2, "psi_pool_size": 96, "general_n_shots": (5,), "hard_n_shots": (5,),
+                  "max_seen_classes": 1},
+        # The base models' demo settings (frozen Lite0, heads trained); AHL on a 300-normal HADG
+        # subset, 10 epochs of 7 tasks x (4 support + 2 query batches of 24), the code's cheaper
+        # DRA heads (stride-3 composite), psi on 256 samples; general setting, 10 anomalies.
+        "demo": {"epochs": 10, "inner_steps": 4, "query_steps": 2, "batch_size": 24, "psi_pool_size": 256,
+                 "head_style": "code", "max_normals": 300, "settings": ("general",), "general_n_shots": (10,)},
     },
 }
 

@@ -33,8 +33,10 @@ NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
 #: Parameters every notebook declares, injected by the runner.
 STANDARD_PARAMETERS = ("profile", "device", "data_root", "seeds", "output_dir", "resume", "interactive")
 
-#: Environment of the kernels: headless plotting, quiet progress bars in logs.
-KERNEL_ENV = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "15", "PYTHONUNBUFFERED": "1"}
+#: Environment of the kernels: headless plotting, quiet progress bars in logs, and OpenMP threads
+#: that sleep instead of spinning while waiting (spinning makes 2-thread torch ~15x slower when
+#: other processes share the cores).
+KERNEL_ENV = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "15", "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,574 @@
+"""Notebook ``01_devnet``: DevNet's main results (Tables 2, 3, 4; Figs. 4, 5) beside the paper.
+
+The grid (``grid(cfg)``), per profile dataset and seed, each method of :data:`METHODS`:
+
+* **Table 2** — general setting (§6.5): ten labelled anomalies drawn from all classes
+  (the profile's largest shot count when it allows fewer, e.g. smoke);
+* **Table 3** — open-set = hard setting (§6.6): labelled anomalies from one seen class, for
+  every seen class the registry lists for the dataset (``hard_seen_classes``: Carpet, Metal nut,
+  AITEX, Hyper-Kvasir, ELPV, Mastcam in the paper — 30 seen classes);
+* **Table 4** — pixel AUROC (§6.7): every general-setting run on a dataset with masks also
+  computes explanation maps (:mod:`osad_lib.explain`); Table 4 shows those rows. When no
+  dataset of the profile has masks (demo: ELPV), general runs on ``synthetic/weave`` are added
+  for localization.
+
+Rows: ``paper="devnet"``, ``table`` ``table2`` / ``table3`` / ``table4``; hard rows name the seen
+class in ``subset`` (``mono``, ``carpet/color``). Each row's ``deviations`` lists how the run's
+settings differ from the official code (:func:`devnet_deviations`).
+
+Methods are runners in :data:`METHODS` (name → ``(cfg, split, root) -> metrics``); the
+baselines of the DevNet tables (Deep SAD, Deep SVDD, MINNS, PatchCore, KDAD) are added there
+by :func:`register_method`. Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with
+:data:`TABLE5_VARIANTS` or ``topk_ratio`` and :func:`run_devnet` on splits with other shot
+counts or contamination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import wilcoxon
+from tqdm.auto import tqdm
+
+from osad_lib import explain, paper, paths
+from osad_lib.data.mvtec import read_mvtec_layout
+from osad_lib.data.protocols import Split, make_split
+from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
+from osad_lib.data.tensors import ImageSet, load_images, load_split
+from osad_lib.experiments import GridItem
+from osad_lib.metrics import image_aupr, image_auroc
+from osad_lib.models.devnet import DevNet, DevNetConfig, StemFeatures, score_images, stem_features, train_devnet
+from osad_lib.profiles import NotebookConfig
+from osad_lib.results import Experiment
+from osad_lib.training import save_checkpoint
+from osad_lib.validate import ConfigError, choose
+
+NOTEBOOK = "01_devnet"
+PAPER = "devnet"
+#: Labelled anomalies of Tables 2–4 (§6.5.1: "fixed to 10 across all the nine datasets").
+PAPER_SHOTS = 10
+#: Where localization is measured when no profile dataset has masks.
+LOCALIZATION_FALLBACK = ("synthetic/weave",)
+#: Test anomalies whose maps are kept per run for the Fig. 5 overlays.
+N_OVERLAYS = 6
+#: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig.
+GRID_KEYS = ("methods", "max_seen_classes")
+#: Table 5 ablation labels (paper ``variant`` column) → DevNetConfig options (§6.8.1).
+TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
+    "rep": {"variant": "rep"},
+    "ds": {"variant": "ds"},
+    "patch_ds": {"variant": "patch_ds"},
+    "mil_ds": {"variant": "mil_ds"},
+    "alexnet_ds": {"variant": "ds", "backbone": "alexnet"},
+    "resnet50_ds": {"variant": "ds", "backbone": "resnet50"},
+}
+#: Method name → DevNetConfig options that define it (FLOS: DevNet with the focal loss, §6.3).
+DEVNET_METHODS: dict[str, dict[str, Any]] = {"devnet": {}, "flos": {"criterion": "focal"}}
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -> DevNetConfig:
+    """DevNet's code defaults ← the profile (image size, scales, backbone, weights, schedule,
+    batch) ← ``METHOD_OVERRIDES["devnet"][profile]`` ← the method (``flos`` = focal loss) ←
+    ``changes`` (an ablation, e.g. ``topk_ratio=0.05`` or ``**TABLE5_VARIANTS["rep"]``)."""
+    method = choose("method", method, DEVNET_METHODS)
+    p = cfg.profile
+    base = {"image_size": p.image_size, "n_scales": p.n_scales, "backbone": p.backbone, "weights": p.weights,
+            "epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch, "batch_size": p.batch_size,
+            "eval_batch_size": p.eval_batch_size}
+    settings = {k: v for k, v in p.method("devnet").items() if k not in GRID_KEYS}
+    return DevNetConfig.from_overrides({**base, **settings, **DEVNET_METHODS[method], **changes})
+
+
+def grid_option(cfg: NotebookConfig, key: str) -> Any:
+    """A grid-shaping option (:data:`GRID_KEYS`) of the profile, with its default."""
+    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0}
+    value = cfg.profile.method("devnet").get(choose("grid option", key, GRID_KEYS), defaults[key])
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def table_shots(cfg: NotebookConfig) -> int:
+    """10 (the paper), or the profile's largest shot count when that is smaller (smoke)."""
+    return min(PAPER_SHOTS, max(cfg.profile.n_shots))
+
+
+def config_deviations(config: DevNetConfig) -> list[str]:
+    """Fields of ``config`` that differ from the official code's defaults, as ``name=value (code: …)``."""
+    code = DevNetConfig(variant=config.variant, criterion=config.criterion)
+    return [f"{f.name}={getattr(config, f.name)} (code: {getattr(code, f.name)})"
+            for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(code, f.name)]
+
+
+def devnet_deviations(cfg: NotebookConfig, dataset: str, config: DevNetConfig | None = None) -> str:
+    """The ``deviations`` of a DevNet row: synthetic data, and every setting unlike the code's."""
+    config = config if config is not None else devnet_config(cfg)
+    parts = (["synthetic data (no paper row)"] if dataset == "synthetic" else []) + config_deviations(config)
+    return "; ".join(parts)
+
+
+def config_table(cfg: NotebookConfig, method: str = "devnet") -> pd.DataFrame:
+    """Every DevNetConfig field under this profile beside the official code's value (§3.2)."""
+    config = devnet_config(cfg, method)
+    code = DevNetConfig(variant=config.variant, criterion=config.criterion)
+    return pd.DataFrame([{"option": f.name, "this run": getattr(config, f.name), "official code": getattr(code, f.name)}
+                         for f in dataclasses.fields(config)])
+
+
+# --------------------------------------------------------------------------------------------
+# splits and grid
+
+
+def make_dataset_split(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
+                       seen_class: str | None = None, contamination: float = 0.0) -> tuple[Split, Path]:
+    """The split manifest of registry dataset ``name`` (protocols §6.5.1/§6.6.1) and its folder."""
+    root = resolve(name, cfg.data_root)
+    info = subset_info(name)
+    split = make_split(read_mvtec_layout(root), setting, n_shots, seed, seen_class=seen_class,
+                       contamination=contamination, dataset=info.dataset, subset=info.subset)
+    return split, root
+
+
+def _samples_if_present(cfg: NotebookConfig, name: str) -> list | None:
+    """The dataset's samples when its data are at hand (embedded or under data_root), else None."""
+    try:
+        return read_mvtec_layout(resolve(name, cfg.data_root))
+    except ConfigError:
+        return None
+
+
+def _runs(cfg: NotebookConfig) -> list[tuple[str, str, str | None, str]]:
+    """(registry name, setting, seen class, table) of every run, before seeds and methods."""
+    names = dataset_names(cfg.profile.image_datasets)
+    runs: list[tuple[str, str, str | None, str]] = []
+    if "general" in cfg.profile.settings:
+        runs += [(n, "general", None, "table2") for n in names]
+    if "hard" in cfg.profile.settings:
+        limit = grid_option(cfg, "max_seen_classes")
+        for n in names:
+            seen = subset_info(n).hard_seen_classes
+            runs += [(n, "hard", c, "table3") for c in (seen[:limit] if limit else seen)]
+    if not any(subset_info(n).has_masks for n in names):
+        runs += [(n, "general", None, "table4") for n in LOCALIZATION_FALLBACK]
+    return runs
+
+
+def grid(cfg: NotebookConfig) -> list[GridItem]:
+    """The notebook's experiments under ``cfg.profile`` (works without data: registry metadata)."""
+    shots = table_shots(cfg)
+    items, samples = [], {}
+    for name, setting, seen, table in _runs(cfg):
+        info = subset_info(name)
+        if name not in samples:
+            samples[name] = _samples_if_present(cfg, name)
+        for seed in cfg.seeds:
+            manifest = "" if samples[name] is None else make_split(
+                samples[name], setting, shots, seed, seen_class=seen, dataset=info.dataset, subset=info.subset,
+            ).manifest_id
+            for method in grid_option(cfg, "methods"):
+                config = devnet_config(cfg, method) if method in DEVNET_METHODS else devnet_config(cfg)
+                experiment = Experiment(
+                    notebook=NOTEBOOK, paper=PAPER, table=table, dataset=info.dataset,
+                    subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting,
+                    n_shots=shots, method=method, backbone=config.backbone, seed=seed, profile=cfg.profile.name,
+                    manifest_id=manifest, deviations=devnet_deviations(cfg, info.dataset, config),
+                    device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""},
+                )
+                items.append(GridItem(experiment, *_cost(info, setting, seen, shots, config)))
+    return items
+
+
+def grid_frame(items: Sequence[GridItem]) -> pd.DataFrame:
+    """The grid per table, dataset and method: runs, seeds and image passes (for planning)."""
+    rows = [{"table": i.experiment.table, "dataset": i.experiment.dataset, "method": i.experiment.method,
+             "setting": i.experiment.setting, "subset": i.experiment.subset, "seed": i.experiment.seed,
+             "train_images": i.train_images, "eval_images": i.eval_images} for i in items]
+    frame = pd.DataFrame(rows, columns=["table", "dataset", "method", "setting", "subset", "seed",
+                                        "train_images", "eval_images"])
+    return (frame.groupby(["table", "dataset", "setting", "method"], sort=False)
+            .agg(runs=("seed", "size"), subsets=("subset", "nunique"), seeds=("seed", "nunique"),
+                 train_images=("train_images", "sum"), eval_images=("eval_images", "sum")).reset_index())
+
+
+def _cost(info: Any, setting: str, seen: str | None, n_shots: int, config: DevNetConfig) -> tuple[int, int]:
+    """(training images, evaluation images) of one run, pyramid scales counted."""
+    train = config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
+    counts = info.paper
+    if counts is None:
+        if info.dataset != "synthetic":
+            return train, 0
+        from osad_lib.data.synthetic import SyntheticConfig
+
+        s = SyntheticConfig()
+        n_test, per_class = s.n_test_normal + s.n_per_class * len(info.anomaly_classes), s.n_per_class
+    else:
+        n_test = counts.test_normal + counts.anomalies
+        per_class = info.class_counts.get(seen, counts.anomalies // max(counts.n_classes, 1)) if seen else 0
+    n_test -= per_class if setting == "hard" else n_shots
+    return train, max(n_test, 0) * config.n_scales
+
+
+# --------------------------------------------------------------------------------------------
+# running one experiment
+
+
+def _stem_key(root: Path, config: DevNetConfig) -> str:
+    files = sorted(s.path for s in read_mvtec_layout(root))
+    stats = [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns) for f in files]
+    text = json.dumps([str(root.resolve()), config.image_size, config.n_scales, config.backbone,
+                       config.weights, config.frozen_stages, stats])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _stem_config(config: DevNetConfig) -> DevNetConfig:
+    """Only what the frozen stem depends on (so DevNet, FLOS and variants share one cache)."""
+    return DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
+                        n_scales=config.n_scales, frozen_stages=config.frozen_stages,
+                        eval_batch_size=config.eval_batch_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset_stems(root: Path, key: str, config: DevNetConfig, device: str) -> tuple[StemFeatures, dict[str, int]]:
+    file = paths.cache_dir() / "devnet_stems" / f"{key}.pt"
+    if file.is_file():
+        state = torch.load(file, weights_only=True)
+        stems, files = StemFeatures(tuple(state["per_scale"])), list(state["paths"])
+    else:
+        everything = load_images(root, read_mvtec_layout(root), config.image_size)
+        model = DevNet(config).to(device)
+        stems = stem_features(model, everything.images, config.eval_batch_size, device, progress=True)
+        files = everything.paths
+        save_checkpoint(file, {"per_scale": list(stems.per_scale), "paths": files})
+    return stems, {p: i for i, p in enumerate(files)}
+
+
+def dataset_stems(root: Path, config: DevNetConfig, images: ImageSet, device: str = "cpu") -> StemFeatures:
+    """Frozen-stem features (``frozen_stages > 0``) of ``images`` of the dataset at ``root``.
+
+    Computed once per dataset, size, backbone and frozen depth for every file of the dataset,
+    kept under ``cache_dir()/devnet_stems`` and in memory; rows follow ``images.paths``.
+    """
+    if config.weights == "random":
+        raise ConfigError("frozen_stages > 0 needs pretrained weights (a frozen random stem would differ per seed); "
+                          "use weights='imagenet'")
+    config = _stem_config(config)
+    stems, row = _dataset_stems(root, _stem_key(root, config), config, device)
+    return stems.select([row[p] for p in images.paths])
+
+
+def _subsample(test: ImageSet, max_test_images: int, seed: int) -> ImageSet:
+    from osad_lib.experiments.dra import subsample
+
+    return subsample(test, max_test_images, seed)
+
+
+def run_devnet(
+    cfg: NotebookConfig,
+    split: Split,
+    root: Path,
+    config: DevNetConfig | None = None,
+    *,
+    max_test_images: int = 0,
+    localize: bool | None = None,
+    artifact: Path | None = None,
+    checkpoint: Path | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Train DevNet/FLOS (``config``, default :func:`devnet_config`) on ``split``; test metrics.
+
+    Returns ``auroc`` and ``aupr`` (image level) and, with ``localize`` (default: when the test
+    set has masks), ``pixel_auroc`` = mean per-anomaly pixel AUROC of the gradient explanation
+    maps (the code's metric, §3.5). ``artifact``: write per-test-image scores, labels, pixel
+    AUROCs and a few maps (``.npz``) for Figs. 4–5. ``checkpoint``: resume an interrupted run.
+    ``max_test_images``: evaluate on a class-stratified subsample of the test set.
+    ``progress``: per-epoch progress bars (off: :func:`run_grid` shows one bar over the runs).
+    """
+    config = config if config is not None else devnet_config(cfg)
+    train, test = load_split(split, root, config.image_size)
+    test = _subsample(test, max_test_images, split.seed)
+    stems = dataset_stems(root, config, train, cfg.device) if config.frozen_stages else None
+    model, _ = train_devnet(config, train, split.seed, cfg.device, checkpoint=checkpoint,
+                            progress=progress, desc=f"{config.criterion} {split.dataset}", stems=stems)
+    inputs = dataset_stems(root, config, test, cfg.device) if config.frozen_stages else test.images
+    scores = score_images(model, inputs, config.eval_batch_size, cfg.device, config.amp)
+    labels = test.labels.numpy()
+    metrics = {"auroc": image_auroc(labels, scores), "aupr": image_aupr(labels, scores)}
+    localize = test.masks is not None if localize is None else localize
+    pixel = np.full(len(test), np.nan)
+    maps = np.zeros((0, config.image_size, config.image_size), np.float32)
+    shown = np.zeros(0, dtype=np.int64)
+    if localize:
+        if test.masks is None:
+            raise ConfigError(f"{split.dataset}/{split.subset} has no masks; localization needs pixel ground truth")
+        anomalous = np.flatnonzero(labels == 1)
+        all_maps = explain.saliency_maps(model, test.images[anomalous], config.eval_batch_size, cfg.device)
+        pixel[anomalous] = explain.per_image_pixel_auroc(all_maps, test.masks[anomalous])
+        metrics["pixel_auroc"] = float(np.nanmean(pixel))
+        pick = _overlay_choice(test, anomalous)
+        shown, maps = anomalous[pick], all_maps[pick]
+    if artifact is not None:
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        split.to_json(artifact.with_suffix(".split.json"))
+        np.savez_compressed(artifact, scores=scores, labels=labels, pixel_auroc=pixel, overlay_index=shown,
+                            overlay_maps=maps.astype(np.float16), paths=np.asarray(test.paths),
+                            classes=np.asarray(test.classes), image_size=config.image_size)
+    return metrics
+
+
+def _registry_name(split: Split) -> str:
+    return f"{split.dataset}/{split.subset}" if split.subset else split.dataset
+
+
+def _overlay_choice(test: ImageSet, anomalous: np.ndarray) -> list[int]:
+    """Positions (in ``anomalous``) of up to :data:`N_OVERLAYS` anomalies, one class after another."""
+    by_class: dict[str, list[int]] = {}
+    for pos, i in enumerate(anomalous):
+        by_class.setdefault(test.classes[i], []).append(pos)
+    order = [positions[r] for r in range(max(map(len, by_class.values()), default=0))
+             for _, positions in sorted(by_class.items()) if r < len(positions)]
+    return order[:N_OVERLAYS]
+
+
+def _run_devnet_method(method: str) -> Callable[..., dict[str, float]]:
+    def run(cfg: NotebookConfig, split: Split, root: Path, **kwargs: Any) -> dict[str, float]:
+        return run_devnet(cfg, split, root, devnet_config(cfg, method), **kwargs)
+
+    return run
+
+
+#: Method name → runner ``(cfg, split, root, *, localize, artifact, checkpoint) -> metrics``;
+#: extend with :func:`register_method` (the DevNet tables' baselines).
+METHODS: dict[str, Callable[..., dict[str, float]]] = {m: _run_devnet_method(m) for m in DEVNET_METHODS}
+
+
+def register_method(name: str, runner: Callable[..., dict[str, float]]) -> None:
+    """Add a baseline runner ``(cfg, split, root, *, localize, artifact, checkpoint) -> metrics`` to :data:`METHODS`."""
+    METHODS[name] = runner
+
+
+def artifact_path(cfg: NotebookConfig, experiment: Experiment) -> Path:
+    """Where the per-image outputs of ``experiment`` are kept (``runs/<profile>/artifacts/01_devnet``)."""
+    return cfg.runs_dir / "artifacts" / NOTEBOOK / f"{experiment.experiment_id}.npz"
+
+
+def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
+    """Run one grid item (what the notebook passes to ``cfg.store.run_experiment``).
+
+    General-setting runs on data with masks also compute explanation maps (Table 4, Figs. 4–5).
+    """
+    e = item.experiment
+    runner = METHODS[choose("method", e.method, METHODS)]
+    split, root = make_dataset_split(cfg, e.extra_key["name"], e.setting, e.n_shots, e.seed,
+                                     e.extra_key["seen_class"] or None)
+    checkpoint = cfg.checkpoints_dir / f"{NOTEBOOK}_{e.experiment_id}.pt"
+    localize = None if e.setting == "general" else False  # Table 4 uses general-setting runs only
+    metrics = runner(cfg, split, root, localize=localize, artifact=artifact_path(cfg, e), checkpoint=checkpoint)
+    checkpoint.unlink(missing_ok=True)
+    return metrics
+
+
+def run_grid(cfg: NotebookConfig, items: Sequence[GridItem] | None = None) -> pd.DataFrame:
+    """Run (or, with ``cfg.resume``, skip stored) experiments; return the notebook's stored rows."""
+    items = grid(cfg) if items is None else items
+    for item in tqdm(items, desc="01_devnet experiments", unit="run"):
+        cfg.store.run_experiment(item.experiment, lambda item=item: run_one(cfg, item), resume=cfg.resume)
+    return cfg.store.read()
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _rows(cfg: NotebookConfig, table: str, metric: str) -> pd.DataFrame:
+    rows = cfg.store.read()
+    return rows[(rows["paper"] == PAPER) & (rows["table"] == table) & (rows["metric"] == metric)
+                & (rows["status"] == "ok")].copy()
+
+
+def _with_means(rows: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Add the paper's per-dataset ``mean`` rows (per seed and method) where all their parts were run:
+    MVTec AD over its 15 categories (Table 2) or a dataset over its seen classes (Table 3)."""
+    extra = []
+    for dataset, part in rows.groupby("dataset"):
+        info = DATASETS.get(dataset)
+        if info is None:
+            continue
+        if table == "table2" and len(info.subsets) > 1:
+            needed = {s.subset for s in info.subsets.values()}
+        elif table == "table3":
+            needed = {hard_subset_label(s.name, c) for s in info.subsets.values() for c in s.hard_seen_classes}
+            prefixes = {s.split("/")[0] for s in needed if "/" in s}
+            for prefix in prefixes:  # MVTec AD: per category over its seen classes
+                extra += _mean_rows(part, {s for s in needed if s.startswith(prefix + "/")}, f"{prefix}/mean")
+            if prefixes:
+                continue
+        else:
+            continue
+        extra += _mean_rows(part, needed, "mean")
+    return pd.concat([rows, *extra], ignore_index=True) if extra else rows
+
+
+def _mean_rows(part: pd.DataFrame, needed: set[str], label: str) -> list[pd.DataFrame]:
+    out = []
+    for _, group in part.groupby(["method", "seed"]):
+        if needed and needed <= set(group["subset"]):
+            row = group.iloc[[0]].copy()
+            row["subset"] = label
+            row["value"] = group[group["subset"].isin(needed)]["value"].mean()
+            out.append(row)
+    return out
+
+
+def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
+    """Paper vs measured for ``table2`` | ``table3`` | ``table4`` on the measured datasets, with deltas.
+
+    Table 4 (pixel AUROC) takes the ``pixel_auroc`` rows of the general-setting runs on datasets
+    with masks (Table 2 runs) and of the localization runs. Saved as ``devnet_<table>`` (CSV + MD).
+    """
+    table = choose("table", table, ("table2", "table3", "table4"))
+    if table == "table4":
+        rows = pd.concat([_rows(cfg, "table2", "pixel_auroc"), _rows(cfg, "table4", "pixel_auroc")], ignore_index=True)
+        rows["table"] = "table4"
+    else:
+        rows = _with_means(_rows(cfg, table, "auroc"), table)
+    if rows.empty:
+        return pd.DataFrame()
+    joined = paper.compare(rows, f"devnet_{table}")
+    joined = joined[joined["dataset"].isin(set(rows["dataset"]))]
+    if table == "table3":
+        joined = joined[joined["subset"].isin(set(rows["subset"]))]
+    joined = joined[joined["n_shots"].isna() | joined["n_shots"].isin([0, *set(rows["n_shots"].astype(int))])]
+    out = joined.assign(
+        paper=[paper.format_mean_std(m, s) for m, s in zip(joined["paper_mean"], joined["paper_std"])],
+        measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
+    )
+    columns = ["dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
+               "n_seeds", "within_spread", "settings_differ", "paper_mean", "measured_mean", "deviations"]
+    return out[columns].reset_index(drop=True)
+
+
+def wilcoxon_table(cfg: NotebookConfig, table: str = "table2", metric: str = "auroc") -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank tests of DevNet against each other measured method (Table 2/3 p-values).
+
+    ``p_value_datasets``: pairs = per-dataset means over seeds (the paper's test, across datasets
+    or seen classes); ``p_value_runs``: pairs = individual (dataset, seed) runs. Two-sided
+    (scipy default); NaN when fewer than two pairs or all differences are zero.
+    """
+    rows = _rows(cfg, table, metric)
+    keys = ["dataset", "subset", "seed"]
+    wide = rows.pivot_table(index=keys, columns="method", values="value", aggfunc="mean")
+    out = []
+    for method in [m for m in wide.columns if m != "devnet"] if "devnet" in wide.columns else []:
+        runs = wide[["devnet", method]].dropna()
+        per_dataset = runs.groupby(level=["dataset", "subset"]).mean()
+        out.append({"method": method, "n_datasets": len(per_dataset), "n_runs": len(runs),
+                    "devnet_minus_method": float((runs["devnet"] - runs[method]).mean()) if len(runs) else np.nan,
+                    "p_value_datasets": _wilcoxon(per_dataset["devnet"], per_dataset[method]),
+                    "p_value_runs": _wilcoxon(runs["devnet"], runs[method])})
+    return pd.DataFrame(out, columns=["method", "n_datasets", "n_runs", "devnet_minus_method",
+                                      "p_value_datasets", "p_value_runs"])
+
+
+def _wilcoxon(a: pd.Series, b: pd.Series) -> float:
+    diff = (a - b).to_numpy()
+    if len(diff) < 2 or not np.any(diff):
+        return float("nan")
+    return float(wilcoxon(a.to_numpy(), b.to_numpy()).pvalue)
+
+
+# --------------------------------------------------------------------------------------------
+# figures 4 and 5
+
+
+def _artifacts(cfg: NotebookConfig, method: str = "devnet") -> list[tuple[pd.Series, dict[str, np.ndarray]]]:
+    """(result row, artifact arrays) of every stored localization run of ``method``."""
+    rows = cfg.store.read()
+    rows = rows[(rows["metric"] == "pixel_auroc") & (rows["method"] == method) & (rows["status"] == "ok")]
+    out = []
+    for _, row in rows.iterrows():
+        file = cfg.runs_dir / "artifacts" / NOTEBOOK / f"{row['experiment_id']}.npz"
+        if file.is_file():
+            with np.load(file) as data:
+                out.append((row, {k: data[k] for k in data.files}))
+    return out
+
+
+def fig4_curve(cfg: NotebookConfig, n_thresholds: int = 100) -> pd.DataFrame:
+    """Fig. 4: pixel AUROC of detected anomalies vs detection F1, per method, averaged over runs.
+
+    Each localization run's curve is taken at the same ``n_thresholds`` quantiles of its own
+    image scores (:func:`osad_lib.explain.auroc_f1_curve`); F1 and pixel AUROC are averaged per
+    quantile over the runs of a method (the paper averages over the 15 MVTec AD classes).
+    Columns: method, quantile, f1, pixel_auroc, n_runs.
+    """
+    frames = []
+    for method in METHODS:
+        curves = [explain.auroc_f1_curve(data["scores"], data["labels"], data["pixel_auroc"], n_thresholds)
+                  for _, data in _artifacts(cfg, method)]
+        if curves:
+            mean = (pd.concat(curves, ignore_index=True).groupby("quantile")
+                    .agg(f1=("f1", "mean"), pixel_auroc=("pixel_auroc", "mean"), n_runs=("f1", "size")).reset_index())
+            frames.append(mean.assign(method=method))
+    columns = ["method", "quantile", "f1", "pixel_auroc", "n_runs"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def fig4_figure(curve: pd.DataFrame):
+    """Plot :func:`fig4_curve`: x detection F1, y pixel AUROC of the detected anomalies, one line per method."""
+    import matplotlib.pyplot as plt
+
+    from osad_lib.viz import METHOD_COLORS
+
+    fig, ax = plt.subplots(figsize=(4.4, 3.4))
+    for method, part in curve.groupby("method", sort=False):  # points, not lines: F1 is not monotone in t
+        ax.scatter(part["f1"], part["pixel_auroc"], s=12, alpha=0.8, color=METHOD_COLORS.get(method), label=method)
+    ax.set_xlabel("detection F1 (image level, one point per threshold)")
+    ax.set_ylabel("pixel AUROC of detected anomalies")
+    ax.set_title("DevNet Fig. 4: localization vs detection")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def fig5_overlays(cfg: NotebookConfig, method: str = "devnet", max_datasets: int = 4):
+    """Fig. 5: image / mask / explanation map of the stored example anomalies, from the first
+    run (lowest seed) of each of at most ``max_datasets`` localization datasets."""
+    images, masks, maps, titles = [], [], [], []
+    runs = sorted(_artifacts(cfg, method), key=lambda r: (r[0]["dataset"], r[0]["subset"], r[0]["seed"]))
+    first: dict[tuple[str, str], tuple[pd.Series, dict[str, np.ndarray]]] = {}
+    for row, data in runs:
+        first.setdefault((row["dataset"], row["subset"]), (row, data))
+    for row, data in list(first.values())[:max_datasets]:
+        if not len(data["overlay_index"]):
+            continue
+        split = Split.from_json(cfg.runs_dir / "artifacts" / NOTEBOOK / f"{row['experiment_id']}.split.json")
+        test = load_split(split, resolve(_registry_name(split), cfg.data_root), int(data["image_size"]))[1]
+        position = {p: i for i, p in enumerate(test.paths)}
+        for k, i in enumerate(data["overlay_index"]):
+            j = position[str(data["paths"][i])]
+            images.append(test.images[j])
+            masks.append(test.masks[j])
+            maps.append(data["overlay_maps"][k].astype(np.float32))
+            titles.append(f"{row['subset'] or row['dataset']}: {data['classes'][i]}")
+    if not images:
+        raise ConfigError(f"no stored localization run of {method!r} with example maps; run the grid (run_grid) first")
+    return explain.overlay_figure(torch.stack(images), torch.stack(masks), np.stack(maps), titles)
+
+
+__all__ = [
+    "DEVNET_METHODS", "METHODS", "NOTEBOOK", "TABLE5_VARIANTS", "artifact_path", "config_deviations", "config_table",
+    "dataset_stems", "devnet_config", "devnet_deviations", "fig4_curve", "fig4_figure", "fig5_overlays",
+    "grid", "grid_frame", "grid_option", "make_dataset_split", "paper_table", "register_method", "run_devnet",
+    "run_grid", "run_one", "table_shots", "wilcoxon_table",
+]
