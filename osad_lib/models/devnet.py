@@ -376,7 +376,8 @@ def train_devnet(
     def loss_fn(net: DevNet, indices: list[int]) -> torch.Tensor:
         y = targets[indices].to(device)
         if stems is None:
-            return net.loss(random_rotation(train.batch(indices), config.rotation_degrees).to(device), y)
+            images = to_float_images(train.images[indices], device)  # uint8 to the device, then augment there
+            return net.loss(random_rotation(images, config.rotation_degrees), y)
         angles = random_angles(len(indices), config.rotation_degrees)
         feats = stems.take(indices, device)
         if config.rotation_degrees > 0:
