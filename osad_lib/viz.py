@@ -19,6 +19,22 @@ METHOD_COLORS = {
 }
 
 
+def enable_inline_figures() -> None:
+    """Let ``display(fig)`` show figures as PNG inside a kernel although the backend is Agg.
+
+    Batch runs force the non-interactive Agg backend (conventions §2.7); without this, IPython
+    would show a figure only as ``<Figure size …>`` text. A no-op outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
 def set_theme() -> None:
     """The project's plotting theme (seaborn ``paper`` context, embedded PDF fonts)."""
     import seaborn as sns
