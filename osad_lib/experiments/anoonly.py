@@ -1,0 +1,656 @@
+"""Notebook ``04_anoonly``: AnoOnly's Tables 1, 3, 4 and Figs. 4 and 10 beside the paper.
+
+The grid: for every ADBench file present (``osad_lib.data.tabular``; without data, every file
+AnoOnly's groups list), each data protocol (``faithful`` = ADBench's resample-then-split, the
+paper's; ``clean`` = split first), each seed, each head (Deep SAD, DevNet, FEAWAD, PReNet) with
+and without AnoOnly. One experiment = one file × protocol × seed × head × variant; it measures
+AUROC (Table 1), AUCPR w.r.t. anomalies (Table 3), AUCPR w.r.t. normals as the code computes it
+(Table 4) and AP of the normals ranked by the negated score (``aupr_normal_neg``, which the paper
+does not report).
+
+Rows: ``paper="anoonly"``, ``table="table1"`` (the experiment's key; :func:`measured_rows`
+files ``aupr`` under ``table3`` and ``aupr_normal`` under ``table4``), ``dataset`` = group
+(``mvtecad``, ``cifar10``, …), ``subset`` = file stem, ``method`` = head, ``variant`` = ``""`` or
+``"anoonly"``, ``setting`` = ``semi_supervised`` (faithful protocol, joins the paper tables) or
+``semi_supervised_clean`` (clean protocol), ``backbone`` = the embedding network. Group means
+(``subset=""``) are built per seed by :func:`group_means` before :func:`osad_lib.paper.compare`;
+a group computed from fewer files than ADBench ships is marked partial.
+
+``fidelity`` experiments (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one
+implementation detail changed at a time: the "what changes the number" table.
+
+The ablations notebook uses :func:`ablation_grid` (Table 2 BN variants, Figs. 5–9) and
+:func:`run_one`; :func:`make_item` builds any single experiment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from osad_lib import paper, paths
+from osad_lib.data.tabular import (
+    GROUPS, PROTOCOLS, TabularSplit, adbench_root, adbench_split, group_of, load_npz,
+)
+from osad_lib.experiments import GridItem
+from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
+from osad_lib.models.ssad import HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
+from osad_lib.profiles import NotebookConfig
+from osad_lib.results import Experiment
+from osad_lib.validate import ConfigError, choose
+
+NOTEBOOK = "04_anoonly"
+PAPER = "anoonly"
+#: Where each measured metric appears in the paper.
+TABLE_OF_METRIC = {"auroc": "table1", "aupr": "table3", "aupr_normal": "table4"}
+#: ``setting`` column per data protocol (the faithful one is the paper's and joins its tables).
+PROTOCOL_SETTINGS = {"faithful": "semi_supervised", "clean": "semi_supervised_clean"}
+#: What the official code does where our default follows the paper (``official_code_facts.md`` §6.3, §10).
+CODE_BEHAVIOUR: dict[str, dict[str, Any]] = {"feawad": {"base_bn": True, "fixed_batches": True}}
+
+#: Fidelity factors: name → (heads it applies to, SSADConfig changes, data changes).
+FACTORS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
+    "loss_form=paper": (("devnet", "feawad"), {"loss_form": "paper"}, {}),
+    "l2=0": (("devnet",), {"l2": 0.0}, {}),
+    "select_best_loss=off": (("devnet", "feawad"), {"select_best_loss": False}, {}),
+    "keras=off": (("devnet", "feawad"), {"keras": False}, {}),
+    "balanced=off": (("devnet",), {"balanced": False}, {}),
+    "base_bn=on": (("devnet", "feawad", "prenet"), {"base_bn": True}, {}),
+    "fixed_batches=on": (("feawad",), {"fixed_batches": True}, {}),
+    "norm=bn": (("deepsad",), {"norm": "bn"}, {}),
+    "lr=1e-3": (("deepsad",), {"lr": 1e-3}, {}),
+    "normal_clean=on": (HEADS, {}, {"normal_clean": True}),
+}
+
+#: Table 2 of the paper: variant label (without "anoonly,") → Deep SAD ``norm``.
+TABLE2_NORMS = {"norm=none": "none", "norm=ln": "ln", "norm=bn_no_affine": "bn_no_affine", "": "bn",
+                "norm=bn_dagger": "bn_dagger"}
+#: The swept values of the paper's ablation figures (§4.4–4.6, C.2).
+ABLATION_VALUES: dict[str, tuple[Any, ...]] = {
+    "fig5": (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0),              # γ_la
+    "fig6": (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0),                # γ_n
+    "fig7": (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),           # λ_n (0 = AnoOnly itself)
+    "fig8": (False, True),                                        # normal_clean (False = label noise)
+    "fig9": (1, 2, 4, 8, 16, 32, 64, 128),                        # batch size
+}
+
+
+@dataclass(frozen=True)
+class AnoOnlyConfig:
+    """What the notebook runs; profiles override fields through ``METHOD_OVERRIDES["anoonly"]``.
+
+    ``groups``: dataset groups (files present are used). ``files``: explicit file stems instead.
+    ``max_files``: per group (0 = all). ``schedule``: fraction of each head's epochs (also the
+    FEAWAD AE pre-training), 1.0 = the paper/code schedule. ``head_options``: SSADConfig
+    overrides per head. ``factors``: fidelity factors to run (names of :data:`FACTORS`),
+    ``factor_group`` where and ``factor_seeds`` with how many seeds (0 = all). ``max_seeds``: run
+    only the first that many of the configured seeds (0 = all; the demo profile uses 1).
+    ``threads``: torch and BLAS threads while a head trains or t-SNE runs (these small problems
+    run fastest single-threaded; the previous counts are restored). ``adbench_dir``: the ADBench
+    folder (default: :func:`osad_lib.data.tabular.adbench_root`).
+    """
+
+    groups: tuple[str, ...] = tuple(GROUPS)
+    files: tuple[str, ...] = ()
+    max_files: int = 0
+    heads: tuple[str, ...] = HEADS
+    protocols: tuple[str, ...] = PROTOCOLS
+    la: float = 0.1
+    schedule: float = 1.0
+    head_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    factors: tuple[str, ...] = tuple(FACTORS)
+    factor_group: str = "mvtecad"
+    factor_seeds: int = 0
+    max_seeds: int = 0
+    threads: int | None = 1
+    adbench_dir: str = ""
+    tsne_file: str = "MVTec-AD_bottle"
+
+    def __post_init__(self) -> None:
+        for g in self.groups:
+            choose("group", g, GROUPS)
+        for h in self.heads:
+            choose("head", h, HEADS)
+        for p in self.protocols:
+            choose("protocol", p, PROTOCOLS)
+        for f in self.factors:
+            choose("factor", f, FACTORS)
+        if not 0 < self.schedule <= 1:
+            raise ConfigError(f"schedule must lie in (0, 1], got {self.schedule}")
+
+
+def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
+    """:class:`AnoOnlyConfig` ← ``METHOD_OVERRIDES["anoonly"][profile]`` ← ``changes``."""
+    settings = {**cfg.profile.method("anoonly"), **changes}
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(AnoOnlyConfig)})
+    if unknown:
+        raise ConfigError(f"unknown AnoOnly option(s) {unknown}; known: {[f.name for f in dataclasses.fields(AnoOnlyConfig)]}")
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    return AnoOnlyConfig(**settings)
+
+
+def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]:
+    """SSADConfig overrides of ``head``: the schedule fraction, the profile's options, ``changes``."""
+    opts: dict[str, Any] = {}
+    if ac.schedule < 1:
+        d = HEAD_DEFAULTS[head]
+        opts["epochs"] = max(1, round(d["epochs"] * ac.schedule))
+        if "pretrain_epochs" in d:
+            opts["pretrain_epochs"] = max(1, round(d["pretrain_epochs"] * ac.schedule))
+    return {**opts, **dict(ac.head_options.get(head, {})), **changes}
+
+
+def paper_text_differences(config: SSADConfig) -> list[str]:
+    """Where ``config`` follows the code rather than appendix B's text (recorded in ``deviations``)."""
+    c = config.resolved()
+    out = []
+    if c.head == "deepsad" and c.lr == 1e-4:
+        out.append("lr 1e-4 (code: Adam 1e-3 with MultiStepLR([0]); paper text: 1e-3)")
+    if c.head in ("devnet", "feawad") and c.loss_form == "code":
+        out.append("loss as in the code" + (" (|5 − s|; AnoOnly: 5 − s; paper: hinge)" if c.head == "devnet" else
+                                            " (max(0, 5 − s); paper: max(0, 5 − |s|))"))
+    if c.head == "prenet" and c.epochs == 50:
+        out.append("50 epochs + cosine LR (code; paper text: 30 epochs)")
+    return out
+
+
+def config_deviations(config: SSADConfig) -> list[str]:
+    """How ``config`` differs from the official code's run of that head, as ``name=value (code: …)``
+    (``base_bn`` is left out for AnoOnly heads, which have the BN either way)."""
+    code = dataclasses.replace(SSADConfig(config.head, anomaly_only=config.anomaly_only),
+                               **CODE_BEHAVIOUR.get(config.head, {})).resolved()
+    mine = config.resolved()
+    return [f"{f.name}={getattr(mine, f.name)} (code: {getattr(code, f.name)})" for f in dataclasses.fields(SSADConfig)
+            if getattr(mine, f.name) != getattr(code, f.name) and not (f.name == "base_bn" and mine.anomaly_only)]
+
+
+# --------------------------------------------------------------------------------------------
+# grid
+
+
+def selected_stems(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[str]:
+    """File stems the notebook runs: present files of the groups (all listed ones without data)."""
+    ac = ac or anoonly_config(cfg)
+    root = _root_or_none(ac)
+    if ac.files:
+        for stem in ac.files:
+            group_of(stem)
+        return list(ac.files)
+    stems = []
+    for g in ac.groups:
+        group = GROUPS[g]
+        present = [s for s in group.stems if root is None or (root / group.folder / f"{s}.npz").is_file()]
+        stems += present[:ac.max_files] if ac.max_files else present
+    return stems
+
+
+def _root_or_none(ac: AnoOnlyConfig) -> Path | None:
+    try:
+        return adbench_root(ac.adbench_dir)
+    except ConfigError:
+        if ac.adbench_dir:
+            raise
+        return None
+
+
+def variant_label(anomaly_only: bool, extra: str = "") -> str:
+    """``""`` / ``"anoonly"``, with an ablation or factor label appended (``"anoonly,norm=ln"``)."""
+    return ",".join(p for p in ("anoonly" if anomaly_only else "", extra) if p)
+
+
+def make_item(
+    cfg: NotebookConfig,
+    stem: str,
+    head: str,
+    anomaly_only: bool,
+    seed: int,
+    protocol: str = "faithful",
+    table: str = "table1",
+    label: str = "",
+    data_options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    ac: AnoOnlyConfig | None = None,
+) -> GridItem:
+    """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``protocol`` and ``seed``.
+
+    ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
+    the config's), ``options`` to :class:`~osad_lib.models.ssad.SSADConfig` on top of the
+    profile's :func:`head_options`; ``label`` names an ablation/factor in ``variant``.
+    """
+    ac = ac or anoonly_config(cfg)
+    group = group_of(stem)
+    data = {"la": ac.la, **dict(data_options or {})}
+    opts = head_options(ac, head, **dict(options or {}))
+    config = SSADConfig(head, anomaly_only=anomaly_only, **opts)
+    deviations = []
+    if protocol == "clean":
+        deviations.append("clean protocol: split before resampling (paper: resample then split)")
+    if ac.schedule < 1:
+        deviations.append(f"schedule x{ac.schedule} of the code's epochs")
+    deviations += [f"{k}={v}" for k, v in data.items() if k != "la" or v != 0.1]
+    deviations += paper_text_differences(config) + config_deviations(config)
+    experiment = Experiment(
+        notebook=NOTEBOOK, paper=PAPER, table=table, dataset=group.name, subset=stem,
+        setting=PROTOCOL_SETTINGS[choose("protocol", protocol, PROTOCOLS)], method=head,
+        variant=variant_label(anomaly_only, label), backbone=group.backbone, seed=seed,
+        profile=cfg.profile.name, deviations="; ".join(deviations), device=cfg.device_label,
+        extra_key={"protocol": protocol, "data": data, "options": opts, "adbench_dir": ac.adbench_dir},
+    )
+    return GridItem(experiment, *_cost(config, group.name))
+
+
+def _cost(config: SSADConfig, group: str) -> tuple[int, int]:
+    """(rows through training, rows scored): epochs × steps × batch (+ FEAWAD pre-training)."""
+    c = config.resolved()
+    n_train, n_test = (700, 300) if group == "mvtecad" or group == "20news" else (3500, 1500)
+    steps = c.steps_per_epoch or max(n_train // c.batch_size, 1)
+    rows = c.epochs * steps * c.batch_size * (2 if c.head == "prenet" else 1)
+    if c.head == "feawad" and c.pretrain_epochs:
+        rows += c.pretrain_epochs * c.steps_per_epoch * c.batch_size
+    return rows, n_test * (2 * c.n_score_refs if c.head == "prenet" else 1)
+
+
+def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
+    """The protocols worth running on ``stem``: the clean one only where the faithful generator
+    resamples (fewer than 1,000 or more than 10,000 rows); otherwise both split the same way.
+
+    Row counts come from the file when present, else from the group (MVTec AD and 20news files
+    are all small)."""
+    root = _root_or_none(ac)
+    group = group_of(stem)
+    file = root / group.folder / f"{stem}.npz" if root is not None else None
+    if file is not None and file.is_file():
+        with np.load(file) as data:
+            n = len(data["y"])
+        resampled = n < 1000 or n > 10000
+    else:
+        resampled = group.name in ("mvtecad", "20news")
+    return tuple(p for p in ac.protocols if p == "faithful" or resampled)
+
+
+def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
+    """The seeds of the grid: the configured ones, the first ``ac.max_seeds`` of them when set."""
+    return cfg.seeds[:ac.max_seeds] if ac.max_seeds else cfg.seeds
+
+
+def grid(cfg: NotebookConfig) -> list[GridItem]:
+    """Tables 1/3/4 (every file × protocol × seed × head × variant) and the fidelity factors."""
+    ac = anoonly_config(cfg)
+    items = [make_item(cfg, stem, head, ao, seed, protocol, ac=ac)
+             for stem in selected_stems(cfg, ac) for protocol in protocols_for(stem, ac) for seed in run_seeds(cfg, ac)
+             for head in ac.heads for ao in (False, True)]
+    return items + factor_grid(cfg, ac)
+
+
+def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[GridItem]:
+    """The fidelity experiments: each factor of ``ac.factors`` on ``ac.factor_group``, faithful protocol."""
+    ac = ac or anoonly_config(cfg)
+    stems = [s for s in selected_stems(cfg, ac) if group_of(s).name == ac.factor_group]
+    seeds = run_seeds(cfg, ac)[:ac.factor_seeds] if ac.factor_seeds else run_seeds(cfg, ac)
+    items = []
+    for name in ac.factors:
+        heads, options, data = FACTORS[name]
+        items += [make_item(cfg, stem, head, ao, seed, "faithful", table="fidelity", label=name,
+                            data_options=data, options=options, ac=ac)
+                  for stem in stems for seed in seeds for head in heads if head in ac.heads for ao in (False, True)]
+    return items
+
+
+def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None = None,
+                  heads: Sequence[str] | None = None, protocol: str = "faithful") -> list[GridItem]:
+    """Experiments of one ablation of the paper for the ablations notebook.
+
+    ``element``: ``table2`` (Deep SAD ± AnoOnly with each normalisation of :data:`TABLE2_NORMS`;
+    variant labels as the paper table), ``fig5`` (γ_la), ``fig6`` (γ_n, Deep SAD), ``fig7``
+    (λ_n, Deep SAD), ``fig8`` (label noise: ``normal_clean`` off/on), ``fig9`` (batch size,
+    Deep SAD + AnoOnly); values in :data:`ABLATION_VALUES`. ``stems`` default to the
+    notebook's files, ``heads`` to the paper's for that element.
+    """
+    element = choose("ablation", element, ("table2", *ABLATION_VALUES))
+    ac = anoonly_config(cfg)
+    stems = list(stems) if stems is not None else selected_stems(cfg, ac)
+    items: list[GridItem] = []
+
+    def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None) -> None:
+        items.extend(make_item(cfg, s, head, ao, seed, protocol, table=element, label=label, data_options=data,
+                               options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
+
+    if element == "table2":
+        for label, norm in TABLE2_NORMS.items():
+            for ao in (False, True):
+                add("deepsad", ao, label, opts={"norm": norm})
+    elif element == "fig5":
+        for head in heads or HEADS:
+            for la in ABLATION_VALUES["fig5"]:
+                for ao in (False, True):
+                    add(head, ao, f"la={la}", data={"la": la})
+    elif element == "fig6":
+        for ratio in ABLATION_VALUES["fig6"]:
+            for ao in (False, True):
+                add("deepsad", ao, f"normal_ratio={ratio}", data={"normal_ratio": ratio})
+    elif element == "fig7":
+        for weight in ABLATION_VALUES["fig7"]:
+            add("deepsad", False, f"normal_weight={weight:g}", opts={"normal_weight": weight})
+        add("deepsad", True, "normal_weight=0")
+    elif element == "fig8":
+        for head in heads or HEADS:
+            for clean in ABLATION_VALUES["fig8"]:
+                for ao in (False, True):
+                    add(head, ao, "clean" if clean else "label_noise", data={"normal_clean": clean})
+    else:
+        for b in ABLATION_VALUES["fig9"]:
+            add("deepsad", True, f"batch_size={b}", opts={"batch_size": b})
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+@contextlib.contextmanager
+def limited_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch and BLAS/OpenMP threads (None: unchanged), then restore them.
+
+    The heads are small MLPs and the t-SNE has 300–3,000 points: on a shared CPU, extra threads
+    only add contention (a 300-point t-SNE took 100 s with the default pools, 5 s with one).
+    """
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    if not n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def load_split(experiment: Experiment) -> TabularSplit:
+    """The data split of ``experiment`` (file, protocol, seed and data options from its key)."""
+    extra = experiment.extra_key
+    group = group_of(experiment.subset)
+    root = adbench_root(extra.get("adbench_dir", ""))
+    X, y = load_npz(root / group.folder / f"{experiment.subset}.npz")
+    return adbench_split(X, y, experiment.seed, protocol=extra["protocol"], **extra["data"])
+
+
+def ssad_config(experiment: Experiment) -> SSADConfig:
+    """The head configuration of ``experiment``."""
+    return SSADConfig(experiment.method, anomaly_only=experiment.variant.split(",")[0] == "anoonly",
+                      **experiment.extra_key["options"])
+
+
+def ssad_metrics(y_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """AUROC, AUCPR (anomalies), AUCPR w.r.t. normals as coded (un-negated scores, §6.4), and
+    ``aupr_normal_neg``: AP of the normals ranked by −score (what "precision on normals" means)."""
+    return {"auroc": image_auroc(y_test, scores), "aupr": image_aupr(y_test, scores),
+            "aupr_normal": aupr_normal(y_test, scores), "aupr_normal_neg": image_aupr(1 - y_test, -scores)}
+
+
+def train_experiment(cfg: NotebookConfig, experiment: Experiment) -> tuple[TabularSplit, TrainedHead]:
+    """Train the head of ``experiment`` on its split (FEAWAD's AE pre-training is cached and shared)."""
+    split = load_split(experiment)
+    ac = anoonly_config(cfg)
+    with limited_threads(ac.threads):
+        trained = train_head(split, ssad_config(experiment), experiment.seed,
+                             pretrain_cache=paths.cache_dir() / "anoonly_feawad_ae")
+    return split, trained
+
+
+def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
+    """Train and evaluate one grid item; returns :func:`ssad_metrics` on the test split."""
+    split, trained = train_experiment(cfg, item.experiment)
+    return ssad_metrics(split.y_test, trained.score(split.X_test))
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def measured_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Result rows with ``table`` set from the metric (auroc → table1, aupr → table3, aupr_normal → table4)."""
+    rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & df["metric"].isin(list(TABLE_OF_METRIC))].copy()
+    rows["table"] = rows["metric"].map(TABLE_OF_METRIC)
+    return rows
+
+
+def group_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the mean over each group's files (``subset=""``), marked partial when files are missing.
+
+    ``n_files`` counts the files averaged; ``deviations`` gains ``partial group: k/n files``
+    when fewer than ADBench's ``n``. Only ``status == "ok"`` rows with finite values count, and
+    only seeds with as many files as the best-covered seed (an unfinished seed is left out).
+    """
+    ok = df[(df["status"] == "ok") & np.isfinite(df["value"].astype(float))]
+    keys = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed",
+            "profile", "metric"]
+    out = (ok.groupby(keys, dropna=False, sort=False)
+           .agg(value=("value", "mean"), n_files=("subset", "nunique"),
+                deviations=("deviations", lambda s: "; ".join(sorted({x for x in s if x}))))
+           .reset_index())
+    # a seed that lacks files of its group (an interrupted run) would average other files: drop it
+    most = out.groupby([k for k in keys if k != "seed"], dropna=False)["n_files"].transform("max")
+    out = out[out["n_files"] == most].reset_index(drop=True)
+    out["subset"] = ""
+    expected = out["dataset"].map(lambda g: len(GROUPS[g].stems) if g in GROUPS else 0)
+    partial = out["n_files"] < expected
+    note = "partial group: " + out["n_files"].astype(str) + "/" + expected.astype(str) + " files"
+    out.loc[partial, "deviations"] = (out.loc[partial, "deviations"] + "; " + note[partial]).str.strip("; ")
+    return out
+
+
+def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
+    """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``), faithful and clean side by side.
+
+    Columns: dataset, method, variant, paper, faithful (mean ± std over seeds), Δ faithful,
+    clean, Δ clean, n_seeds, n_files, partial. Only groups that were measured are kept.
+    """
+    rows = group_means(measured_rows(df))
+    if rows.empty:
+        return pd.DataFrame()
+    parts = []
+    for protocol, setting in PROTOCOL_SETTINGS.items():
+        mine = rows[rows["setting"] == setting].assign(setting="semi_supervised")
+        if mine.empty:
+            continue
+        cmp = paper.compare(mine, table_id)
+        cmp = cmp[cmp["n_seeds"] > 0]
+        parts.append(cmp.assign(protocol=protocol))
+    both = pd.concat(parts, ignore_index=True)
+    files = rows.groupby(["dataset", "method", "variant"])["n_files"].max()
+    out = []
+    for (dataset, method, variant), g in both.groupby(["dataset", "method", "variant"], sort=False):
+        rec = {"dataset": dataset, "method": method, "variant": variant,
+               "paper": g["paper_mean"].iloc[0]}
+        for protocol in PROTOCOL_SETTINGS:
+            p = g[g["protocol"] == protocol]
+            rec[protocol] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
+            rec[f"Δ {protocol}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
+            rec[f"{protocol}_mean"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
+        rec["n_seeds"] = int(g["n_seeds"].max())
+        n = int(files.get((dataset, method, variant), 0))
+        rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison` for reading: the helper ``*_mean`` columns dropped, deltas rounded."""
+    shown = table.drop(columns=[c for c in table.columns if c.endswith("_mean")])
+    return shown.round({c: 3 for c in shown.columns if c.startswith("Δ")})
+
+
+def gains(table: pd.DataFrame) -> pd.DataFrame:
+    """AnoOnly − base per group and head, measured (each protocol) beside the paper's gain."""
+    recs = []
+    for (dataset, method), g in table.groupby(["dataset", "method"], sort=False):
+        base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
+        if base.empty or ao.empty:
+            continue
+        rec = {"dataset": dataset, "method": method, "paper gain": ao["paper"].iloc[0] - base["paper"].iloc[0]}
+        for protocol in PROTOCOL_SETTINGS:
+            rec[f"{protocol} gain"] = ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0]
+        rec["direction reproduced (faithful)"] = bool(np.sign(rec["faithful gain"]) == np.sign(rec["paper gain"]))
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per group, protocol, head and variant: AUCPR w.r.t. normals as coded (un-negated scores,
+    Table 4) beside ``aupr_normal_neg`` (normals ranked by −score); group means, mean over seeds."""
+    rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & df["metric"].isin(["aupr_normal", "aupr_normal_neg"])]
+    if rows.empty:
+        return pd.DataFrame()
+    means = group_means(rows)
+    out = (means.groupby(["dataset", "setting", "method", "variant", "metric"], sort=False)["value"].mean()
+           .unstack("metric").reset_index())
+    out.columns.name = None
+    out["setting"] = out["setting"].map({v: k for k, v in PROTOCOL_SETTINGS.items()})
+    return out.rename(columns={"setting": "protocol", "aupr_normal": "as coded (Table 4)",
+                               "aupr_normal_neg": "negated scores"})
+
+
+def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
+    """What changes the number: per head and factor, base and AnoOnly AUROC (group mean ± std over
+    seeds) and the AnoOnly gain (mean over seeds of the paired difference), with the default
+    (faithful protocol) and the clean protocol as the first rows of each head."""
+    ok = df[(df["paper"] == PAPER) & (df["metric"] == "auroc") & (df["dataset"] == group)]
+    main = ok[ok["table"] == "table1"].copy()
+    main["factor"] = np.where(main["setting"] == PROTOCOL_SETTINGS["clean"], "protocol=clean", "default")
+    fac = ok[ok["table"] == "fidelity"].copy()
+    fac["factor"] = fac["variant"].str.replace("anoonly,", "", regex=False)
+    fac["variant"] = np.where(fac["variant"].str.startswith("anoonly"), "anoonly", "")
+    both = pd.concat([main, fac], ignore_index=True)
+    if both.empty:
+        return pd.DataFrame()
+    both["table"] = both["factor"]  # group the factors apart in group_means
+    means = group_means(both).rename(columns={"table": "factor"})
+    recs = []
+    for (method, factor), g in means.groupby(["method", "factor"], sort=False):
+        base = g[g["variant"] == ""].set_index("seed")["value"]
+        ao = g[g["variant"] == "anoonly"].set_index("seed")["value"]
+        gain = (ao - base).dropna()
+        recs.append({"method": method, "factor": factor,
+                     "base": paper.format_mean_std(base.mean(), base.std() if len(base) > 1 else None),
+                     "anoonly": paper.format_mean_std(ao.mean(), ao.std() if len(ao) > 1 else None),
+                     "gain": gain.mean() if len(gain) else np.nan, "n_seeds": len(gain),
+                     "files": int(g["n_files"].min())})
+    out = pd.DataFrame(recs)
+    out["_head"] = out["method"].map({m: i for i, m in enumerate(HEADS)})
+    out["_rank"] = out["factor"].map({"default": 0, "protocol=clean": 1}).fillna(2)
+    return out.sort_values(["_head", "_rank"], kind="stable").drop(columns=["_head", "_rank"]).reset_index(drop=True)
+
+
+def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
+    """Per file: test rows with an identical training row under each protocol (faithful leaks)."""
+    from osad_lib.data.tabular import leakage
+
+    ac = anoonly_config(cfg)
+    seed = cfg.seeds[0] if seed is None else seed
+    root = adbench_root(ac.adbench_dir)
+    recs = []
+    for stem in selected_stems(cfg, ac):
+        group = group_of(stem)
+        X, y = load_npz(root / group.folder / f"{stem}.npz")
+        rec: dict[str, Any] = {"dataset": group.name, "file": stem, "rows": len(y)}
+        for protocol in PROTOCOLS:
+            split = adbench_split(X, y, seed, protocol=protocol, la=ac.la)
+            leak = leakage(split)
+            rec[f"{protocol}: test rows"] = len(split.y_test)
+            rec[f"{protocol}: shared"] = leak["shared_rows"]
+            rec[f"{protocol}: shared labelled"] = leak["shared_labeled"]
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def aupr_boxplot(df: pd.DataFrame) -> Any:
+    """Fig. 4: AUCPR (anomalies) of every file, base vs AnoOnly per head, one panel per protocol.
+
+    Each point of a box is one file's AUCPR averaged over seeds (the paper's boxes are over its
+    ten dataset groups, single run).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from osad_lib.viz import set_theme
+
+    set_theme()
+    rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == "aupr") & (df["status"] == "ok")]
+    per_file = rows.groupby(["setting", "method", "variant", "subset"], sort=False)["value"].mean().reset_index()
+    per_file["AnoOnly"] = np.where(per_file["variant"] == "anoonly", "+AnoOnly", "base")
+    settings = [s for s in PROTOCOL_SETTINGS.values() if (per_file["setting"] == s).any()]
+    fig, axes = plt.subplots(1, max(len(settings), 1), figsize=(5.5 * max(len(settings), 1), 3.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        data = per_file[per_file["setting"] == setting]
+        sns.boxplot(data=data, x="method", y="value", hue="AnoOnly", order=[h for h in HEADS if h in set(data["method"])],
+                    hue_order=["base", "+AnoOnly"], palette={"base": "#c7c7c7", "+AnoOnly": "#9467bd"}, ax=ax)
+        protocol = next(p for p, s in PROTOCOL_SETTINGS.items() if s == setting)
+        ax.set_title(f"{protocol} protocol ({data['subset'].nunique()} files)")
+        ax.set_xlabel("head")
+        ax.set_ylabel("AUCPR w.r.t. anomalies")
+        ax.set_ylim(0, 1)
+    fig.suptitle("AnoOnly Fig. 4: AUCPR per file, heads with and without AnoOnly")
+    fig.tight_layout()
+    return fig
+
+
+def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = None,
+               head: str = "deepsad", protocol: str = "faithful") -> Any:
+    """Fig. 10 for one file: t-SNE of the test embeddings coloured by the anomaly score of the base
+    head and of its AnoOnly twin (top), and t-SNE of each head's hidden features before its last
+    layer (bottom); circles are normals, crosses anomalies. Scores are shown as ranks (0–1)."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import rankdata
+    from sklearn.manifold import TSNE
+
+    from osad_lib.viz import set_theme
+
+    set_theme()
+    ac = anoonly_config(cfg)
+    stem = stem or ac.tsne_file
+    seed = cfg.seeds[0] if seed is None else seed
+    fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
+    panels = {}
+    for col, ao in enumerate((False, True)):
+        exp = make_item(cfg, stem, head, ao, seed, protocol, ac=ac).experiment
+        split, trained = train_experiment(cfg, exp)
+        scores = trained.score(split.X_test)
+        panels[ao] = (split, rankdata(scores) / len(scores), trained.hidden(split.X_test))
+    def tsne(x: np.ndarray) -> np.ndarray:
+        with limited_threads(ac.threads):
+            return TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(x)
+
+    embedded = tsne(panels[False][0].X_test)
+    for col, ao in enumerate((False, True)):
+        split, rank, hidden = panels[ao]
+        h2 = tsne(hidden)
+        for row, xy in enumerate((embedded, h2)):
+            ax = axes[row, col]
+            for label, marker in ((0, "o"), (1, "x")):
+                sel = split.y_test == label
+                im = ax.scatter(xy[sel, 0], xy[sel, 1], c=rank[sel], cmap="Purples", vmin=0, vmax=1, s=14,
+                                marker=marker, linewidths=0.8 if marker == "x" else 0.2,
+                                edgecolors="k" if marker == "o" else None, label="anomaly" if label else "normal")
+            name = f"{head}{' + AnoOnly' if ao else ''}"
+            ax.set_title(f"{name}: {'input embeddings' if row == 0 else 'hidden features'}")
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+    axes[0, 0].legend(loc="best", fontsize=7)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="anomaly-score rank")
+    fig.suptitle(f"AnoOnly Fig. 10: {stem}, {protocol} protocol, seed {seed}")
+    return fig

@@ -1,0 +1,323 @@
+"""AnoOnly: the four SSAD losses, where BN goes per head, the shared loop, and the MVTec column.
+
+Losses are checked on hand-computed inputs; heads by inspecting their modules; the CI test
+runs the MVTec column of Table 1 on the ADBench embeddings in shared/ (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from osad_lib.data.tabular import adbench_split
+from osad_lib.losses.ssad import bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss
+from osad_lib.models.ssad import (
+    DeepSADNet, DevNetNet, FEAWADNet, Norm, PReNetNet, SSADConfig, Stage, default_norm, run_stage, train_head,
+)
+from osad_lib.validate import ConfigError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
+t = torch.tensor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These MLPs train fastest single-threaded (the previous thread counts are restored)."""
+    from osad_lib.experiments.anoonly import limited_threads
+
+    with limited_threads(1):
+        yield
+
+
+# ------------------------------------------------------------------ losses (hand-computed)
+def test_deepsad_loss_standard_weighted_and_anomaly_only():
+    dist, y = t([1.0, 4.0, 0.5]), t([0, 1, 0])
+    assert deepsad_loss(dist, y).item() == pytest.approx((1 + 1 / 4 + 0.5) / 3, abs=1e-6)
+    assert deepsad_loss(dist, y, normal_weight=0.5).item() == pytest.approx((0.5 + 0.25 + 0.25) / 3, abs=1e-6)
+    # AnoOnly: the mean of η/(d + eps) over the labelled anomalies only
+    assert deepsad_loss(dist, y, anomaly_only=True).item() == pytest.approx(0.25, abs=1e-6)
+    assert deepsad_loss(t([2.0, 8.0]), t([1, 1]), anomaly_only=True).item() == pytest.approx((0.5 + 0.125) / 2, abs=1e-6)
+
+
+def test_deepsad_anomaly_only_batch_without_anomalies_has_zero_gradient():
+    dist = t([1.0, 2.0], requires_grad=True)
+    loss = deepsad_loss(dist, t([0, 0]), anomaly_only=True)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(dist.grad, torch.zeros(2))
+
+
+def test_devnet_loss_code_and_paper_forms():
+    s, y = t([1.0, -2.0, 3.0, 7.0]), t([0, 0, 1, 1])
+    # code: |s| for normals, |5 − s| for anomalies (no hinge)
+    assert devnet_loss(s, y).item() == pytest.approx((1 + 2 + 2 + 2) / 4)
+    # code AnoOnly: y·(5 − s), linear (negative beyond the margin), normals 0, mean over the whole batch
+    assert devnet_loss(s, y, anomaly_only=True).item() == pytest.approx((2 - 2) / 4)
+    # paper Eq. 18/19: hinge max(0, 5 − s)
+    assert devnet_loss(s, y, form="paper").item() == pytest.approx((1 + 2 + 2 + 0) / 4)
+    assert devnet_loss(s, y, anomaly_only=True, form="paper").item() == pytest.approx(2 / 4)
+    assert devnet_loss(s, y, normal_weight=0.0).item() == pytest.approx(4 / 4)
+
+
+def test_feawad_loss_with_and_without_anomaly_only():
+    s, r, y = t([1.0, 3.0, 6.0]), t([0.5, 2.0, 7.0]), t([0, 1, 1])
+    # normal |s| + ‖r‖ = 1.5; anomalies max(0, 5 − s) + max(0, 5 − ‖r‖) = 2 + 3 and 0 + 0
+    assert feawad_loss(s, r, y).item() == pytest.approx((1.5 + 5 + 0) / 3)
+    assert feawad_loss(s, r, y, anomaly_only=True).item() == pytest.approx(5 / 3)
+    neg = t([1.0, 3.0, -6.0])
+    assert feawad_loss(neg, r, y).item() == pytest.approx((1.5 + 5 + 11) / 3)            # code: max(0, 5 − s)
+    assert feawad_loss(neg, r, y, form="paper").item() == pytest.approx((1.5 + 5 + 0) / 3)  # Eq. 20: max(0, 5 − |s|)
+
+
+def test_prenet_loss_drops_normal_pairs_only_from_the_loss():
+    scores, targets = t([7.0, 4.5, 1.0, -1.0]), t([8.0, 4.0, 0.0, 0.0])
+    assert prenet_loss(scores, targets).item() == pytest.approx((1 + 0.5 + 1 + 1) / 4)
+    assert prenet_loss(scores, targets, anomaly_only=True).item() == pytest.approx((1 + 0.5) / 2)
+    assert prenet_loss(scores, targets, normal_weight=0.5).item() == pytest.approx((1 + 0.5 + 0.5 + 0.5) / 4)
+
+
+def test_bn_cluster_loss_eq5():
+    h = t([[1.0, 2.0], [3.0, 2.0]])
+    # ‖mean‖ = ‖(2, 2)‖; Σh²/(b−1) − 1 = (10, 8) − 1 = (9, 7)
+    assert bn_cluster_loss(h).item() == pytest.approx(np.sqrt(8) + np.sqrt(130), rel=1e-6)
+    # batch-normalised features (mean 0, Σh²/(b−1) = 1) have zero L_BN
+    z = torch.randn(64, 5)
+    z = (z - z.mean(0)) / z.std(0)
+    assert bn_cluster_loss(z).item() == pytest.approx(0.0, abs=1e-5)
+
+
+# ------------------------------------------------------------------ where BN goes
+def _bns(model: nn.Module) -> list[nn.BatchNorm1d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+def test_devnet_bn_only_with_anomaly_only_before_the_scoring_layer():
+    base = DevNetNet(16, default_norm(SSADConfig("devnet")))
+    ao = DevNetNet(16, default_norm(SSADConfig("devnet", anomaly_only=True)))
+    assert _bns(base) == []
+    (bn,) = _bns(ao)
+    assert ao.norm.layer is bn and bn.num_features == ao.fc.out_features == ao.score_layer.in_features == 20
+    assert bn.affine and bn.eps == 1e-3 and bn.momentum == pytest.approx(0.01)  # Keras BN numbers
+    assert [type(m) for m in ao.children()] == [nn.Linear, Norm, nn.Linear]
+
+
+def test_feawad_bn_before_the_scoring_layer_and_base_bn_option():
+    ao = FEAWADNet(16, default_norm(SSADConfig("feawad", anomaly_only=True)))
+    (bn,) = _bns(ao)
+    assert ao.norm.layer is bn and bn.num_features == ao.score_layer.in_features == 33
+    assert _bns(FEAWADNet(16, default_norm(SSADConfig("feawad")))) == []          # paper: base without BN
+    assert len(_bns(FEAWADNet(16, default_norm(SSADConfig("feawad", base_bn=True))))) == 1  # code
+
+
+def test_prenet_bn_after_the_shared_feature_layer():
+    ao = PReNetNet(16, default_norm(SSADConfig("prenet", anomaly_only=True)))
+    linear, relu, norm = ao.feature
+    assert isinstance(linear, nn.Linear) and isinstance(relu, nn.ReLU) and isinstance(norm.layer, nn.BatchNorm1d)
+    assert ao.regressor.in_features == 2 * norm.layer.num_features
+    assert _bns(PReNetNet(16, default_norm(SSADConfig("prenet")))) == []
+
+
+def test_deepsad_keeps_its_bn_in_every_hidden_block():
+    for anomaly_only in (False, True):
+        net = DeepSADNet(16, default_norm(SSADConfig("deepsad", anomaly_only=anomaly_only)))
+        bns = _bns(net)
+        assert [b.num_features for b in bns] == [100, 20]
+        assert all(not b.affine and b.eps == 1e-4 for b in bns)
+    assert all(b.affine for b in _bns(DeepSADNet(16, "bn")))
+
+
+@pytest.mark.parametrize("norm,layer", [("none", nn.Identity), ("ln", nn.LayerNorm), ("bn", nn.BatchNorm1d),
+                                        ("bn_no_affine", nn.BatchNorm1d), ("bn_dagger", nn.Identity)])
+def test_norm_variants_of_table2(norm, layer):
+    n = Norm(norm, 4)
+    assert isinstance(n.layer, layer)
+    x = torch.randn(8, 4)
+    n.train()
+    n(x)
+    assert (len(n.inputs) == 1 and n.inputs[0] is x) == (norm == "bn_dagger")
+
+
+def test_bn_with_a_batch_of_one_outputs_its_shift():
+    n = Norm("bn", 3)
+    n.train()
+    out = n(torch.randn(1, 3))
+    assert torch.equal(out, n.layer.bias.detach().expand(1, 3))
+    assert torch.equal(Norm("bn_no_affine", 3).train()(torch.randn(1, 3)), torch.zeros(1, 3))
+
+
+# ------------------------------------------------------------------ training loop
+def _toy_split(seed: int = 0, d: int = 12):
+    rng = np.random.default_rng(seed)
+    X = rng.random((300, d)).astype(np.float32)
+    y = np.zeros(300, dtype=np.int64)
+    y[:60] = 1
+    X[:60, :3] += 1.0  # anomalies differ in three features
+    return adbench_split(X, y, seed=seed)
+
+
+TINY = {"deepsad": dict(epochs=3), "devnet": dict(epochs=3, steps_per_epoch=5),
+        "feawad": dict(epochs=2, steps_per_epoch=2, batch_size=64, pretrain_epochs=2),
+        "prenet": dict(epochs=3, steps_per_epoch=4, batch_size=64, n_score_refs=5)}
+
+
+@pytest.mark.parametrize("head", sorted(TINY))
+@pytest.mark.parametrize("anomaly_only", [False, True])
+def test_each_head_trains_scores_and_is_deterministic(head, anomaly_only):
+    split = _toy_split()
+    config = SSADConfig(head, anomaly_only=anomaly_only, **TINY[head])
+    a, b = train_head(split, config, seed=3), train_head(split, config, seed=3)
+    scores = a.score(split.X_test)
+    assert scores.shape == (len(split.y_test),) and np.isfinite(scores).all()
+    assert np.array_equal(scores, b.score(split.X_test))
+    assert len(a.history["train"]) == config.epochs
+    assert a.hidden(split.X_test).shape[0] == len(split.y_test)
+
+
+def test_base_and_anoonly_start_from_the_same_weights():
+    split = _toy_split()
+    base = train_head(split, SSADConfig("devnet", epochs=0), seed=1)
+    ao = train_head(split, SSADConfig("devnet", anomaly_only=True, epochs=0), seed=1)
+    assert torch.equal(base.model.fc.weight, ao.model.fc.weight)
+    assert torch.equal(base.model.score_layer.weight, ao.model.score_layer.weight)
+
+
+def test_best_training_loss_epoch_is_restored():
+    """Keras' ModelCheckpoint(monitor="loss"): the weights after the epoch with the lowest mean loss."""
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(model.weight, 1.0)
+    offsets = iter([3.0, 1.0, 2.0])  # epoch 2 has the lowest mean loss
+    state = {"offset": 0.0}
+
+    def batches(rng):
+        state["offset"] = next(offsets)
+        return iter(range(2))
+
+    stage = Stage("toy", model, torch.optim.SGD(model.parameters(), lr=0.1), 3, batches,
+                  lambda _: model.weight.sum() + state["offset"], select_best_loss=True)
+    history = run_stage(stage, np.random.default_rng(0))
+    assert int(np.argmin(history)) == 1
+    assert model.weight.item() == pytest.approx(1.0 - 0.1 * 2 * 2)  # two epochs of two SGD steps
+
+
+def test_bn_dagger_adds_the_cluster_loss():
+    split = _toy_split()
+    plain = train_head(split, SSADConfig("deepsad", anomaly_only=True, norm="none", epochs=2), seed=0)
+    dagger = train_head(split, SSADConfig("deepsad", anomaly_only=True, norm="bn_dagger", epochs=2), seed=0)
+    assert dagger.history["train"][0] > plain.history["train"][0]  # L_BN ≥ 0 added to the same first batches
+
+
+def test_fixed_batches_repeat_the_same_batch():
+    from osad_lib.models.ssad import _half_batches
+
+    split = _toy_split()
+    cfg = SSADConfig("feawad", fixed_batches=True).resolved()
+    first, second = list(_half_batches(split, cfg, 2, np.random.default_rng(0)))
+    assert np.array_equal(first, second)
+    cfg = dataclasses.replace(cfg, fixed_batches=False)
+    first, second = list(_half_batches(split, cfg, 2, np.random.default_rng(0)))
+    assert not np.array_equal(first, second)
+    assert set(first[:256]) <= set(split.unlabeled) and set(first[256:]) <= set(split.labeled)
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(ConfigError, match="head"):
+        SSADConfig("devnett")
+    with pytest.raises(ConfigError, match="norm"):
+        SSADConfig("deepsad", norm="batchnorm")
+    with pytest.raises(ConfigError, match="normal_weight"):
+        SSADConfig("deepsad", normal_weight=-1)
+
+
+# ------------------------------------------------------------------ the MVTec column on real embeddings
+def _adbench_dir() -> Path | None:
+    """The ADBench folder as the library resolves it by default (env, else shared/ next to the checkout)."""
+    value = os.environ.get("OSAD_ADBENCH") or (str(SHARED) if SHARED.is_dir() else "")
+    return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_adbench_dir() is None, reason="ADBench embeddings not available")
+def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
+    """Table 1, MVTec column, Deep SAD (the head whose AnoOnly gain we found reliable: +4.8 AUROC
+    over three seeds, every seed positive): all 15 files, seed 0, paper schedule, faithful protocol.
+    Base and AnoOnly must both beat chance clearly and AnoOnly must win on the group mean."""
+    from osad_lib.data.tabular import GROUPS
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path), seeds="0")
+    ac = ex.anoonly_config(cfg, adbench_dir=str(_adbench_dir()))
+    auroc = {False: [], True: []}
+    for stem in GROUPS["mvtecad"].stems:
+        for anomaly_only in (False, True):
+            item = ex.make_item(cfg, stem, "deepsad", anomaly_only, seed=0, ac=ac)
+            auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
+    base, ao = np.mean(auroc[False]), np.mean(auroc[True])
+    assert 0.65 < base < 0.9 and 0.65 < ao < 0.95
+    assert ao - base > 0.02, f"Deep SAD + AnoOnly {ao:.3f} vs Deep SAD {base:.3f}"
+
+
+# ------------------------------------------------------------------ grid and tables
+def test_paper_grid_works_without_data_and_lists_every_file(monkeypatch, tmp_path):
+    from osad_lib import paths
+    from osad_lib.data.tabular import GROUPS
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    monkeypatch.delenv("OSAD_ADBENCH", raising=False)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path / "checkout")  # no shared/ next to it
+    cfg = configure("04_anoonly", "paper", data_root=str(tmp_path), output_dir=str(tmp_path))
+    items = [i for i in ex.grid(cfg) if i.experiment.table == "table1"]
+    n_files = sum(len(g.stems) for g in GROUPS.values())
+    small = len(GROUPS["mvtecad"].stems) + len(GROUPS["20news"].stems)  # these also run the clean protocol
+    assert len(items) == (n_files + small) * len(cfg.seeds) * 4 * 2
+    e = items[0].experiment
+    assert (e.paper, e.table, e.setting, e.variant) == ("anoonly", "table1", "semi_supervised", "")
+    assert {i.experiment.setting for i in items} == {"semi_supervised", "semi_supervised_clean"}
+    assert len({i.experiment.experiment_id for i in items}) == len(items)
+
+
+def test_group_means_join_the_paper_tables_and_mark_partial_groups():
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.results import Experiment, validate_rows
+
+    rows = []
+    for stem, value in (("MVTec-AD_bottle", 0.8), ("MVTec-AD_cable", 0.9)):
+        for seed in (0, 1):
+            for setting in ("semi_supervised", "semi_supervised_clean"):
+                e = Experiment(notebook="04_anoonly", paper="anoonly", table="table1", dataset="mvtecad", subset=stem,
+                               setting=setting, method="devnet", variant="anoonly", backbone="resnet18", seed=seed,
+                               profile="demo")
+                rows += e.rows({"auroc": value + 0.01 * seed, "aupr": 0.5, "aupr_normal": 0.6}, 1.0)
+    table = ex.comparison(validate_rows(rows), "anoonly_table1")
+    (row,) = table.to_dict("records")
+    assert row["paper"] == pytest.approx(0.910)  # Table 1, MVTec, DevNet + AnoOnly
+    assert row["faithful_mean"] == pytest.approx(0.855) and row["clean_mean"] == pytest.approx(0.855)
+    assert row["files"] == "2/15" and row["n_seeds"] == 2
+    means = ex.group_means(ex.measured_rows(validate_rows(rows)))
+    assert set(means["table"]) == {"table1", "table3", "table4"}
+    assert means["deviations"].str.contains("partial group: 2/15 files").all()
+
+
+def test_ablation_grid_covers_table2_and_the_figures(tmp_path):
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "smoke", output_dir=str(tmp_path))
+    t2 = ex.ablation_grid(cfg, "table2", stems=["MVTec-AD_bottle"])
+    assert sorted({i.experiment.variant for i in t2}) == sorted(
+        ["norm=none", "anoonly,norm=none", "norm=ln", "anoonly,norm=ln", "norm=bn_no_affine",
+         "anoonly,norm=bn_no_affine", "", "anoonly", "norm=bn_dagger", "anoonly,norm=bn_dagger"])
+    assert all(i.experiment.method == "deepsad" and i.experiment.table == "table2" for i in t2)
+    fig7 = ex.ablation_grid(cfg, "fig7", stems=["MVTec-AD_bottle"])
+    weights = [ex.ssad_config(i.experiment).normal_weight for i in fig7 if not ex.ssad_config(i.experiment).anomaly_only]
+    assert weights == list(ex.ABLATION_VALUES["fig7"])
+    fig9 = ex.ablation_grid(cfg, "fig9", stems=["MVTec-AD_bottle"])
+    assert [ex.ssad_config(i.experiment).batch_size for i in fig9] == list(ex.ABLATION_VALUES["fig9"])
+    with pytest.raises(ConfigError, match="ablation"):
+        ex.ablation_grid(cfg, "fig11")

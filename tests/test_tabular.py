@@ -1,0 +1,175 @@
+"""The ADBench loader and data generator (osad_lib.data.tabular; official_code_facts.md §6.2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from osad_lib.data import tabular
+from osad_lib.data.tabular import adbench_root, adbench_split, available_groups, group_files, leakage, load_npz
+from osad_lib.validate import ConfigError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
+
+
+def _table(n: int, n_anomalies: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n distinct rows (row i starts with i), the first ``n_anomalies`` labelled anomalies."""
+    rng = np.random.default_rng(seed)
+    X = np.hstack([np.arange(n, dtype=np.float32)[:, None], rng.random((n, d - 1), dtype=np.float32)])
+    y = np.zeros(n, dtype=np.int64)
+    y[:n_anomalies] = 1
+    return X, y
+
+
+def test_small_set_is_resampled_to_1000_then_split_70_30_stratified():
+    X, y = _table(300, 60)
+    split = adbench_split(X, y, seed=0)
+    assert len(split.y_train) == 700 and len(split.y_test) == 300
+    # stratified on the resampled rows: the test anomaly share equals the training one within a row
+    assert abs(split.y_test.mean() - split.anomaly_train.mean()) < 2 / 300
+    # rows come from the file (with replacement: repeats exist)
+    assert len(np.unique(split.source_train)) < 700
+
+
+def test_large_set_is_subsampled_to_10000_without_replacement():
+    X, y = _table(12000, 600, d=3)
+    split = adbench_split(X, y, seed=1)
+    rows = np.concatenate([split.source_train, split.source_test])
+    assert len(rows) == 10000 and len(np.unique(rows)) == 10000
+
+
+def test_middle_sized_set_is_kept_and_minmax_fitted_on_train():
+    X, y = _table(2000, 100)
+    split = adbench_split(X, y, seed=2)
+    assert len(split.y_train) + len(split.y_test) == 2000
+    assert np.allclose(split.X_train.min(axis=0), 0) and np.allclose(split.X_train.max(axis=0), 1)
+    # the test set is scaled with the training range, so it need not stay in [0, 1] (column 0 is the row id)
+    expected = (X[split.source_test, 0] - X[split.source_train, 0].min()) / np.ptp(X[split.source_train, 0])
+    assert np.allclose(split.X_test[:, 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("la", [0.01, 0.1, 0.25, 1.0])
+def test_labelled_anomalies_are_ceil_of_la_and_at_least_one(la):
+    X, y = _table(2000, 100)
+    split = adbench_split(X, y, seed=3, la=la)
+    n_train_anomalies = int(split.anomaly_train.sum())
+    assert len(split.labeled) == max(1, math.ceil(la * n_train_anomalies))
+    assert set(split.labeled) <= set(np.flatnonzero(split.anomaly_train))
+
+
+def test_at_least_one_labelled_anomaly_even_when_la_rounds_to_zero():
+    X, y = _table(2000, 10)  # 7 training anomalies: 0.01 * 7 = 0.07
+    assert len(adbench_split(X, y, seed=0, la=0.01).labeled) == 1
+    assert len(adbench_split(X, y, seed=0, la=0.01, at_least_one_labeled=False).labeled) == 0
+
+
+def test_unlabelled_anomalies_stay_as_contamination_unless_normal_clean():
+    X, y = _table(2000, 100)
+    noisy = adbench_split(X, y, seed=4)
+    clean = adbench_split(X, y, seed=4, normal_clean=True)
+    contamination = (noisy.anomaly_train == 1) & (noisy.y_train == 0)
+    assert contamination.sum() == noisy.anomaly_train.sum() - len(noisy.labeled) > 0
+    assert ((clean.anomaly_train == 1) & (clean.y_train == 0)).sum() == 0
+    assert len(clean.labeled) == len(noisy.labeled)
+    assert len(clean.y_train) == len(noisy.y_train) - contamination.sum()
+
+
+def test_normal_ratio_keeps_that_share_of_unlabelled_rows():
+    X, y = _table(2000, 100)
+    full = adbench_split(X, y, seed=5)
+    part = adbench_split(X, y, seed=5, normal_ratio=0.2)
+    assert len(part.unlabeled) == round(0.2 * len(full.unlabeled))
+    assert len(part.labeled) == len(full.labeled)
+
+
+def test_same_seed_same_split_and_other_seed_other_split():
+    X, y = _table(500, 80)
+    a, b, c = adbench_split(X, y, 7), adbench_split(X, y, 7), adbench_split(X, y, 8)
+    assert np.array_equal(a.source_test, b.source_test) and np.array_equal(a.labeled, b.labeled)
+    assert not np.array_equal(a.source_test, c.source_test)
+
+
+def test_faithful_protocol_leaks_test_rows_into_training_and_clean_does_not():
+    """The finding of the faithful protocol: resampling a 300-row set to 1,000 with replacement
+    before the split puts copies of most test rows (and of labelled anomalies) into training."""
+    X, y = _table(300, 60)
+    faithful = adbench_split(X, y, seed=0, protocol="faithful")
+    clean = adbench_split(X, y, seed=0, protocol="clean")
+    leak = leakage(faithful)
+    # each of the 300 rows appears ~3.3 times; a test copy has a training twin with prob ≈ 1 − e^{−700/300} ≈ 0.90
+    assert leak["shared_rows"] > 0.8 * len(faithful.y_test)
+    assert leak["shared_anomalies"] > 0 and leak["shared_labeled"] > 0
+    assert leakage(clean) == {"shared_rows": 0, "shared_anomalies": 0, "shared_labeled": 0}
+    assert not set(clean.source_train) & set(clean.source_test)
+    # clean resamples the training part to the faithful size; resample_train=False keeps it as is
+    assert len(clean.y_train) == 700
+    assert len(adbench_split(X, y, seed=0, protocol="clean", resample_train=False).y_train) == 210
+
+
+def test_leakage_counts_identical_rows_by_value():
+    X, y = _table(300, 60)
+    split = adbench_split(X, y, seed=1, protocol="clean")
+    # plant one exact copy of a labelled training row into the test set
+    X_test = split.X_test.copy()
+    X_test[0] = split.X_train[split.labeled[0]]
+    planted = tabular.TabularSplit(split.X_train, split.y_train, split.anomaly_train, X_test, split.y_test,
+                                   split.source_train, split.source_test, "clean")
+    assert leakage(planted)["shared_rows"] == 1 and leakage(planted)["shared_labeled"] == 1
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    X, y = _table(300, 60)
+    with pytest.raises(ConfigError, match="protocol"):
+        adbench_split(X, y, 0, protocol="faithfull")
+    with pytest.raises(ConfigError, match="la="):
+        adbench_split(X, y, 0, la=0.0)
+    with pytest.raises(ConfigError, match="no anomaly"):
+        adbench_split(X, np.zeros_like(y), 0)
+    np.savez(tmp_path / "bad.npz", features=X)
+    with pytest.raises(ConfigError, match="needs 'X' and 'y'"):
+        load_npz(tmp_path / "bad.npz")
+    with pytest.raises(ConfigError, match="does not exist"):
+        adbench_root(tmp_path / "missing")
+
+
+def test_loader_groups_and_partial_marking(tmp_path, monkeypatch):
+    folder = tmp_path / "CV_by_ResNet18"
+    folder.mkdir()
+    X, y = _table(120, 20)
+    for stem in ("MVTec-AD_bottle", "MVTec-AD_zipper", "CIFAR10_3"):
+        np.savez(folder / f"{stem}.npz", X=X, y=y)
+    monkeypatch.setenv(tabular.ADBENCH_ENV, str(tmp_path))
+    root = adbench_root()
+    assert root == tmp_path
+    assert [p.stem for p in group_files(root, "mvtecad")] == ["MVTec-AD_bottle", "MVTec-AD_zipper"]
+    groups = available_groups(root).set_index("group")
+    assert groups.loc["mvtecad", "files"] == 2 and groups.loc["mvtecad", "partial"]
+    assert groups.loc["cifar10", "files"] == 1 and not groups.loc["svhn", "partial"]
+    Xl, yl = load_npz(folder / "CIFAR10_3.npz")
+    assert Xl.dtype == np.float32 and yl.sum() == 20
+
+
+def test_download_helper_fails_in_one_line_offline(tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConfigError, match="cannot download") as err:
+        tabular.download_adbench(["MVTec-AD_bottle"], tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="no checksum"):
+        tabular.download_adbench(["CIFAR10_1"], tmp_path)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="ADBench embeddings not available")
+def test_real_mvtec_file_leaks_under_the_faithful_protocol():
+    X, y = load_npz(SHARED / "CV_by_ResNet18" / "MVTec-AD_bottle.npz")
+    assert X.shape == (292, 512) and y.sum() == 63
+    leak = leakage(adbench_split(X, y, seed=0))
+    assert leak["shared_rows"] > 240 and leak["shared_labeled"] > 0
+    assert leakage(adbench_split(X, y, seed=0, protocol="clean"))["shared_rows"] == 0
