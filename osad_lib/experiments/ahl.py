@@ -1,0 +1,496 @@
+"""Notebook ``05_ahl``: AHL (DevNet) and AHL (DRA) beside their base models, paired (Tables 1/2/4/7/8).
+
+For every dataset, setting (general with each shot count; hard with every seen class), seed and
+base model (DevNet, DRA) the grid holds two kinds of rows on the same split:
+
+* the **base model** (``method="devnet"|"dra"``, ``variant="ahl_base"``): trained with the
+  base notebooks' functions and settings (:func:`osad_lib.experiments.devnet.devnet_config`,
+  :func:`osad_lib.experiments.dra.dra_config`), then scored by its own heads on its frozen
+  features — the features AHL trains on;
+* **AHL** (``method="ahl_devnet"|"ahl_dra"``): the unified model trained by
+  :func:`osad_lib.models.ahl.train_ahl` on the cached :class:`~osad_lib.features.FeatureBank`
+  of that base model; further variants (Table 5/10, Fig. 3/4 options) are listed in the
+  profile's ``variants``.
+
+Both rows score the same test features, so ``AHL − base`` per seed is a paired difference
+(:func:`paired_differences`). A base model is trained once per split and base (checkpoint under
+``checkpoints/05_ahl``) and its features are extracted once (``cache_dir()/features``); the
+base row and every AHL row of that split reuse them. The DRA base is scored with its fixed
+reference normals (DRA's clean-mode evaluation) so that base and AHL see the same references.
+
+Rows: ``paper="ahl"``, ``table="table1"`` (general) / ``"table2"`` (hard, ``subset`` = seen
+class). Tables 7/8 are the per-subset versions; Table 4 sets AHL (DRA) beside PatchCore, KDAD
+and FS-DRA, whose values come from other notebooks' stores when present and are otherwise
+shown from the paper only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from osad_lib import paper
+from osad_lib.data.protocols import Split
+from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
+from osad_lib.data.tensors import ImageSet, load_split
+from osad_lib.experiments import GridItem
+from osad_lib.experiments import devnet as xdevnet
+from osad_lib.experiments import dra as xdra
+from osad_lib.features import FeatureBank, cached_features, model_hash
+from osad_lib.metrics import image_aupr, image_auroc
+from osad_lib.models.ahl import BASES, AHLConfig, build_scorer, train_ahl
+from osad_lib.models.devnet import DevNet, DevNetConfig, train_devnet
+from osad_lib.models.dra import DRAConfig, DRATrainingData, build_dra, train_dra
+from osad_lib.profiles import NotebookConfig
+from osad_lib.results import Experiment, atomic_write_text, read_all
+from osad_lib.training import save_checkpoint
+from osad_lib.validate import ConfigError, choose
+
+NOTEBOOK = "05_ahl"
+PAPER = "ahl"
+TABLES = {"general": "table1", "hard": "table2"}
+#: ``variant`` of the base-model rows (the paper tables' DevNet/DRA columns, here trained by us).
+BASE_VARIANT = "ahl_base"
+#: Keys of ``METHOD_OVERRIDES["ahl"][profile]`` that shape the grid; every other key is an
+#: :class:`AHLConfig` field. ``general_n_shots`` / ``hard_n_shots`` (default: the profile's
+#: shots), ``settings`` (default: the profile's), ``bases`` (default both), ``variants``
+#: (AHL variants run beside the full model, as ``AHLConfig`` overrides keyed by a label;
+#: default none), ``max_seen_classes`` (0 = all), ``max_test_images`` (0 = the whole test set,
+#: else a seeded class-stratified subsample), ``max_normals`` (0 = every training normal enters
+#: HADG, else a seeded subset of that size).
+GRID_KEYS = ("general_n_shots", "hard_n_shots", "settings", "bases", "variants", "max_seen_classes",
+             "max_test_images", "max_normals")
+#: Paper variants (Table 5, Table 10, Fig. 4) → AHLConfig overrides, for ``variants`` lists.
+PAPER_VARIANTS: dict[str, dict[str, Any]] = {
+    "hadg": {"variant": "hadg"}, "ramhadg": {"variant": "ramhadg"}, "ramfull": {"variant": "ramfull"},
+    "ramhadg+devnet": {"variant": "ramhadg+devnet"}, "cdl_minus": {"variant": "cdl_minus"},
+    "overlap=s_to_q": {"overlap": "s_to_q"}, "overlap=q_to_s": {"overlap": "q_to_s"},
+    "overlap=both": {"overlap": "both"}, "wo_aug": {"pseudo": False}, "faithful": {"mode": "faithful"},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def _overrides(cfg: NotebookConfig) -> dict[str, Any]:
+    return cfg.profile.method("ahl")
+
+
+def grid_option(cfg: NotebookConfig, key: str) -> Any:
+    """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
+    defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
+                "settings": cfg.profile.settings, "bases": BASES, "variants": (), "max_seen_classes": 0,
+                "max_test_images": 0, "max_normals": 0}
+    value = _overrides(cfg).get(choose("grid option", key, GRID_KEYS), defaults[key])
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def variant_options(variant: str) -> dict[str, Any]:
+    """AHLConfig overrides of a variant label: a :data:`PAPER_VARIANTS` name, ``C=<n>`` /
+    ``K=<n>`` (Fig. 3 sweeps of the cluster count and ψ's sequence length), ``init=base``, or
+    several joined by ``;``."""
+    options: dict[str, Any] = {}
+    for part in filter(None, variant.split(";")):
+        key, _, value = part.partition("=")
+        if key in ("C", "K") and value.isdigit():
+            options["n_clusters" if key == "C" else "sequence_length"] = int(value)
+        elif part == "init=base":
+            options["init"] = "base"
+        else:
+            options.update(PAPER_VARIANTS[choose("AHL variant", part, (*PAPER_VARIANTS, "C=<n>", "K=<n>", "init=base"))])
+    return options
+
+
+def ahl_config(cfg: NotebookConfig, base: str, variant: str = "") -> AHLConfig:
+    """AHL's paper defaults ← ``METHOD_OVERRIDES["ahl"][profile]`` ← the variant's options
+    (:func:`variant_options`; ``faithful`` = :meth:`AHLConfig.faithful` with the code's numbers)."""
+    settings = {k: v for k, v in _overrides(cfg).items() if k not in GRID_KEYS}
+    options = variant_options(variant)
+    faithful = options.pop("mode", "") == "faithful"
+    merged = {**settings, **options, "base": base}
+    return AHLConfig.faithful(**merged) if faithful else AHLConfig(**merged)
+
+
+def base_config(cfg: NotebookConfig, base: str) -> DevNetConfig | DRAConfig:
+    """The base model's settings under the profile, exactly as its own notebook trains it."""
+    return xdevnet.devnet_config(cfg) if choose("base", base, BASES) == "devnet" else xdra.dra_config(cfg)
+
+
+def _ahl_deviations(config: AHLConfig) -> list[str]:
+    reference = AHLConfig.faithful(base=config.base) if config.faithful_mode else AHLConfig(base=config.base)
+    label_fields = {"variant", "overlap", "pseudo", "n_clusters", "sequence_length", "init", "mode", "base"}
+    return [f"{f.name}={getattr(config, f.name)} (paper: {getattr(AHLConfig(), f.name)})"
+            for f in dataclasses.fields(config)
+            if f.name not in label_fields and getattr(config, f.name) != getattr(reference, f.name)]
+
+
+def deviations(cfg: NotebookConfig, dataset: str, base: str, config: AHLConfig | None) -> str:
+    """How a row's run differs from the paper: the base model's deviations (its notebook's),
+    then AHL's mode and settings, the HADG normal subset and the test subsample."""
+    base_text = (xdevnet.devnet_deviations(cfg, dataset, base_config(cfg, base)) if base == "devnet"
+                 else xdra.config_deviations(base_config(cfg, base), dataset))
+    parts = [f"base: {base_text}" if base_text else ""]
+    if base == "dra":
+        parts.append("DRA scored with its fixed reference normals")
+    if config is not None:
+        parts.append(f"ahl mode={config.mode}")
+        parts += _ahl_deviations(config)
+    if grid_option(cfg, "max_normals"):
+        parts.append(f"HADG on a seeded subset of {grid_option(cfg, 'max_normals')} training normals")
+    if grid_option(cfg, "max_test_images"):
+        parts.append(f"test set: seeded class-stratified subsample of at most {grid_option(cfg, 'max_test_images')} images")
+    return "; ".join(p for p in parts if p)
+
+
+# --------------------------------------------------------------------------------------------
+# grid
+
+
+def make_dataset_split(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
+                       seen_class: str | None = None) -> tuple[Split, Path]:
+    """The split of ``name`` (the DRA notebook's protocol: one-shot ⊂ ten-shot, App. A.2)."""
+    return xdra.make_dataset_split(cfg, name, setting, n_shots, seed, seen_class)
+
+
+def _manifest_id(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int, seen: str | None) -> str:
+    try:
+        return make_dataset_split(cfg, name, setting, n_shots, seed, seen)[0].manifest_id
+    except ConfigError:
+        return ""
+
+
+def _runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
+    runs = []
+    for name in dataset_names(cfg.profile.image_datasets):
+        if "general" in grid_option(cfg, "settings"):
+            runs += [(name, "general", n, None) for n in grid_option(cfg, "general_n_shots")]
+        if "hard" in grid_option(cfg, "settings"):
+            limit = grid_option(cfg, "max_seen_classes")
+            seen = subset_info(name).hard_seen_classes
+            runs += [(name, "hard", n, c) for c in (seen[:limit] if limit else seen)
+                     for n in grid_option(cfg, "hard_n_shots")]
+    return runs
+
+
+def grid(cfg: NotebookConfig) -> list[GridItem]:
+    """The notebook's experiments under ``cfg.profile`` (works without data: registry metadata)."""
+    items = []
+    for name, setting, n_shots, seen in _runs(cfg):
+        info = subset_info(name)
+        for seed in cfg.seeds:
+            manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen)
+            for base in grid_option(cfg, "bases"):
+                for method, variant in [(base, BASE_VARIANT), (f"ahl_{base}", "")] + [
+                        (f"ahl_{base}", v) for v in grid_option(cfg, "variants")]:
+                    config = None if method == base else ahl_config(cfg, base, variant)
+                    experiment = Experiment(
+                        notebook=NOTEBOOK, paper=PAPER, table=TABLES[setting], dataset=info.dataset,
+                        subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting,
+                        n_shots=n_shots, method=method, variant=variant, backbone=cfg.profile.backbone, seed=seed,
+                        profile=cfg.profile.name, manifest_id=manifest,
+                        deviations=deviations(cfg, info.dataset, base, config), device=cfg.device_label,
+                        extra_key={"name": name, "seen_class": seen or ""})
+                    items.append(GridItem(experiment, *_cost(cfg, info, base, config)))
+    return items
+
+
+def _cost(cfg: NotebookConfig, info: Any, base: str, config: AHLConfig | None) -> tuple[int, int]:
+    """(training samples, evaluation samples) of one row, pyramid scales counted. A base row
+    counts its model's training and the feature extraction; an AHL row its feature passes."""
+    counts = info.paper
+    n_test = counts.test_normal + counts.anomalies if counts is not None else 0
+    n_test = min(n_test, grid_option(cfg, "max_test_images") or n_test)
+    n_normal = counts.train_normal if counts is not None else 0
+    n_normal = min(n_normal, grid_option(cfg, "max_normals") or n_normal)
+    scales = cfg.profile.n_scales
+    if config is None:
+        bc = base_config(cfg, base)
+        train = bc.epochs * bc.steps_per_epoch * bc.batch_size * scales
+        return train, (n_test + 4 * n_normal) * scales
+    tasks = config.n_clusters * (config.n_clusters - 1) + 1
+    return config.epochs * tasks * (config.inner_steps + config.query_steps) * config.batch_size * scales, n_test * scales
+
+
+# --------------------------------------------------------------------------------------------
+# base models and their features
+
+
+@dataclasses.dataclass
+class BaseRun:
+    """A trained base model of one split, its features and the reference rows (DRA)."""
+
+    model: torch.nn.Module
+    bank: FeatureBank
+    state: dict[str, torch.Tensor]
+
+
+def _stems(cfg: NotebookConfig, root: Path, config: DevNetConfig | DRAConfig, images: ImageSet) -> Any:
+    """Cached frozen-stem outputs of ``images`` (``frozen_stages > 0``, the CPU demo), else None."""
+    if not config.frozen_stages:
+        return None
+    stem = DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
+                        n_scales=config.n_scales, frozen_stages=config.frozen_stages,
+                        eval_batch_size=config.eval_batch_size)
+    return xdevnet.dataset_stems(root, stem, images, cfg.device)
+
+
+def _train_base(cfg: NotebookConfig, base: str, config: Any, split: Split, root: Path, train: ImageSet
+                ) -> tuple[torch.nn.Module, Sequence[int]]:
+    """Train the base model (or load this split's checkpoint); return it and its reference rows."""
+    file = cfg.checkpoints_dir / NOTEBOOK / f"{base}_{split.manifest_id}_{_config_hash(config)}.pt"
+    if base == "devnet":
+        model = DevNet(config).to(cfg.device)
+        if file.is_file():
+            model.load_state_dict(torch.load(file, map_location=cfg.device, weights_only=True))
+        else:
+            model, _ = train_devnet(config, train, split.seed, cfg.device, progress=cfg.interactive,
+                                    desc=f"devnet {split.dataset}", stems=_stems(cfg, root, config, train))
+            save_checkpoint(file, model.state_dict())
+        return model.eval(), ()
+    references = DRATrainingData(train, config, split.seed).fixed_reference_idx
+    if file.is_file():
+        model = build_dra(config).to(cfg.device)
+        model.load_state_dict(torch.load(file, map_location=cfg.device, weights_only=True))
+    else:
+        model = train_dra(train, config, split.seed, cfg.device, progress=cfg.interactive,
+                          desc=f"dra {split.dataset}").model
+        save_checkpoint(file, model.state_dict())
+    return model.eval(), references.tolist()
+
+
+def _config_hash(config: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=4)
+def _base_run_cached(cfg: NotebookConfig, base: str, name: str, setting: str, n_shots: int, seed: int,
+                     seen: str | None) -> BaseRun:
+    split, root = make_dataset_split(cfg, name, setting, n_shots, seed, seen)
+    config = base_config(cfg, base)
+    train, test = load_split(split, root, config.image_size)
+    test = xdra.subsample(test, grid_option(cfg, "max_test_images"), seed)
+    model, references = _train_base(cfg, base, config, split, root, train)
+    bank = cached_features(model, train, test, split.manifest_id, seed=seed, max_normals=grid_option(cfg, "max_normals"),
+                           reference_rows=references, train_stems=_stems(cfg, root, config, train),
+                           test_stems=_stems(cfg, root, config, test), batch_size=config.eval_batch_size,
+                           device=cfg.device, progress=cfg.interactive)
+    return BaseRun(model, bank, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def base_run(cfg: NotebookConfig, base: str, experiment: Experiment) -> BaseRun:
+    """The trained base model and feature bank of ``experiment``'s split (trained/extracted once)."""
+    e = experiment
+    return _base_run_cached(cfg, base, e.extra_key["name"], e.setting, int(e.n_shots), e.seed,
+                            e.extra_key["seen_class"] or None)
+
+
+def base_scores(run: BaseRun, base: str, device: str = "cpu") -> np.ndarray:
+    """The base model's scores of its test features (its own heads; DRA with fixed references)."""
+    from osad_lib.models.ahl import reference_features, score_in_chunks
+
+    refs = reference_features(run.bank)
+    scorer = build_scorer(base, run.bank.channels, [r.to(device) for r in refs] if refs else None,
+                          base_state=run.state)
+    scorer.module.to(device)
+    return score_in_chunks(scorer, None, [f.to(device) for f in run.bank.test]).cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# running one experiment
+
+
+def history_file(cfg: NotebookConfig, experiment: Experiment) -> Path:
+    """Where an AHL run's per-epoch, per-task weights are written (``runs/<profile>/artifacts/05_ahl``)."""
+    return cfg.runs_dir / "artifacts" / NOTEBOOK / f"{experiment.experiment_id}_history.csv"
+
+
+def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
+    """Run one grid item (a base model row or an AHL row) and return its test AUROC and AUPR."""
+    e = item.experiment
+    base = e.method.removeprefix("ahl_")
+    run = base_run(cfg, base, e)
+    if e.method == base:
+        scores = base_scores(run, base, cfg.device)
+    else:
+        config = ahl_config(cfg, base, e.variant)
+        banks = {base: run.bank}
+        if config.variant == "ramhadg+devnet":
+            banks["devnet"] = base_run(cfg, "devnet", e).bank
+        trained = train_ahl(banks, config, e.seed, cfg.device, base_state=run.state, progress=cfg.interactive)
+        scores = trained.score({b: [f.to(cfg.device) for f in bank.test] for b, bank in banks.items()})
+        if trained.history:
+            atomic_write_text(history_file(cfg, e), pd.DataFrame(trained.history).to_csv(index=False))
+    labels = run.bank.test_labels
+    return {"auroc": image_auroc(labels, scores), "aupr": image_aupr(labels, scores)}
+
+
+def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
+    """Items whose data are at hand, and the dataset names that are missing."""
+    return xdra.runnable(items)
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _measured(cfg: NotebookConfig) -> pd.DataFrame:
+    rows = cfg.store.read()
+    return rows[(rows["paper"] == PAPER) & (rows["status"] == "ok")]
+
+
+def _as_paper_rows(measured: pd.DataFrame) -> pd.DataFrame:
+    """Base rows are the paper's DevNet/DRA columns (``variant`` ``ahl_base`` → ``""``)."""
+    return measured.assign(variant=measured["variant"].replace({BASE_VARIANT: ""}))
+
+
+def comparison(cfg: NotebookConfig, table: str) -> pd.DataFrame:
+    """Measured vs paper for ``table1``/``table7`` (general) or ``table2``/``table8`` (hard):
+    the measured rows, paper mean/std, measured mean/std over seeds, delta, n_seeds."""
+    source = {"table1": "table1", "table7": "table1", "table2": "table2", "table8": "table2"}[
+        choose("table", table, ("table1", "table2", "table7", "table8"))]
+    measured = _measured(cfg)
+    measured = xdra.with_dataset_means(measured[measured["table"] == source])
+    if measured.empty:
+        return pd.DataFrame()
+    out = paper.compare(_as_paper_rows(measured).assign(table=table), f"ahl_{table}")
+    return out[out["n_seeds"] > 0].reset_index(drop=True)
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A comparison frame as ``mean ± std`` strings beside the paper (see :func:`comparison`)."""
+    return xdra.display_table(frame)
+
+
+def paired_differences(cfg: NotebookConfig, metric: str = "auroc") -> pd.DataFrame:
+    """Per split (dataset, subset, setting, shots) and base: AHL − base per seed, its mean, std
+    and range over seeds, the number of seeds with a gain, and the paper's claimed gain (paper
+    AHL − paper base, Tables 1/2)."""
+    rows = _measured(cfg)
+    rows = rows[(rows["metric"] == metric) & (rows["variant"].isin(["", BASE_VARIANT]))]
+    out = []
+    for base in BASES:
+        mine = rows[rows["method"].isin([base, f"ahl_{base}"])]
+        if mine.empty:
+            continue
+        wide = mine.pivot_table(index=["dataset", "subset", "setting", "n_shots", "seed"], columns="method",
+                                values="value", aggfunc="first").dropna()
+        if wide.empty or f"ahl_{base}" not in wide:
+            continue
+        wide["diff"] = wide[f"ahl_{base}"] - wide[base]
+        for key, part in wide.groupby(level=["dataset", "subset", "setting", "n_shots"]):
+            dataset, subset, setting, shots = key
+            out.append({"dataset": dataset, "subset": subset, "setting": setting, "n_shots": int(shots),
+                        "base": base, "base_mean": part[base].mean(), "ahl_mean": part[f"ahl_{base}"].mean(),
+                        "diff_mean": part["diff"].mean(), "diff_std": part["diff"].std(ddof=1),
+                        "diff_min": part["diff"].min(), "diff_max": part["diff"].max(),
+                        "n_seeds": len(part), "n_gains": int((part["diff"] > 0).sum()),
+                        "paper_gain": _paper_gain(dataset, subset, setting, int(shots), base, metric)})
+    columns = ["dataset", "subset", "setting", "n_shots", "base", "base_mean", "ahl_mean", "diff_mean", "diff_std",
+               "diff_min", "diff_max", "n_seeds", "n_gains", "paper_gain"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def _paper_gain(dataset: str, subset: str, setting: str, n_shots: int, base: str, metric: str) -> float:
+    table = paper.load_table("ahl_table1" if setting == "general" else "ahl_table8")
+    sel = table[(table["dataset"] == dataset) & (table["subset"] == subset) & (table["setting"] == setting)
+                & (table["n_shots"] == n_shots) & (table["metric"] == metric) & (table["variant"] == "")]
+    values = sel.set_index("method")["mean"]
+    if base in values and f"ahl_{base}" in values:
+        return float(values[f"ahl_{base}"] - values[base])
+    return float("nan")
+
+
+def table4(cfg: NotebookConfig) -> pd.DataFrame:
+    """Table 4: AHL (DRA) (10 anomalies, general) beside unsupervised PatchCore/KDAD and
+    fully supervised FS-DRA. Measured values come from any notebook's store of this profile
+    (method ``patchcore``/``kdad``; ``dra`` with setting ``fully_supervised``); a column
+    without one shows the paper's number labelled ``paper only``."""
+    reference = paper.load_table("ahl_table4")
+    measured = read_all(cfg.profile.name, cfg.output_dir)
+    measured = measured[measured["status"] == "ok"] if len(measured) else measured
+    ours = _measured(cfg)
+    ours = ours[(ours["method"] == "ahl_dra") & (ours["variant"] == "") & (ours["setting"] == "general")
+                & (ours["n_shots"] == 10) & (ours["metric"] == "auroc")]
+    out = []
+    for dataset in sorted(set(ours["dataset"])):
+        row: dict[str, Any] = {"dataset": dataset}
+        for column, method, setting in (("KDAD", "kdad", "general"), ("PatchCore", "patchcore", "general"),
+                                        ("AHL (DRA)", "ahl_dra", "general"), ("FS-DRA", "dra", "fully_supervised")):
+            if method == "ahl_dra":
+                values = ours[ours["dataset"] == dataset]["value"]
+            else:
+                values = measured[(measured["dataset"] == dataset) & (measured["method"] == method)
+                                  & (measured["setting"] == setting) & (measured["metric"] == "auroc")]["value"] \
+                    if len(measured) else pd.Series(dtype=float)
+            p = reference[(reference["dataset"] == dataset) & (reference["method"] == method)
+                          & (reference["setting"] == setting) & (reference["subset"].isin(["", "mean"]))]
+            paper_text = paper.format_mean_std(p["mean"].iloc[0], p["std"].iloc[0]) if len(p) else "—"
+            row[f"{column} measured"] = (paper.format_mean_std(values.mean(), values.std(ddof=1) if len(values) > 1 else None)
+                                         if len(values) else "not run (paper only)")
+            row[f"{column} paper"] = paper_text
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------------
+# figure: what ψ learns
+
+
+def weight_histories(cfg: NotebookConfig) -> pd.DataFrame:
+    """Every stored AHL run's per-epoch importance weights, with its row's keys."""
+    rows = _measured(cfg)
+    rows = rows[rows["method"].str.startswith("ahl_") & (rows["metric"] == "auroc")]
+    frames = []
+    for _, row in rows.iterrows():
+        file = cfg.runs_dir / "artifacts" / NOTEBOOK / f"{row['experiment_id']}_history.csv"
+        if file.is_file():
+            frames.append(pd.read_csv(file).assign(method=row["method"], variant=row["variant"], seed=row["seed"],
+                                                   dataset=row["dataset"], subset=row["subset"],
+                                                   setting=row["setting"], n_shots=row["n_shots"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def weights_figure(histories: pd.DataFrame, variant: str = ""):
+    """The importance weights w_i per HADG task over epochs (mean over runs, band = min–max),
+    one panel per AHL model; dashed: the equal weights 1/T used before ψ has K epochs."""
+    import matplotlib.pyplot as plt
+
+    data = histories[histories["variant"] == variant] if len(histories) else histories
+    methods = sorted(set(data["method"])) if len(data) else []
+    if not methods:
+        return None
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 3.4), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods, strict=True):
+        part = data[data["method"] == method]
+        tasks = list(dict.fromkeys(part["task"]))
+        for task in tasks:
+            stats = part[part["task"] == task].groupby("epoch")["weight"].agg(["mean", "min", "max"])
+            line, = ax.plot(stats.index, stats["mean"], marker=".", label=task)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.12)
+        ax.axhline(1 / len(tasks), color="black", linestyle="--", linewidth=0.8)
+        runs = part.groupby(["dataset", "subset", "setting", "n_shots", "seed"]).ngroups
+        ax.set_title(f"{method}: importance weights ({runs} runs)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("weight $w_i$ (Eq. 7)")
+    axes[0][-1].legend(title="task (support→query)", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "BASE_VARIANT", "GRID_KEYS", "NOTEBOOK", "PAPER_VARIANTS", "ahl_config", "base_config", "base_run",
+    "base_scores", "comparison", "deviations", "display_table", "grid", "grid_option", "history_file",
+    "make_dataset_split", "paired_differences", "run_one", "runnable", "table4", "variant_options",
+    "weight_histories", "weights_figure",
+]
