@@ -115,10 +115,18 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 3, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
                   "psi_steps": 2, "psi_pool_size": 96, "settings": ("general",), "general_n_shots": (5,)},
         # The base models' demo settings (frozen Lite0, heads trained); AHL on a 300-normal HADG
-        # subset, 10 epochs of 7 tasks x (4 support + 2 query batches of 24), the code's cheaper
-        # DRA heads (stride-3 composite), psi on 256 samples; general setting, 10 anomalies.
-        "demo": {"epochs": 10, "inner_steps": 4, "query_steps": 2, "batch_size": 24, "psi_pool_size": 256,
-                 "head_style": "code", "max_normals": 300, "settings": ("general",), "general_n_shots": (10,)},
+        # subset, 10 epochs of 7 tasks x (3 support + 2 query batches of 24), second order through
+        # the first inner step only (the code's), the code's cheaper DRA heads (stride-3
+        # composite), psi on 256 samples; general setting, 10 anomalies, 400 test images.
+        "demo": {"epochs": 10, "inner_steps": 3, "query_steps": 2, "batch_size": 24, "psi_pool_size": 256,
+                 "second_order": "first", "head_style": "code", "max_normals": 300, "max_test_images": 400,
+                 "settings": ("general",), "general_n_shots": (10,)},
+    },
+    "patchcore": {
+        # osad_lib.models.patchcore.PatchCoreConfig fields. demo: a 1 % coreset (paper 10 %): the
+        # exact greedy k-center selection costs O(patches x selected) and 10 % of ELPV's ~450k
+        # patches takes tens of minutes on 2 CPU cores.
+        "demo": {"coreset_ratio": 0.01},
     },
 }
 
