@@ -170,6 +170,8 @@ def test_patchcore_config_errors():
         PatchCoreConfig(coreset_ratio=0.0)
     with pytest.raises(ConfigError, match="levels"):
         PatchCoreConfig(levels=(1, 3))
+    with pytest.raises(ConfigError, match="max_train_images"):
+        PatchCoreConfig(max_train_images=-1)
     with pytest.raises(ConfigError, match="memory bank"):
         PatchCore(PatchCoreConfig(), backbone=_pixel_backbone()).patch_scores(torch.rand(1, 3, 8, 8))
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from osad_lib.data.tensors import ImageSet, load_split
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments import dra as xdra
-from osad_lib.features import FeatureBank, cached_features, model_hash
+from osad_lib.features import FeatureBank, cached_features
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.ahl import BASES, AHLConfig, build_scorer, train_ahl
 from osad_lib.models.devnet import DevNet, DevNetConfig, train_devnet
@@ -105,7 +105,8 @@ def variant_options(variant: str) -> dict[str, Any]:
         elif part == "init=base":
             options["init"] = "base"
         else:
-            options.update(PAPER_VARIANTS[choose("AHL variant", part, (*PAPER_VARIANTS, "C=<n>", "K=<n>", "init=base"))])
+            allowed = (*PAPER_VARIANTS, "C=<n>", "K=<n>", "init=base")
+            options.update(PAPER_VARIANTS[choose("AHL variant", part, allowed)])
     return options
 
 
@@ -146,7 +147,8 @@ def deviations(cfg: NotebookConfig, dataset: str, base: str, config: AHLConfig |
     if grid_option(cfg, "max_normals"):
         parts.append(f"HADG on a seeded subset of {grid_option(cfg, 'max_normals')} training normals")
     if grid_option(cfg, "max_test_images"):
-        parts.append(f"test set: seeded class-stratified subsample of at most {grid_option(cfg, 'max_test_images')} images")
+        limit = grid_option(cfg, "max_test_images")
+        parts.append(f"test set: seeded class-stratified subsample of at most {limit} images")
     return "; ".join(p for p in parts if p)
 
 
@@ -216,7 +218,8 @@ def _cost(cfg: NotebookConfig, info: Any, base: str, config: AHLConfig | None) -
         train = bc.epochs * bc.steps_per_epoch * bc.batch_size * scales
         return train, (n_test + 4 * n_normal) * scales
     tasks = config.n_clusters * (config.n_clusters - 1) + 1
-    return config.epochs * tasks * (config.inner_steps + config.query_steps) * config.batch_size * scales, n_test * scales
+    batches = config.epochs * tasks * (config.inner_steps + config.query_steps)
+    return batches * config.batch_size * scales, n_test * scales
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,7 +228,7 @@ def _cost(cfg: NotebookConfig, info: Any, base: str, config: AHLConfig | None) -
 
 @dataclasses.dataclass
 class BaseRun:
-    """A trained base model of one split, its features and the reference rows (DRA)."""
+    """A trained base model of one split, its feature bank and its state dict (the heads)."""
 
     model: torch.nn.Module
     bank: FeatureBank
@@ -281,10 +284,10 @@ def _base_run_cached(cfg: NotebookConfig, base: str, name: str, setting: str, n_
     train, test = load_split(split, root, config.image_size)
     test = xdra.subsample(test, grid_option(cfg, "max_test_images"), seed)
     model, references = _train_base(cfg, base, config, split, root, train)
-    bank = cached_features(model, train, test, split.manifest_id, seed=seed, max_normals=grid_option(cfg, "max_normals"),
-                           reference_rows=references, train_stems=_stems(cfg, root, config, train),
-                           test_stems=_stems(cfg, root, config, test), batch_size=config.eval_batch_size,
-                           device=cfg.device, progress=cfg.interactive)
+    bank = cached_features(model, train, test, split.manifest_id, seed=seed,
+                           max_normals=grid_option(cfg, "max_normals"), reference_rows=references,
+                           train_stems=_stems(cfg, root, config, train), test_stems=_stems(cfg, root, config, test),
+                           batch_size=config.eval_batch_size, device=cfg.device, progress=cfg.interactive)
     return BaseRun(model, bank, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
 
@@ -436,8 +439,9 @@ def table4(cfg: NotebookConfig) -> pd.DataFrame:
             p = reference[(reference["dataset"] == dataset) & (reference["method"] == method)
                           & (reference["setting"] == setting) & (reference["subset"].isin(["", "mean"]))]
             paper_text = paper.format_mean_std(p["mean"].iloc[0], p["std"].iloc[0]) if len(p) else "—"
-            row[f"{column} measured"] = (paper.format_mean_std(values.mean(), values.std(ddof=1) if len(values) > 1 else None)
-                                         if len(values) else "not run (paper only)")
+            spread = values.std(ddof=1) if len(values) > 1 else None
+            row[f"{column} measured"] = (paper.format_mean_std(values.mean(), spread) if len(values)
+                                         else "not run (paper only)")
             row[f"{column} paper"] = paper_text
         out.append(row)
     return pd.DataFrame(out)

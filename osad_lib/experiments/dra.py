@@ -254,13 +254,14 @@ def _training_stems(cfg: NotebookConfig, root: Path, config: DRAConfig, train: I
                     seed: int) -> dict[str, StemFeatures]:
     """``stems``/``pseudo_stems`` for :func:`train_dra` with ``cache_stems`` (else nothing): the
     training images' rows of the shared stem cache, and a pseudo-anomaly pool made once per
-    dataset, seed and pseudo source (kept in memory for the other splits of the same seed)."""
+    dataset, seed, pseudo source and pool size (kept in memory for the other splits of the seed)."""
     if not config.cache_stems:
         return {}
     normals = tuple(p for p, label in zip(train.paths, train.labels.tolist()) if label == 0)
     key = DRAConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
                     n_scales=config.n_scales, frozen_stages=config.frozen_stages, cache_stems=True,
-                    pseudo_source=config.pseudo_source, eval_batch_size=config.eval_batch_size)
+                    pseudo_source=config.pseudo_source, pseudo_pool=config.pseudo_pool,
+                    eval_batch_size=config.eval_batch_size)
     return {"stems": _inputs(cfg, root, config, train), "pseudo_stems": _pseudo_pool(root, seed, key, normals, cfg.device)}
 
 
@@ -269,7 +270,7 @@ def _pseudo_pool(root: Path, seed: int, config: DRAConfig, normal_paths: tuple[s
     everything = load_images(root, read_mvtec_layout(root), config.image_size)  # the dataset's shared tensor cache
     row = {p: i for i, p in enumerate(everything.paths)}
     normals = everything.images[torch.as_tensor([row[p] for p in normal_paths])]
-    return pseudo_stem_pool(build_dra(config).to(device), normals, config.pseudo_source, seed,
+    return pseudo_stem_pool(build_dra(config).to(device), normals, config.pseudo_source, seed, config.pseudo_pool,
                             config.eval_batch_size, device)
 
 

@@ -145,9 +145,11 @@ class AHLConfig:
         choose("init", self.init, INITS)
         choose("head_style", self.head_style, HEAD_STYLES)
         if self.init == "base" and self.head_style == "code" and self.base == "dra":
-            raise ConfigError("init='base' copies DRA's heads, which head_style='code' does not have; use head_style='base'")
+            raise ConfigError("init='base' copies DRA's heads, which head_style='code' does not have; "
+                              "use head_style='base'")
         if self.n_clusters < 2:
-            raise ConfigError(f"n_clusters must be >= 2 (support and query need different clusters), got {self.n_clusters}")
+            raise ConfigError(f"n_clusters must be >= 2 (support and query need different clusters), "
+                              f"got {self.n_clusters}")
         if self.sequence_length < 1:
             raise ConfigError(f"sequence_length must be >= 1, got {self.sequence_length}; the paper uses K = 5")
         if self.batch_size < 3:
@@ -283,7 +285,8 @@ def split_anomalies(n_anomalies: int, rng: np.random.Generator, consistent: bool
     return support, np.sort(np.concatenate([keep, complement]))
 
 
-def _with_pseudo(normals: np.ndarray, enabled: bool, prob: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _with_pseudo(normals: np.ndarray, enabled: bool, prob: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split a normal set into (kept normals, normals replaced by their pseudo version) (code §4.5)."""
     if not enabled:
         return np.sort(normals), np.array([], dtype=np.int64)
@@ -546,7 +549,8 @@ def build_scorer(base: str, channels: int, references: Sequence[torch.Tensor] | 
         wanted = module.state_dict()
         missing = [k for k in wanted if k not in base_state]
         if missing:
-            raise ConfigError(f"the base model's state has no {missing[:2]}…; pass the state_dict of a trained {base} model")
+            raise ConfigError(f"the base model's state has no {missing[:2]}…; "
+                              f"pass the state_dict of a trained {base} model")
         module.load_state_dict({k: base_state[k] for k in wanted})
     return FeatureScorer(base, module, references)
 
@@ -711,8 +715,9 @@ class FeaturePool:
 
     def __init__(self, bank: Any, generators: Sequence[str], device: str = "cpu"):
         self.layout = PoolLayout(bank.n_normals, bank.n_anomalies, tuple(generators))
-        self.features = [torch.cat([bank.normal[s], bank.anomaly[s], *[bank.pseudo[g][s] for g in generators]]).to(device)
-                         for s in range(bank.n_scales)]
+        self.features = [
+            torch.cat([bank.normal[s], bank.anomaly[s], *[bank.pseudo[g][s] for g in generators]]).to(device)
+            for s in range(bank.n_scales)]
         self.labels = torch.as_tensor(self.layout.labels(), device=device)
         self.device = device
 
@@ -790,10 +795,13 @@ class AHLTrainer:
                                    config.topk_ratio, base_state if config.init == "base" else None, config.head_style)
         self.scorer.module.to(device)
         self.theta = self.scorer.parameters()
-        self.samplers = [(iter(task_sampler(self.pool.layout.groups(t, "support"), config.batch_size, seed * 1009 + 2 * i)),
-                          iter(task_sampler(self.pool.layout.groups(t, "query"), config.batch_size, seed * 1009 + 2 * i + 1)))
-                         for i, t in enumerate(self.tasks)]
-        self.optimizer = torch.optim.Adam(self.theta.values(), lr=config.unified_lr, weight_decay=config.unified_weight_decay)
+        layout = self.pool.layout
+        self.samplers = [
+            (iter(task_sampler(layout.groups(t, "support"), config.batch_size, seed * 1009 + 2 * i)),
+             iter(task_sampler(layout.groups(t, "query"), config.batch_size, seed * 1009 + 2 * i + 1)))
+            for i, t in enumerate(self.tasks)]
+        self.optimizer = torch.optim.Adam(self.theta.values(), lr=config.unified_lr,
+                                          weight_decay=config.unified_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step_size, config.lr_gamma)
         self.psi = ScoreHistory(len(self.tasks), config)
         self.psi_index = psi_pool_indices(self.pool.layout, config.psi_pool_size, seed)
@@ -871,7 +879,8 @@ class AHLTrainer:
 
 
 # ============================================================================ Table 5 ensembles
-def _member_groups(config: AHLConfig, bank: Any, seed: int, generators: Sequence[str]) -> tuple[list[dict[str, np.ndarray]], list[Task]]:
+def _member_groups(config: AHLConfig, bank: Any, seed: int,
+                   generators: Sequence[str]) -> tuple[list[dict[str, np.ndarray]], list[Task]]:
     """Training data of each ensemble member (global pool indices by group)."""
     layout = PoolLayout(bank.n_normals, bank.n_anomalies, tuple(generators))
     if config.variant == "ramfull":
@@ -902,7 +911,8 @@ def train_ensemble(banks: Mapping[str, Any], config: AHLConfig, seed: int, devic
     bank = banks[config.base]
     generators = tuple(bank.pseudo) if config.pseudo else ()
     groups, tasks = _member_groups(config, bank, seed, generators)
-    bases = [("dra", "devnet")[i % 2] if config.variant == "ramhadg+devnet" else config.base for i in range(len(groups))]
+    mixed = config.variant == "ramhadg+devnet"
+    bases = [("dra", "devnet")[i % 2] if mixed else config.base for i in range(len(groups))]
     missing = sorted(set(bases) - set(banks))
     if missing:
         raise ConfigError(f"ensemble variant {config.variant!r} needs feature banks of {missing}; extract them first")

@@ -512,7 +512,10 @@ def baseline_deviations(method: str, dataset: str, config: BaselineConfig | Patc
     the paper's WideResNet-50 named), and :data:`METHOD_NOTES`."""
     if isinstance(config, PatchCoreConfig):
         parts = [f"backbone={config.backbone}/{config.weights} (paper: wide_resnet50/imagenet)"]
-        parts += [d for d in _differences(config, PatchCoreConfig()) if d.split("=")[0] in PATCHCORE_PAPER_FIELDS]
+        parts += [d for d in _differences(config, PatchCoreConfig())
+                  if d.split("=")[0] in PATCHCORE_PAPER_FIELDS and not d.startswith("max_train_images=")]
+        if config.max_train_images:
+            parts.append(f"memory bank from at most {config.max_train_images} training normals (paper: all)")
     else:
         parts = _differences(config, BaselineConfig.paper_defaults(method))
     synthetic = ["synthetic data (no paper row)"] if dataset == "synthetic" else []
@@ -607,15 +610,19 @@ def run_patchcore(
     checkpoint: Path | None = None,
 ) -> dict[str, float]:
     """PatchCore (:mod:`osad_lib.models.patchcore`; default :func:`patchcore_config`) fitted on the
-    split's training normals (labelled anomalies ignored), tested like :func:`run_baseline`;
+    split's training normals (labelled anomalies ignored; at most ``config.max_train_images`` of
+    them, drawn with the split's seed), tested like :func:`run_baseline`;
     ``pixel_auroc`` comes from its nearest-neighbour anomaly maps. ``checkpoint`` is accepted for
     the common runner signature and unused (nothing is trained; the memory bank is rebuilt).
     """
     config = config if config is not None else patchcore_config(cfg)
     train, test = load_split(split, root, config.image_size)
     test = _subsample(test, max_test_images, split.seed)
-    seed_everything(split.seed)  # random-weight backbones
-    model = PatchCore(config).fit(train.images[train.labels == 0], seed=split.seed, device=cfg.device,
+    rng = seed_everything(split.seed)  # also random-weight backbones
+    normals = torch.nonzero(train.labels == 0).flatten().numpy()
+    if config.max_train_images and len(normals) > config.max_train_images:
+        normals = np.sort(rng.choice(normals, config.max_train_images, replace=False))
+    model = PatchCore(config).fit(train.images[torch.as_tensor(normals)], seed=split.seed, device=cfg.device,
                                   progress=cfg.interactive)
     localize = test.masks is not None if localize is None else localize
     scores, maps = model.predict(test.images, cfg.device, maps=localize, progress=cfg.interactive)

@@ -107,9 +107,9 @@ class DRAConfig:
     recorded in ``deviations``). The training pipeline is unchanged: pseudo anomalies and
     rotation act on images, which then pass the frozen stem. ``cache_stems`` (also not in the
     paper, needs ``frozen_stages`` > 0) trains on cached stem outputs instead: those of every
-    training image, and of one pseudo anomaly made once from each training normal (a fixed,
-    seeded pool instead of a fresh pseudo anomaly at every draw); rotation then acts on the
-    stem's feature maps (DevNet's demo does the same).
+    training image, and of a fixed, seeded pool of ``pseudo_pool`` pseudo anomalies (0 = one
+    per training normal) made once instead of a fresh one at every draw; rotation then acts on
+    the stem's feature maps (DevNet's demo does the same).
     """
 
     mode: str = "faithful"
@@ -125,6 +125,7 @@ class DRAConfig:
     weights: str = "imagenet"
     frozen_stages: int = 0
     cache_stems: bool = False
+    pseudo_pool: int = 0
     epochs: int = 30
     steps_per_epoch: int = 20
     batch_size: int = 48
@@ -362,10 +363,11 @@ class DRATrainingData:
     another dataset's normals, resized to S) is the pseudo-anomaly pool of
     ``pseudo_source="external"`` (outlier exposure, code §2.4 "External/OOD data").
 
-    With ``stems`` (frozen-stem outputs of ``train``'s rows) and ``pseudo_stems`` (those of one
-    pseudo anomaly per training normal, rows in the order of :attr:`normal_idx`,
-    :func:`pseudo_stem_pool`) batches and references are stem outputs instead of images
-    (``config.cache_stems``); rotation then rotates the feature maps.
+    With ``stems`` (frozen-stem outputs of ``train``'s rows) and ``pseudo_stems`` (a pool of
+    pseudo anomalies' stem outputs, :func:`pseudo_stem_pool`) batches and references are stem
+    outputs instead of images (``config.cache_stems``): a pseudo slot takes a random pool row —
+    as the code, whose pseudo anomaly is made from a *random* normal (§2.4) — and rotation
+    rotates the feature maps.
     """
 
     def __init__(self, train: ImageSet, config: DRAConfig, seed: int, outliers: ImageSet | None = None,
@@ -389,12 +391,10 @@ class DRATrainingData:
         self.fixed_reference_idx = np.sort(rng.choice(self.normal_idx, n_fixed, replace=False))
         if (stems is None) != (pseudo_stems is None):
             raise ConfigError("pass both stems and pseudo_stems (cached training), or neither")
-        if stems is not None and (len(stems) != len(train) or len(pseudo_stems) != len(self.normal_idx)):
-            raise ConfigError(f"stems must have one row per training image ({len(train)}) and pseudo_stems one per "
-                              f"training normal ({len(self.normal_idx)}); got {len(stems)} and {len(pseudo_stems)}")
+        if stems is not None and (len(stems) != len(train) or len(pseudo_stems) == 0):
+            raise ConfigError(f"stems must have one row per training image ({len(train)}, got {len(stems)}) and "
+                              "pseudo_stems at least one row")
         self.stems, self.pseudo_stems = stems, pseudo_stems
-        self._pool_row = np.full(len(labels), -1)
-        self._pool_row[self.normal_idx] = np.arange(len(self.normal_idx))
 
     def sampler(self) -> BalancedBatchSampler:
         """2B//3 normal slots then B − 2B//3 anomaly slots per batch (code §1.4, §2.5)."""
@@ -434,14 +434,14 @@ class DRATrainingData:
         return self.augment(to_float_images(self.images[index]), labels)
 
     def _cached(self, index: torch.Tensor, labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The cached counterpart of :meth:`augment`: a normal's stems are swapped for those of
-        its pseudo anomaly with probability ``pseudo_prob``, then every map is rotated."""
+        """The cached counterpart of :meth:`augment`: a normal's stems are swapped for those of a
+        random pool pseudo anomaly with probability ``pseudo_prob``, then every map is rotated."""
         labels = labels.clone()
         feats = self.stems.take(index)
         if self.config.uses_pseudo:
             chosen = (labels == NORMAL) & (torch.rand(len(labels)) < self.config.pseudo_prob)
             if chosen.any():
-                pseudo = self.pseudo_stems.take(self._pool_row[index[chosen].numpy()].tolist())
+                pseudo = self.pseudo_stems.take(torch.randint(len(self.pseudo_stems), (int(chosen.sum()),)))
                 for f, p in zip(feats, pseudo):
                     f[chosen] = p
                 labels[chosen] = PSEUDO
@@ -484,12 +484,15 @@ def make_pseudo_anomalies(images: torch.Tensor, source: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pseudo_stem_pool(model: DRA, normals: torch.Tensor, source: str, seed: int, batch_size: int = 64,
-                     device: str = "cpu") -> StemFeatures:
-    """Frozen-stem outputs of one pseudo anomaly made from each of ``normals`` (uint8), drawn
-    with a generator seeded by ``seed`` (``cache_stems``: a fixed pool, rows in input order)."""
+def pseudo_stem_pool(model: DRA, normals: torch.Tensor, source: str, seed: int, size: int = 0,
+                     batch_size: int = 64, device: str = "cpu") -> StemFeatures:
+    """Frozen-stem outputs of ``size`` pseudo anomalies (``cache_stems``' fixed pool), each made
+    from a distinct random one of ``normals`` (uint8; all of them, in order, when ``size`` is 0 or
+    at least their number); the choice and the generator are seeded by ``seed``."""
     name = PSEUDO_GENERATORS[choose("pseudo_source", source, tuple(PSEUDO_GENERATORS))]
     generator = torch_generator(seed)
+    if 0 < size < len(normals):
+        normals = normals[torch.randperm(len(normals), generator=generator)[:size].sort().values]
     was_training = model.training
     model.eval()
     chunks: list[list[torch.Tensor]] = []
@@ -575,7 +578,8 @@ def cached_training_data(model: DRA, train: ImageSet, config: DRAConfig, seed: i
             for i in range(0, len(train), config.eval_batch_size)])))
     if pseudo_stems is None:
         normals = train.images[torch.as_tensor(np.flatnonzero(np.asarray(train.labels) == NORMAL))]
-        pseudo_stems = pseudo_stem_pool(model, normals, config.pseudo_source, seed, config.eval_batch_size, device)
+        pseudo_stems = pseudo_stem_pool(model, normals, config.pseudo_source, seed, config.pseudo_pool,
+                                        config.eval_batch_size, device)
     return DRATrainingData(train, config, seed, stems=stems, pseudo_stems=pseudo_stems)
 
 

@@ -54,7 +54,9 @@ from osad_lib.validate import ConfigError
 class PatchCoreConfig:
     """PatchCore's settings; defaults are the paper's (224-px inputs, layers 2 + 3, p = 3, 10 %
     coreset, 128-d projection, σ = 4) except the backbone (module docstring). ``batch_size``,
-    ``query_chunk`` and ``bank_chunk`` only bound memory.
+    ``query_chunk`` and ``bank_chunk`` only bound memory. ``max_train_images`` (0 = all, the
+    paper) builds the memory bank from a seeded subset of the training normals, for CPU budgets:
+    the exact greedy selection costs O(patches × selected).
     """
 
     backbone: str = "resnet18"
@@ -64,6 +66,7 @@ class PatchCoreConfig:
     patch_size: int = 3
     coreset_ratio: float = 0.1
     projection_dim: int = 128
+    max_train_images: int = 0
     batch_size: int = 32
     query_chunk: int = 4096
     bank_chunk: int = 65536
@@ -80,6 +83,8 @@ class PatchCoreConfig:
         for name in ("image_size", "projection_dim", "batch_size", "query_chunk", "bank_chunk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"PatchCoreConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_train_images < 0:
+            raise ConfigError(f"max_train_images must be >= 0 (0 = every training normal), got {self.max_train_images}")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> PatchCoreConfig:
