@@ -319,3 +319,15 @@ def test_paper_grid_lists_without_data(monkeypatch, tmp_path):
     base_rows = [i for i in items if i.experiment.method in ("devnet", "dra")]
     assert {i.experiment.variant for i in base_rows} == {"ahl_base"}
     assert all(i.train_images > 0 for i in items)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_code_composite_head_equals_its_stride3_convolution(size):
+    torch.manual_seed(0)
+    head = ahl.CodeCompositeHead(6)
+    torch.nn.init.normal_(head.gamma)
+    torch.nn.init.normal_(head.beta)
+    x, refs = torch.randn(4, 6, size, size), torch.randn(2, 6, size, size)
+    conv = torch.nn.functional.conv2d(refs.mean(0, keepdim=True) - x, head.conv.weight, head.conv.bias, stride=3)
+    expected = head.scorer(torch.relu(conv * head.gamma.view(1, -1, 1, 1) + head.beta.view(1, -1, 1, 1)))
+    assert torch.allclose(head(x, refs), expected, atol=1e-5)

@@ -239,4 +239,5 @@ def test_demo_patchcore_uses_a_smaller_coreset_and_says_so(tmp_path):
     assert (config.coreset_ratio, config.image_size, config.backbone) == (0.01, 160, "efficientnet_lite0")
     text = baselines.baseline_deviations("patchcore", "elpv", config)
     assert "coreset_ratio=0.01 (paper: 0.1)" in text and "image_size=160 (paper: 224)" in text
+    assert "at most 200 training normals (paper: all)" in text
     assert "batch_size" not in text  # memory-only settings are not deviations

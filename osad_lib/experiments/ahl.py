@@ -59,7 +59,8 @@ TABLES = {"general": "table1", "hard": "table2"}
 #: ``variant`` of the base-model rows (the paper tables' DevNet/DRA columns, here trained by us).
 BASE_VARIANT = "ahl_base"
 #: Keys of ``METHOD_OVERRIDES["ahl"][profile]`` that shape the grid; every other key is an
-#: :class:`AHLConfig` field. ``general_n_shots`` / ``hard_n_shots`` (default: the profile's
+#: :class:`AHLConfig` field, except ``"devnet"`` / ``"dra"``, whose dicts are AHLConfig
+#: overrides for that base model only (e.g. more epochs where they are cheap). ``general_n_shots`` / ``hard_n_shots`` (default: the profile's
 #: shots), ``settings`` (default: the profile's), ``bases`` (default both), ``variants``
 #: (AHL variants run beside the full model, as ``AHLConfig`` overrides keyed by a label;
 #: default none), ``max_seen_classes`` (0 = all), ``max_test_images`` (0 = the whole test set,
@@ -111,9 +112,12 @@ def variant_options(variant: str) -> dict[str, Any]:
 
 
 def ahl_config(cfg: NotebookConfig, base: str, variant: str = "") -> AHLConfig:
-    """AHL's paper defaults ← ``METHOD_OVERRIDES["ahl"][profile]`` ← the variant's options
+    """AHL's paper defaults ← ``METHOD_OVERRIDES["ahl"][profile]`` (its general keys, then those
+    under ``base``) ← the variant's options
     (:func:`variant_options`; ``faithful`` = :meth:`AHLConfig.faithful` with the code's numbers)."""
-    settings = {k: v for k, v in _overrides(cfg).items() if k not in GRID_KEYS}
+    overrides = _overrides(cfg)
+    settings = {k: v for k, v in overrides.items() if k not in GRID_KEYS and k not in BASES}
+    settings.update(overrides.get(base, {}))
     options = variant_options(variant)
     faithful = options.pop("mode", "") == "faithful"
     merged = {**settings, **options, "base": base}

@@ -30,8 +30,12 @@ and query share one generator, only the six cluster-pair tasks are trained, the 
 of epoch e is applied at the start of epoch e + 1 (the last one never), the query losses are
 averaged over tasks until the weights start (epoch K + 1) and then summed with factors
 0.5 + 0.5·w_t, and the inner loop is second-order only in its first step.
-:meth:`AHLConfig.faithful` also sets the code's numbers (outer Adam 0.002, ψ Adam 0.002 with
-weight decay 1e-3, ψ hidden size = number of tasks and no extra FC layer).
+:meth:`AHLConfig.faithful` also sets the code's numbers and heads (outer Adam 0.002, ψ Adam
+0.002 with weight decay 1e-3, ψ hidden size = number of tasks and no extra FC layer, the code's
+DRA heads: holistic without |·|, stride-3 composite with a zero-initialised affine, §4.4).
+Not reproduced: the code's random initial LSTM states, its mismatched reference sets across
+scales, its exact inner schedule (one second-order step from the *last* support batch, then
+2 × 20 first-order steps) — ``second_order="first"`` with ``inner_steps`` steps stands for it.
 
 The Table 5 ablations are options of the same config (``variant``): ``hadg`` (an ensemble of
 base heads trained on the HADG task data, no CDL), ``ramhadg`` (the same on random normal
