@@ -198,9 +198,13 @@ class ResultsStore:
 
         ``run`` returns ``{metric: value}``. A run that fails with a non-finite loss
         (:class:`osad_lib.training.NonFiniteLossError`) is recorded as one ``status=failed`` row
-        and the caller's grid continues; any other exception propagates and writes nothing.
+        and the caller's grid continues; CUDA out of memory raises
+        :class:`osad_lib.training.CudaOutOfMemoryError` naming the experiment and the setting to
+        lower; any other exception propagates and writes nothing.
         """
-        from osad_lib.training import NonFiniteLossError
+        import torch
+
+        from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
 
         if resume:
             done = self.read()
@@ -213,6 +217,15 @@ class ResultsStore:
             status = "ok"
         except NonFiniteLossError as exc:
             metrics, status = {"failed": float("nan")}, f"failed: {exc}"
+        except (CudaOutOfMemoryError, torch.OutOfMemoryError) as exc:
+            advice = str(exc) if isinstance(exc, CudaOutOfMemoryError) else (
+                "CUDA ran out of memory outside osad_lib.training.fit (evaluation, feature extraction or a method's "
+                "own loop); lower the method's batch_size, eval_batch_size or chunk_size in its profile overrides "
+                "(osad_lib.profiles.METHOD_OVERRIDES) or run with device='cpu'")
+            raise CudaOutOfMemoryError(
+                f"{experiment.describe()}: {advice}. Nothing was stored for this experiment; the {len(self.read())} "
+                "rows stored earlier are kept and a rerun with resume continues from here"
+            ) from None
         rows = experiment.rows(metrics, time.perf_counter() - start, status=status)
         self.append(rows)
         return validate_rows(rows)

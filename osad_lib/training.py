@@ -27,6 +27,31 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite; the run is stopped and recorded as failed."""
 
 
+class CudaOutOfMemoryError(RuntimeError):
+    """CUDA ran out of memory; the one-line message names the batch size that failed and one to try.
+
+    Unlike :class:`NonFiniteLossError` it is not recorded as a failed run: the same experiment
+    can succeed with a smaller batch, so it stops the grid (everything stored so far is kept) and
+    a rerun with ``resume`` continues from the experiment that ran out of memory.
+    """
+
+
+@contextlib.contextmanager
+def oom_advice(stage: str, batch_size: int, setting: str = "batch_size") -> Iterator[None]:
+    """Turn a CUDA out-of-memory error in the block into :class:`CudaOutOfMemoryError` whose
+    message says at which ``batch_size`` it happened and suggests half of it for ``setting``."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        smaller = max(1, batch_size // 2)
+        raise CudaOutOfMemoryError(
+            f"CUDA ran out of memory in {stage} at batch size {batch_size}; set {setting}={smaller} in the "
+            f"method's profile overrides (osad_lib.profiles.METHOD_OVERRIDES) or run with device='cpu'"
+        ) from None
+
+
 class BalancedBatchSampler:
     """Infinite batches with a fixed number of slots per group (``official_code_facts.md`` §1.4).
 
@@ -139,7 +164,8 @@ def fit(
     With ``checkpoint``, the model, optimiser, scheduler, sampler and every RNG state are saved
     after each epoch, and a later call with the same path continues where the last one stopped
     (the continued run matches an uninterrupted one on the same machine). A NaN/inf loss
-    raises :class:`NonFiniteLossError`.
+    raises :class:`NonFiniteLossError`; CUDA running out of memory in a step raises
+    :class:`CudaOutOfMemoryError` naming the batch size to try (the last epoch's checkpoint is kept).
     """
     params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -166,15 +192,16 @@ def fit(
                      leave=False, disable=not config.progress)
         for _ in steps:
             indices = next(batches)
-            with autocast(device, config.amp):
-                loss = loss_fn(model, indices)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}; lower the learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+            with oom_advice("training", len(indices)):
+                with autocast(device, config.amp):
+                    loss = loss_fn(model, indices)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}; lower the learning rate or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
             losses.append(float(loss.detach()))
         if config.scheduler_step_at == "epoch_end":
             scheduler.step()

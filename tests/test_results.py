@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from osad_lib.results import COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
-from osad_lib.training import NonFiniteLossError
+import torch
+
+from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
 
 
 def make_experiment(seed: int = 0, method: str = "devnet") -> Experiment:
@@ -98,3 +100,22 @@ def test_read_returns_typed_empty_frame(tmp_path):
     df = ResultsStore(tmp_path / "none.csv").read()
     assert len(df) == 0 and list(df.columns) == list(COLUMNS)
     assert isinstance(df, pd.DataFrame)
+
+
+@pytest.mark.parametrize("error, advice", [
+    (CudaOutOfMemoryError("CUDA ran out of memory in training at batch size 48; set batch_size=24 ..."), "batch_size=24"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB"), "eval_batch_size"),
+])
+def test_cuda_out_of_memory_stops_with_advice_and_keeps_stored_rows(tmp_path, error, advice):
+    store = ResultsStore(tmp_path / "r.csv")
+    store.run_experiment(make_experiment(seed=0), lambda: {"auroc": 0.9})
+
+    def runs_out():
+        raise error
+
+    with pytest.raises(CudaOutOfMemoryError, match=advice) as info:
+        store.run_experiment(make_experiment(seed=1), runs_out)
+    message = str(info.value)
+    assert "seed=1" in message or "seed 1" in message or make_experiment(seed=1).describe() in message
+    assert "1 rows stored earlier are kept" in message and "\n" not in message
+    assert len(store.read()) == 1  # not recorded as failed: a smaller batch can still succeed
