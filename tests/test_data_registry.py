@@ -68,7 +68,7 @@ def _empty_root(tmp_path):
         lambda t: (("mvtcad/carpet", t), "did you mean 'mvtecad/carpet'?"),
         lambda t: (("elvp", None), "did you mean 'elpv'?"),
         lambda t: (("mvtecad/carpt", t), "did you mean 'mvtecad/carpet'?"),
-        lambda t: (("mvtecad", t), "expands to its subsets only in dataset lists"),
+        lambda t: (("mvtecad", t), "has 15 subsets: name one, e.g. 'mvtecad/carpet'"),
         lambda t: (("aitex", None), "pass data_root (or set OSAD_DATA)"),
         lambda t: (("sdd", t / "nope"), f"data_root {t / 'nope'} does not exist"),
         _misplaced,

@@ -185,10 +185,13 @@ def canonical_name(name: str) -> str:
             return info.subsets[subset].name
         if not subset and "" in info.subsets:
             return dataset
+    if info is not None and not subset:
+        first = next(iter(info.subsets))
+        raise ConfigError(f"{dataset!r} has {len(info.subsets)} subsets: name one, e.g. '{dataset}/{first}' "
+                          f"('{dataset}' alone expands to all of them only in dataset lists)")
     hint = closest(name, _all_names())
-    expand = f"; '{dataset}' alone expands to its subsets only in dataset lists" if info and not subset else ""
     raise ConfigError(
-        f"unknown dataset {name!r}" + (f"; did you mean {hint!r}?" if hint else "") + expand
+        f"unknown dataset {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
         + f" (datasets: {', '.join(DATASETS)}; subsets as <dataset>/<subset>)"
     )
 
