@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,5 +221,39 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
     return bank
 
 
-__all__ = ["FEATURE_VERSION", "PSEUDO_GENERATORS", "FeatureBank", "cached_features", "extract_features",
-           "feature_file", "feature_key", "model_hash", "normal_subset", "pseudo_images"]
+# --------------------------------------------------------------------------------------------
+# frozen backbone features of a whole dataset (BGAD's flows, DevNet/DRA frozen stems)
+
+
+def dataset_key(root: Path, *settings: Any) -> str:
+    """A key for features of every image of the dataset at ``root``: the resolved root, every
+    image and mask file's path, size and modification time (sorted), and ``settings`` (backbone,
+    weights, image size, … — anything the features depend on). Editing, adding or removing a
+    file changes the key, so a stale cache is never used."""
+    from osad_lib.data.mvtec import read_mvtec_layout
+
+    entries = []
+    for sample in sorted(read_mvtec_layout(root), key=lambda s: s.path):
+        for rel in (sample.path, sample.mask_path):
+            if rel is not None:
+                st = (root / rel).stat()
+                entries.append((rel, st.st_size, st.st_mtime_ns))
+    text = json.dumps([FEATURE_VERSION, str(root.resolve()), [str(x) for x in settings], entries])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cached_dataset_features(namespace: str, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``'s tensors (a dict) stored once under ``cache_dir()/<namespace>/<key>.pt``
+    (atomic write) and loaded on every later call with the same key: frozen features are computed
+    once per backbone, resolution and dataset, and reused across seeds, settings, variants and
+    notebooks (issue: performance, frozen-feature cache). The first call returns what it saved,
+    so cached and uncached runs see identical values."""
+    file = paths.cache_dir() / namespace / f"{key}.pt"
+    if not file.is_file():
+        save_checkpoint(file, compute())
+    return torch.load(file, weights_only=True)
+
+
+__all__ = ["FEATURE_VERSION", "PSEUDO_GENERATORS", "FeatureBank", "cached_dataset_features", "cached_features",
+           "dataset_key", "extract_features", "feature_file", "feature_key", "model_hash", "normal_subset",
+           "pseudo_images"]

@@ -92,3 +92,30 @@ def test_normal_subset_is_seeded_and_sorted():
     assert len(rows) == 4 and np.all(np.diff(rows) > 0) and rows.max() < 10
     assert np.array_equal(rows, features.normal_subset(train, 4, seed=3))
     assert np.array_equal(features.normal_subset(train, 0, seed=3), np.arange(10))
+
+
+def _tiny_dataset(root):
+    from PIL import Image
+
+    for folder, n in (("train/good", 3), ("test/good", 2), ("test/crack", 2)):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (40 * i, 10, 200)).save(root / folder / f"{i:03d}.png")
+    return root
+
+
+def test_dataset_features_are_computed_once_and_follow_the_files(cache, tmp_path):
+    root = _tiny_dataset(tmp_path / "data")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"levels": [torch.randn(7, 4, 2, 2)]}
+
+    key = features.dataset_key(root, "lite0", 64)
+    first = features.cached_dataset_features("frozen", key, compute)
+    again = features.cached_dataset_features("frozen", features.dataset_key(root, "lite0", 64), compute)
+    assert len(calls) == 1 and torch.equal(first["levels"][0], again["levels"][0])
+    assert features.dataset_key(root, "lite0", 128) != key  # another setting, another entry
+    (root / "test/crack/000.png").unlink()
+    assert features.dataset_key(root, "lite0", 64) != key  # a changed dataset is never served stale
