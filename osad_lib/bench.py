@@ -1,7 +1,8 @@
 """Throughput benchmarks: ``python -m osad_lib.bench`` (``make bench``).
 
-For an image method (DevNet's backbone + top-K MIL head with the two-scale pyramid, the network
-shape DRA and AHL share) at the demo and paper settings, on the CPU and on CUDA when present:
+For each image method trained end to end on images — DevNet (backbone + top-K MIL head, two-scale
+pyramid) and DRA (the same backbone and pyramid, four heads and ``n_ref`` reference images in
+every step) — at the demo and paper settings, on the CPU and on CUDA when present:
 
 * ``model_train`` / ``model_infer``: images/s of the model alone on synthetic tensors already on
   the device (the upper bound);
@@ -15,6 +16,11 @@ shape DRA and AHL share) at the demo and paper settings, on the CPU and on CUDA 
 Each row also records the peak memory. Data: the embedded ELPV images (real files on disk), or
 the generated synthetic dataset (``--dataset synthetic``) where ELPV is not installed.
 Results go to ``runs/bench/bench.csv`` / ``.json`` and a Markdown table.
+
+Not benchmarked here: BGAD and AHL train on frozen features computed once per dataset
+(:func:`osad_lib.features.cached_dataset_features`, :func:`osad_lib.features.cached_features`),
+so no image pipeline runs in their training loops; their notebooks record train and feature
+times per run (BGAD: ``feature_cache_mb``, ``train_time_s``).
 """
 
 from __future__ import annotations
@@ -35,11 +41,18 @@ from osad_lib import paths
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.registry import resolve
 from osad_lib.data.tensors import load_images
+from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.models.devnet import DevNet, DevNetConfig, random_rotation, to_float_images
+from osad_lib.models.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
 from osad_lib.profiles import get_profile, resolve_device
 from osad_lib.results import atomic_write_text
 from osad_lib.seeding import seed_everything
 from osad_lib.training import autocast
+from osad_lib.validate import choose
+
+
+#: Image methods benchmarked (see the module docstring).
+METHODS = ("devnet", "dra")
 
 
 @dataclass(frozen=True)
@@ -94,23 +107,51 @@ class NaiveImageDataset(Dataset):
         return self.transform(self.load(self.root / self.paths[i])), self.labels[i]
 
 
+def _devnet(setting: BenchSetting, device: str) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """DevNet and its loss on a batch (half normal, half anomaly targets, §1.4)."""
+    model = DevNet(DevNetConfig(backbone=setting.backbone, weights="random", image_size=setting.image_size,
+                                batch_size=setting.batch_size)).to(device)
+    b = setting.batch_size
+    targets = torch.cat([torch.zeros(b // 2), torch.ones(b - b // 2)]).to(device)
+    return model, lambda images: model.loss(images, targets[: len(images)])
+
+
+def _dra(setting: BenchSetting, device: str) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """DRA and its summed head losses on a batch of the code's composition (2B/3 normal or pseudo,
+    B/3 seen, §2.5) against ``n_ref`` reference images passed through the network at every step."""
+    config = DRAConfig(backbone=setting.backbone, weights="random", image_size=setting.image_size,
+                       batch_size=setting.batch_size)
+    model = build_dra(config).to(device)
+    b, normal_slots = setting.batch_size, config.n_normal_slots
+    labels = torch.tensor([NORMAL, PSEUDO] * (normal_slots // 2) + [NORMAL] * (normal_slots % 2)
+                          + [SEEN] * (b - normal_slots), device=device)
+    references = torch.rand(config.n_ref, 3, setting.image_size, setting.image_size, device=device)
+    criterion = make_criterion(config.loss)
+
+    def loss(images: torch.Tensor) -> torch.Tensor:
+        batch_labels = labels[: len(images)]
+        return dra_loss(model(images, references, batch_labels), batch_labels, criterion)[0]
+
+    return model, loss
+
+
+BUILDERS = {"devnet": _devnet, "dra": _dra}
+
+
 def bench_setting(setting: BenchSetting, device: str, steps: int, warmup: int, workers: int,
-                  dataset: str = "elpv") -> dict:
-    """Every measurement of one setting on one device (see the module docstring)."""
+                  dataset: str = "elpv", method: str = "devnet") -> dict:
+    """Every measurement of one method and setting on one device (see the module docstring)."""
     seed_everything(0)
-    config = DevNetConfig(backbone=setting.backbone, weights="random", image_size=setting.image_size,
-                          batch_size=setting.batch_size)
-    model = DevNet(config).to(device)
+    model, loss_of = BUILDERS[method](setting, device)
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     b = setting.batch_size
-    targets = torch.cat([torch.zeros(b // 2), torch.ones(b - b // 2)]).to(device)
 
     def train_step(images: torch.Tensor) -> int:
         with autocast(device):
-            loss = model.loss(images, targets[: len(images)])
+            loss = loss_of(images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -131,7 +172,7 @@ def bench_setting(setting: BenchSetting, device: str, steps: int, warmup: int, w
     fixed = torch.rand(b, 3, setting.image_size, setting.image_size, device=device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    row = {**asdict(setting), "dataset": dataset, "device": device}
+    row = {"method": method, **asdict(setting), "dataset": dataset, "device": device}
     model.train()
     row["model_train"] = _rate(lambda: train_step(fixed), device, warmup, steps)
     row["pipeline"] = _rate(lambda: len(pipeline_batch()), device, warmup, steps)
@@ -145,7 +186,7 @@ def bench_setting(setting: BenchSetting, device: str, steps: int, warmup: int, w
                                           device, warmup, steps)
     model.eval()
     with torch.no_grad():
-        row["model_infer"] = _rate(lambda: (model(fixed), b)[1], device, warmup, steps)
+        row["model_infer"] = _rate(lambda: (loss_of(fixed), b)[1], device, warmup, steps)
     row["end_to_end_vs_model"] = row["end_to_end_train"] / row["model_train"]
     row["end_to_end_vs_naive"] = row["end_to_end_train"] / row["naive_end_to_end_train"]
     row["peak_memory_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
@@ -154,8 +195,9 @@ def bench_setting(setting: BenchSetting, device: str, steps: int, warmup: int, w
 
 
 def run(devices: list[str], tiny: bool, steps: int, warmup: int, workers: int, output: Path,
-        dataset: str = "elpv") -> pd.DataFrame:
-    rows = [bench_setting(s, d, steps, warmup, workers, dataset) for d in devices for s in settings(tiny)]
+        dataset: str = "elpv", methods: tuple[str, ...] = METHODS) -> pd.DataFrame:
+    rows = [bench_setting(s, d, steps, warmup, workers, dataset, m)
+            for d in devices for m in methods for s in settings(tiny)]
     table = pd.DataFrame(rows)
     name = "bench_tiny" if tiny else "bench"
     atomic_write_text(output / f"{name}.csv", table.to_csv(index=False))
@@ -171,14 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     parser.add_argument("--dataset", default="elpv", help="files the pipelines read (default elpv; synthetic where ELPV is not installed)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive pipeline")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--output-dir", default="", help="parent of runs/ (default: OSAD_OUTPUT or the checkout)")
     args = parser.parse_args(argv)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" \
         else [resolve_device(args.device)]
     steps = args.steps or (2 if args.tiny else 5)
     output = paths.output_root(args.output_dir) / "runs" / "bench"
+    methods = tuple(choose("--methods", m.strip(), METHODS) for m in args.methods.split(",") if m.strip())
     table = run(devices, args.tiny, steps, warmup=1 if args.tiny else 2, workers=args.workers, output=output,
-                dataset=args.dataset)
+                dataset=args.dataset, methods=methods)
     print(table.to_markdown(index=False, floatfmt=".2f"))
     print(f"\nwritten to {output}")
     return 0
