@@ -98,8 +98,11 @@ def print_plan(options: runner.RunOptions) -> None:
           f"{int(grid.eval_images.sum()):,} evaluation image passes.")
     from osad_lib.profiles import get_profile
 
-    for device, (seconds, basis) in runner.estimate_seconds(grid, get_profile(options.profile).image_size).items():
+    rates = runner.measured_throughput(options.output_dir)
+    for device, (seconds, basis) in runner.estimate_seconds(grid, get_profile(options.profile).image_size, rates).items():
         print(f"estimated time on {device}: {seconds / 3600:.1f} h ({basis})")
+    if not rates:
+        print("(a reference CPU rate; run `make bench` on your machine, e.g. a GPU node, for its own estimate)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -249,18 +249,35 @@ def plan(options: RunOptions) -> pd.DataFrame:
 
 
 #: Throughput of a ResNet-18 at 448 px (images/s: training step with backward, evaluation),
-#: the paper setting of DevNet/DRA/AHL, used to turn a grid's image counts into hours.
-#: Measured with ``python -m osad_lib.bench`` conditions: see README "Performance".
+#: the paper setting of DevNet/DRA/AHL, used to turn a grid's image counts into hours when no
+#: benchmark of this machine exists. Measured with ``python -m osad_lib.bench`` conditions: see
+#: README "Performance".
 REFERENCE_THROUGHPUT = {
     "cpu (2 cores)": (3.0, 15.0),
 }
 
 
-def estimate_seconds(grid: pd.DataFrame, image_size: int = 448) -> dict[str, tuple[float, str]]:
-    """Rough time of a grid per device, from its image counts and :data:`REFERENCE_THROUGHPUT`."""
+def measured_throughput(output_dir: str | Path | None = None) -> dict[str, tuple[float, float]]:
+    """Per device, the paper-setting (448 px) training and inference images/s that
+    ``python -m osad_lib.bench`` measured on this machine (``runs/bench/bench.csv``: end-to-end
+    training and model inference, averaged over the benchmarked methods); empty without one."""
+    file = paths.output_root(output_dir) / "runs" / "bench" / "bench.csv"
+    if not file.is_file():
+        return {}
+    table = pd.read_csv(file)
+    table = table[table["name"] == "paper"]
+    return {f"{device} (measured, {file})": (float(part["end_to_end_train"].mean()), float(part["model_infer"].mean()))
+            for device, part in table.groupby("device")}
+
+
+def estimate_seconds(grid: pd.DataFrame, image_size: int = 448,
+                     throughput: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, str]]:
+    """Time of a grid per device from its image counts: at the benchmarked rates of this machine
+    (:func:`measured_throughput`, e.g. ``cuda`` after ``make bench`` on a GPU) when given, else
+    :data:`REFERENCE_THROUGHPUT`; rates are at 448 px and scaled by the image area."""
     scale = (image_size / 448) ** 2
     out = {}
-    for device, (train_rate, eval_rate) in REFERENCE_THROUGHPUT.items():
+    for device, (train_rate, eval_rate) in (throughput or REFERENCE_THROUGHPUT).items():
         seconds = scale * (grid["train_images"].sum() / train_rate + grid["eval_images"].sum() / eval_rate)
-        out[device] = (float(seconds), f"ResNet-18 at 448 px: {train_rate:g} train / {eval_rate:g} eval images/s")
+        out[device] = (float(seconds), f"at 448 px: {train_rate:.3g} train / {eval_rate:.3g} eval images/s")
     return out

@@ -69,6 +69,19 @@ def test_plan_runs_nothing(tmp_path):
                            "--output-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "runs" / "paper" / "results").exists() or not any((tmp_path / "runs" / "paper" / "results").iterdir())
+    assert "estimated time on cpu (2 cores)" in proc.stdout
+
+
+def test_plan_hours_follow_this_machines_benchmark(tmp_path):
+    bench = tmp_path / "runs" / "bench"
+    bench.mkdir(parents=True)
+    pd.DataFrame([{"method": m, "name": "paper", "device": "cuda", "end_to_end_train": rate, "model_infer": 4 * rate}
+                  for m, rate in (("devnet", 90.0), ("dra", 30.0))]).to_csv(bench / "bench.csv", index=False)
+    rates = runner.measured_throughput(tmp_path)
+    assert list(rates.values()) == [(60.0, 240.0)] and next(iter(rates)).startswith("cuda (measured")
+    grid = pd.DataFrame({"train_images": [60 * 3600], "eval_images": [240 * 3600]})
+    (seconds, basis), = runner.estimate_seconds(grid, 448, rates).values()
+    assert seconds == pytest.approx(2 * 3600) and "60 train" in basis
 
 
 @pytest.mark.slow
