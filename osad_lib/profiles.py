@@ -66,12 +66,18 @@ class Profile:
 METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "devnet": {
         # osad_lib.models.devnet.DevNetConfig fields, plus the grid keys of
-        # osad_lib.experiments.devnet.GRID_KEYS (methods, max_seen_classes).
-        "smoke": {"max_seen_classes": 2},
+        # osad_lib.experiments.devnet.GRID_KEYS (methods, max_seen_classes, method_tables).
+        # smoke: one baseline (MINNS, in all three DevNet tables) to exercise the wiring in CI.
+        "smoke": {"max_seen_classes": 2, "methods": ("devnet", "flos", "minns")},
         # Frozen ImageNet EfficientNet-Lite0 (features computed once per image and cached), only
         # the 1x1 scoring layer trained, no rotation (meaningless on 5x5 maps), the paper's lr 1e-3.
+        # Baselines on the same cached features (Deep SVDD/SAD ~2 CPU-s, MINNS ~6 CPU-s per ELPV
+        # run); PatchCore (25-80 CPU-s per run, not in DevNet's tables) on Table 2 only, the general
+        # setting AHL Table 4 reads.
         "demo": {"frozen_stages": 4, "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 10,
-                 "steps_per_epoch": 10, "batch_size": 32, "lr_step_size": 7},
+                 "steps_per_epoch": 10, "batch_size": 32, "lr_step_size": 7,
+                 "methods": ("devnet", "flos", "deepsvdd", "deepsad", "minns", "patchcore"),
+                 "method_tables": {"patchcore": ("table2",)}},
     },
     "dra": {
         # DRAConfig fields + grid keys of osad_lib.experiments.dra.GRID_KEYS

@@ -154,7 +154,10 @@ def test_grid_lists_the_paper_tables_without_data(monkeypatch, tmp_path):
     assert len(general) == 23 * seeds * len(experiments.METHODS)  # 15 MVTec categories + 8 datasets
     hard_subsets = {f[2] for f in frame if f[0] == "table3"}
     assert len(hard_subsets) == 30 and {"mono", "poly", "carpet/color", "metal_nut/flip"} <= hard_subsets
-    assert all(i.experiment.n_shots == 10 and i.train_images == 50 * 20 * 48 * 2 for i in items)
+    devnets = [i for i in items if i.experiment.method in experiments.DEVNET_METHODS]
+    assert all(i.experiment.n_shots == 10 and i.train_images == 50 * 20 * 48 * 2 for i in devnets)
+    unsupervised = [i.experiment for i in items if i.experiment.method in experiments.UNSUPERVISED]
+    assert unsupervised and all(e.n_shots == 0 and e.extra_key["split_shots"] == 10 for e in unsupervised)
     assert not [f for f in frame if f[0] == "table4"]  # MVTec AD masks: Table 4 comes from the Table 2 runs
     assert all(i.experiment.deviations == "" for i in items if i.experiment.method == "devnet")
     flos = next(i for i in items if i.experiment.method == "flos")
@@ -192,3 +195,116 @@ def test_devnet_explanations_find_synthetic_defects():
     anomalous = test.labels == 1
     maps = explain.saliency_maps(model, test.images[anomalous])
     assert explain.localization_metrics(maps, test.masks[anomalous])["pixel_auroc"] > 0.7
+
+
+# --------------------------------------------------------------------------------------------
+# the baselines in notebook 01_devnet
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_profiles_run_the_baselines_with_their_own_deviations(profile, tmp_path):
+    from osad_lib.experiments import devnet as experiments
+    from osad_lib.models import baselines
+    from osad_lib.profiles import configure
+
+    cfg = configure("01_devnet", profile=profile, output_dir=str(tmp_path), check_data=False)
+    items = experiments.grid(cfg)
+    methods = {i.experiment.method for i in items}
+    run_baselines = methods & set(baselines.RUNNERS)
+    if profile == "smoke":
+        assert methods >= {"devnet", "flos"} and len(run_baselines) <= 1  # CI budget: one cheap baseline
+    else:
+        assert run_baselines == set(baselines.RUNNERS)
+    for item in items:
+        e = item.experiment
+        if e.method in baselines.RUNNERS:
+            config = baselines.method_config(cfg, e.method)
+            assert e.deviations == baselines.baseline_deviations(e.method, e.dataset, config)
+            assert e.backbone == config.backbone and experiments.METHODS[e.method] is baselines.RUNNERS[e.method]
+    assert "kdad" not in experiments.METHODS  # not implemented: paper numbers only
+    runs_on = experiments.methods_table(cfg).set_index("method")["runs on"]
+    assert runs_on["kdad"] == "not run" and runs_on["devnet"].startswith("table2, table3")
+    if profile == "demo":  # PatchCore (AHL Table 4's reference) only in the general setting
+        assert runs_on["patchcore"] == "table2"
+        assert {i.experiment.table for i in items if i.experiment.method == "patchcore"} == {"table2"}
+
+
+def _store_fake_rows(cfg, experiments):
+    """Rows for every ELPV Table 2/3 grid item: AUROC 0.6 + (0.02 + 0.005·seed)·(method position)."""
+    methods = list(experiments.grid_option(cfg, "methods"))
+    for item in experiments.grid(cfg):
+        e = item.experiment
+        if e.dataset == "elpv":
+            value = 0.6 + (0.02 + 0.005 * e.seed) * methods.index(e.method)
+            cfg.store.run_experiment(e, lambda v=value: {"auroc": v})
+
+
+def test_baseline_rows_join_the_paper_tables_and_kdad_stays_paper_only(tmp_path):
+    from osad_lib.experiments import devnet as experiments
+    from osad_lib.profiles import configure
+
+    cfg = configure("01_devnet", profile="demo", output_dir=str(tmp_path), check_data=False)
+    _store_fake_rows(cfg, experiments)
+    table2 = experiments.paper_table(cfg, "table2").set_index("method")
+    for method in ("deepsvdd", "deepsad", "minns", "flos", "devnet"):  # the paper's Table 2 ELPV row
+        row = table2.loc[method]
+        assert row["n_seeds"] == 3 and not np.isnan(row["paper_mean"]) and row["note"] == "", method
+        assert row["delta"] == pytest.approx(row["measured_mean"] - row["paper_mean"])
+    assert table2.loc["deepsvdd", "n_shots"] == 0 and table2.loc["deepsad", "n_shots"] == 10
+    assert table2.loc["deepsvdd", "paper_mean"] == pytest.approx(0.75)  # DevNet Table 2, ELPV
+    kdad = table2.loc["kdad"]
+    assert kdad["n_seeds"] == 0 and kdad["measured"] == "—" and np.isnan(kdad["measured_mean"])
+    assert kdad["note"].startswith("paper only") and kdad["paper"] != "—"
+    assert table2.loc["patchcore", "note"] == "measured only: no paper row"
+    table3 = experiments.paper_table(cfg, "table3")
+    minns_mean = table3[(table3["method"] == "minns") & (table3["subset"] == "mean")].iloc[0]
+    assert minns_mean["n_seeds"] == 3 and minns_mean["paper_mean"] == pytest.approx(0.663)
+    assert table3[table3["method"] == "kdad"]["note"].str.startswith("paper only").all()
+
+
+def test_wilcoxon_pairs_devnet_with_every_measured_baseline(tmp_path):
+    from osad_lib.experiments import devnet as experiments
+    from osad_lib.profiles import configure
+
+    cfg = configure("01_devnet", profile="demo", output_dir=str(tmp_path), check_data=False)
+    _store_fake_rows(cfg, experiments)
+    tests = experiments.wilcoxon_table(cfg, "table2").set_index("method")
+    assert set(tests.index) == set(experiments.grid_option(cfg, "methods")) - {"devnet"}
+    assert (tests["n_runs"] == 3).all() and (tests["n_datasets"] == 1).all()
+    methods = list(experiments.grid_option(cfg, "methods"))
+    gap = 0.025 * (methods.index("devnet") - methods.index("minns"))  # mean over seeds 0, 1, 2
+    assert tests.loc["minns", "devnet_minus_method"] == pytest.approx(gap)
+    assert tests.loc["minns", "p_value_runs"] == pytest.approx(0.25)  # 3 pairs, all of one sign
+
+
+def test_score_frame_kinds_and_map_positions():
+    from osad_lib import plots
+    from osad_lib.experiments.devnet import score_frame
+
+    data = {"scores": np.array([0.1, 2.0, 1.5, 0.3]), "labels": np.array([0, 1, 1, 0]),
+            "classes": np.array(["good", "crack", "scratch", "good"]), "paths": np.array(["a", "b", "c", "d"]),
+            "overlay_index": np.array([2, 1])}
+    frame = plots.check_score_frame(score_frame(data, ["crack"]))
+    assert frame["kind"].tolist() == ["normal", "seen", "unseen", "normal"]
+    assert frame["map_index"].tolist() == [-1, 1, 0, -1]
+
+
+def test_score_explorer_inputs_of_a_stored_smoke_run(tmp_path):
+    from osad_lib import plots, widgets
+    from osad_lib.experiments import devnet as experiments
+    from osad_lib.profiles import configure
+
+    cfg = configure("01_devnet", profile="smoke", device="cpu", output_dir=str(tmp_path), check_data=False)
+    item = next(i for i in experiments.grid(cfg) if i.experiment.method == "devnet" and i.experiment.table == "table2")
+    experiments.run_grid(cfg, [item])
+    inputs = experiments.score_explorer_inputs(cfg)
+    frame = plots.check_score_frame(inputs["scores"])
+    assert len(frame) == item.eval_images // 2 and set(frame["kind"]) <= {"normal", "seen", "unseen"}
+    mapped = frame[frame["map_index"] >= 0]
+    assert len(mapped) == len(inputs["maps"]) == len(inputs["images"]) == len(inputs["masks"]) > 0
+    assert (mapped["label"] == 1).all()
+    assert inputs["maps"].shape[-1] == inputs["images"].shape[-1] == cfg.profile.image_size
+    fig = widgets.static_score_explorer(**inputs)
+    assert fig.axes and "devnet" in fig._suptitle.get_text()
+    with pytest.raises(ConfigError, match="no stored run of 'minns'"):
+        experiments.score_explorer_inputs(cfg, "minns")

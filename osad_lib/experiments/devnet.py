@@ -16,11 +16,19 @@ Rows: ``paper="devnet"``, ``table`` ``table2`` / ``table3`` / ``table4``; hard r
 class in ``subset`` (``mono``, ``carpet/color``). Each row's ``deviations`` lists how the run's
 settings differ from the official code (:func:`devnet_deviations`).
 
-Methods are runners in :data:`METHODS` (name → ``(cfg, split, root) -> metrics``); the
-baselines of the DevNet tables (Deep SAD, Deep SVDD, MINNS, PatchCore, KDAD) are added there
-by :func:`register_method`. Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with
-:data:`TABLE5_VARIANTS` or ``topk_ratio`` and :func:`run_devnet` on splits with other shot
-counts or contamination.
+Methods are runners in :data:`METHODS` (name → ``(cfg, split, root, *, localize, artifact,
+checkpoint) -> metrics``): DevNet and FLOS (:data:`DEVNET_METHODS`), and the baselines of the
+DevNet tables from :data:`osad_lib.models.baselines.RUNNERS` — Deep SVDD, Deep SAD, MINNS §6.2,
+and PatchCore (not in DevNet's tables; the unsupervised reference of AHL Table 4, whose
+``table4`` reads its rows from any notebook). Baseline rows' ``deviations`` come from
+:func:`osad_lib.models.baselines.baseline_deviations`. Unsupervised methods
+(:data:`UNSUPERVISED`) run on the same split as the others (same test set, labelled anomalies
+ignored) and their rows carry ``n_shots=0``, as the paper's tables list them. KDAD is not
+implemented (:data:`PAPER_ONLY`): its rows in :func:`paper_table` are the paper's numbers only,
+with a ``note`` saying so. :func:`register_method` adds further runners. ``METHOD_OVERRIDES
+["devnet"][profile]["methods"]`` chooses the methods a profile runs.
+Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with :data:`TABLE5_VARIANTS` or
+``topk_ratio`` and :func:`run_devnet` on splits with other shot counts or contamination.
 """
 
 from __future__ import annotations
@@ -46,7 +54,10 @@ from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, r
 from osad_lib.data.tensors import ImageSet, load_images, load_split
 from osad_lib.experiments import GridItem
 from osad_lib.metrics import image_aupr, image_auroc
+from osad_lib.models import baselines
+from osad_lib.models.baselines import BaselineConfig
 from osad_lib.models.devnet import DevNet, DevNetConfig, StemFeatures, score_images, stem_features, train_devnet
+from osad_lib.models.patchcore import PatchCoreConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.training import save_checkpoint
@@ -60,8 +71,10 @@ PAPER_SHOTS = 10
 LOCALIZATION_FALLBACK = ("synthetic/weave",)
 #: Test anomalies whose maps are kept per run for the Fig. 5 overlays.
 N_OVERLAYS = 6
-#: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig.
-GRID_KEYS = ("methods", "max_seen_classes")
+#: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig:
+#: ``methods`` (default: all of :data:`METHODS`), ``max_seen_classes`` (0: all) and
+#: ``method_tables`` (method → the tables it runs on; default: every table of the grid).
+GRID_KEYS = ("methods", "max_seen_classes", "method_tables")
 #: Table 5 ablation labels (paper ``variant`` column) → DevNetConfig options (§6.8.1).
 TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
     "rep": {"variant": "rep"},
@@ -73,6 +86,13 @@ TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
 }
 #: Method name → DevNetConfig options that define it (FLOS: DevNet with the focal loss, §6.3).
 DEVNET_METHODS: dict[str, dict[str, Any]] = {"devnet": {}, "flos": {"criterion": "focal"}}
+#: Methods trained without labelled anomalies: their rows have ``n_shots=0`` (the paper's Table 2
+#: lists Deep SVDD and KDAD so), while they run on the table's split (same test set as the others).
+UNSUPERVISED = ("deepsvdd", "patchcore")
+#: Methods of the paper's tables that are not implemented → the ``note`` of their paper-only rows.
+PAPER_ONLY: dict[str, str] = {
+    "kdad": "paper only, not run: KDAD needs its VGG-16 teacher/student pair (not implemented)",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,9 +114,16 @@ def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) of the profile, with its default."""
-    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0}
+    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}}
     value = cfg.profile.method("devnet").get(choose("grid option", key, GRID_KEYS), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _method_tables(cfg: NotebookConfig, method: str) -> tuple[str, ...]:
+    """The tables the profile runs ``method`` on (none when it is not among ``methods``)."""
+    if method not in grid_option(cfg, "methods"):
+        return ()
+    return tuple(grid_option(cfg, "method_tables").get(method, ("table2", "table3", "table4")))
 
 
 def table_shots(cfg: NotebookConfig) -> int:
@@ -116,6 +143,48 @@ def devnet_deviations(cfg: NotebookConfig, dataset: str, config: DevNetConfig | 
     config = config if config is not None else devnet_config(cfg)
     parts = (["synthetic data (no paper row)"] if dataset == "synthetic" else []) + config_deviations(config)
     return "; ".join(parts)
+
+
+def method_config(cfg: NotebookConfig, method: str) -> DevNetConfig | BaselineConfig | PatchCoreConfig:
+    """The settings ``method``'s runner uses under this profile (:func:`devnet_config`, or the
+    baseline's :func:`osad_lib.models.baselines.method_config`)."""
+    method = choose("method", method, METHODS)
+    return devnet_config(cfg, method) if method in DEVNET_METHODS else baselines.method_config(cfg, method)
+
+
+def method_deviations(cfg: NotebookConfig, method: str, dataset: str) -> str:
+    """The ``deviations`` of a row of ``method``: :func:`devnet_deviations` for DevNet/FLOS,
+    :func:`osad_lib.models.baselines.baseline_deviations` for the baselines."""
+    config = method_config(cfg, method)
+    if isinstance(config, DevNetConfig):
+        return devnet_deviations(cfg, dataset, config)
+    return baselines.baseline_deviations(method, dataset, config)
+
+
+def methods_table(cfg: NotebookConfig) -> pd.DataFrame:
+    """Every method of :data:`METHODS` and :data:`PAPER_ONLY` under this profile: the tables the
+    profile runs it on, the labelled anomalies it uses, the DevNet tables that list it, its
+    backbone and how its settings differ from its paper (``deviations`` as on real data)."""
+    shots, run_tables = table_shots(cfg), sorted({table for *_, table in _runs(cfg)})
+    listed = {t: set(paper.load_table(f"devnet_{t}")["method"]) for t in ("table2", "table3", "table4")}
+    rows = []
+    for method in [*METHODS, *PAPER_ONLY]:
+        config = method_config(cfg, method) if method in METHODS else None
+        runs_on = [t for t in run_tables if t in _method_tables(cfg, method)]
+        rows.append({
+            "method": method, "runs on": ", ".join(runs_on) or "not run",
+            "labelled anomalies": row_shots(method, shots) if method in METHODS else 0,
+            "paper tables": ", ".join(t for t, names in listed.items() if method in names) or "none",
+            "backbone": config.backbone if config is not None else "",
+            "deviations": method_deviations(cfg, method, "") if config is not None else PAPER_ONLY[method],
+        })
+    return pd.DataFrame(rows)
+
+
+def row_shots(method: str, split_shots: int) -> int:
+    """``n_shots`` of ``method``'s rows: 0 for :data:`UNSUPERVISED` methods (as in the paper's
+    tables), else the split's."""
+    return 0 if method in UNSUPERVISED else split_shots
 
 
 def config_table(cfg: NotebookConfig, method: str = "devnet") -> pd.DataFrame:
@@ -176,14 +245,20 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
             manifest = "" if samples[name] is None else make_split(
                 samples[name], setting, shots, seed, seen_class=seen, dataset=info.dataset, subset=info.subset,
             ).manifest_id
-            for method in grid_option(cfg, "methods"):
-                config = devnet_config(cfg, method) if method in DEVNET_METHODS else devnet_config(cfg)
+            for method in (choose("method", m, METHODS) for m in grid_option(cfg, "methods")):
+                if table not in _method_tables(cfg, method):
+                    continue
+                config = method_config(cfg, method)
+                extra = {"name": name, "seen_class": seen or ""}
+                if row_shots(method, shots) != shots:
+                    extra["split_shots"] = shots  # the split it runs on (row n_shots: 0, unsupervised)
                 experiment = Experiment(
                     notebook=NOTEBOOK, paper=PAPER, table=table, dataset=info.dataset,
                     subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting,
-                    n_shots=shots, method=method, backbone=config.backbone, seed=seed, profile=cfg.profile.name,
-                    manifest_id=manifest, deviations=devnet_deviations(cfg, info.dataset, config),
-                    device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""},
+                    n_shots=row_shots(method, shots), method=method, backbone=config.backbone, seed=seed,
+                    profile=cfg.profile.name, manifest_id=manifest,
+                    deviations=method_deviations(cfg, method, info.dataset), device=cfg.device_label,
+                    extra_key=extra,
                 )
                 items.append(GridItem(experiment, *_cost(info, setting, seen, shots, config)))
     return items
@@ -201,22 +276,31 @@ def grid_frame(items: Sequence[GridItem]) -> pd.DataFrame:
                  train_images=("train_images", "sum"), eval_images=("eval_images", "sum")).reset_index())
 
 
-def _cost(info: Any, setting: str, seen: str | None, n_shots: int, config: DevNetConfig) -> tuple[int, int]:
-    """(training images, evaluation images) of one run, pyramid scales counted."""
-    train = config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
+def _cost(info: Any, setting: str, seen: str | None, n_shots: int,
+          config: DevNetConfig | BaselineConfig | PatchCoreConfig) -> tuple[int, int]:
+    """(training images, evaluation images) of one run, pyramid scales counted; PatchCore: one
+    pass over its memory-bank normals."""
     counts = info.paper
     if counts is None:
         if info.dataset != "synthetic":
-            return train, 0
+            return _train_images(config, 0), 0
         from osad_lib.data.synthetic import SyntheticConfig
 
         s = SyntheticConfig()
-        n_test, per_class = s.n_test_normal + s.n_per_class * len(info.anomaly_classes), s.n_per_class
+        n_train, per_class = s.n_train, s.n_per_class
+        n_test = s.n_test_normal + s.n_per_class * len(info.anomaly_classes)
     else:
-        n_test = counts.test_normal + counts.anomalies
+        n_train, n_test = counts.train_normal, counts.test_normal + counts.anomalies
         per_class = info.class_counts.get(seen, counts.anomalies // max(counts.n_classes, 1)) if seen else 0
     n_test -= per_class if setting == "hard" else n_shots
-    return train, max(n_test, 0) * config.n_scales
+    scales = getattr(config, "n_scales", 1)
+    return _train_images(config, n_train), max(n_test, 0) * scales
+
+
+def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig, n_train_normal: int) -> int:
+    if isinstance(config, PatchCoreConfig):
+        return min(config.max_train_images or n_train_normal, n_train_normal)
+    return config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,14 +341,17 @@ def dataset_stems(root: Path, config: DevNetConfig, images: ImageSet, device: st
     """Frozen-stem features (``frozen_stages > 0``) of ``images`` of the dataset at ``root``.
 
     Computed once per dataset, size, backbone and frozen depth for every file of the dataset,
-    kept under ``cache_dir()/devnet_stems`` and in memory; rows follow ``images.paths``.
+    kept under ``cache_dir()/devnet_stems`` and in memory; rows follow ``images.paths``. A
+    one-scale request (Deep SVDD/SAD) takes the first scale of DevNet's two-scale cache (scale 0
+    is the image itself, :func:`osad_lib.models.heads.image_pyramid`).
     """
     if config.weights == "random":
         raise ConfigError("frozen_stages > 0 needs pretrained weights (a frozen random stem would differ per seed); "
                           "use weights='imagenet'")
     config = _stem_config(config)
-    stems, row = _dataset_stems(root, _stem_key(root, config), config, device)
-    return stems.select([row[p] for p in images.paths])
+    cached = config.with_(n_scales=max(config.n_scales, DevNetConfig().n_scales))
+    stems, row = _dataset_stems(root, _stem_key(root, cached), cached, device)
+    return StemFeatures(stems.per_scale[:config.n_scales]).select([row[p] for p in images.paths])
 
 
 def _subsample(test: ImageSet, max_test_images: int, seed: int) -> ImageSet:
@@ -347,9 +434,12 @@ def _run_devnet_method(method: str) -> Callable[..., dict[str, float]]:
     return run
 
 
-#: Method name → runner ``(cfg, split, root, *, localize, artifact, checkpoint) -> metrics``;
-#: extend with :func:`register_method` (the DevNet tables' baselines).
-METHODS: dict[str, Callable[..., dict[str, float]]] = {m: _run_devnet_method(m) for m in DEVNET_METHODS}
+#: Method name → runner ``(cfg, split, root, *, localize, artifact, checkpoint) -> metrics``:
+#: DevNet, FLOS and the baselines (:data:`osad_lib.models.baselines.RUNNERS`, same signature);
+#: extend with :func:`register_method`.
+METHODS: dict[str, Callable[..., dict[str, float]]] = {
+    **{m: _run_devnet_method(m) for m in DEVNET_METHODS}, **baselines.RUNNERS,
+}
 
 
 def register_method(name: str, runner: Callable[..., dict[str, float]]) -> None:
@@ -359,18 +449,23 @@ def register_method(name: str, runner: Callable[..., dict[str, float]]) -> None:
 
 def artifact_path(cfg: NotebookConfig, experiment: Experiment) -> Path:
     """Where the per-image outputs of ``experiment`` are kept (``runs/<profile>/artifacts/01_devnet``)."""
-    return cfg.runs_dir / "artifacts" / NOTEBOOK / f"{experiment.experiment_id}.npz"
+    return _artifact_file(cfg, experiment.experiment_id)
+
+
+def _artifact_file(cfg: NotebookConfig, experiment_id: str) -> Path:
+    return cfg.runs_dir / "artifacts" / NOTEBOOK / f"{experiment_id}.npz"
 
 
 def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     """Run one grid item (what the notebook passes to ``cfg.store.run_experiment``).
 
     General-setting runs on data with masks also compute explanation maps (Table 4, Figs. 4–5).
+    Unsupervised rows (``n_shots=0``) run on the split of ``extra_key["split_shots"]``.
     """
     e = item.experiment
     runner = METHODS[choose("method", e.method, METHODS)]
-    split, root = make_dataset_split(cfg, e.extra_key["name"], e.setting, e.n_shots, e.seed,
-                                     e.extra_key["seen_class"] or None)
+    split, root = make_dataset_split(cfg, e.extra_key["name"], e.setting, e.extra_key.get("split_shots", e.n_shots),
+                                     e.seed, e.extra_key["seen_class"] or None)
     checkpoint = cfg.checkpoints_dir / f"{NOTEBOOK}_{e.experiment_id}.pt"
     localize = None if e.setting == "general" else False  # Table 4 uses general-setting runs only
     metrics = runner(cfg, split, root, localize=localize, artifact=artifact_path(cfg, e), checkpoint=checkpoint)
@@ -435,6 +530,8 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
 
     Table 4 (pixel AUROC) takes the ``pixel_auroc`` rows of the general-setting runs on datasets
     with masks (Table 2 runs) and of the localization runs. Saved as ``devnet_<table>`` (CSV + MD).
+    ``note`` says what a row without both numbers is (:func:`row_note`): e.g. KDAD's rows are the
+    paper's numbers only, never measured ones.
     """
     table = choose("table", table, ("table2", "table3", "table4"))
     if table == "table4":
@@ -453,9 +550,19 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         paper=[paper.format_mean_std(m, s) for m, s in zip(joined["paper_mean"], joined["paper_std"])],
         measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
     )
+    out["note"] = [row_note(m, p, n) for m, p, n in zip(out["method"], out["paper_mean"], out["n_seeds"])]
     columns = ["dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
-               "n_seeds", "within_spread", "settings_differ", "paper_mean", "measured_mean", "deviations"]
+               "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean", "deviations"]
     return out[columns].reset_index(drop=True)
+
+
+def row_note(method: str, paper_mean: float, n_seeds: int) -> str:
+    """What a :func:`paper_table` row is when it lacks a measured or a paper number."""
+    if method in PAPER_ONLY and not n_seeds:
+        return PAPER_ONLY[method]
+    if not n_seeds:
+        return "paper only: not run under this profile"
+    return "measured only: no paper row" if pd.isna(paper_mean) else ""
 
 
 def wilcoxon_table(cfg: NotebookConfig, table: str = "table2", metric: str = "auroc") -> pd.DataFrame:
@@ -491,13 +598,15 @@ def _wilcoxon(a: pd.Series, b: pd.Series) -> float:
 # figures 4 and 5
 
 
-def _artifacts(cfg: NotebookConfig, method: str = "devnet") -> list[tuple[pd.Series, dict[str, np.ndarray]]]:
-    """(result row, artifact arrays) of every stored localization run of ``method``."""
+def _artifacts(cfg: NotebookConfig, method: str = "devnet",
+               metric: str = "pixel_auroc") -> list[tuple[pd.Series, dict[str, np.ndarray]]]:
+    """(result row of ``metric``, artifact arrays) of every stored run of ``method`` that has that
+    metric (``pixel_auroc``: the localization runs; ``auroc``: every run)."""
     rows = cfg.store.read()
-    rows = rows[(rows["metric"] == "pixel_auroc") & (rows["method"] == method) & (rows["status"] == "ok")]
+    rows = rows[(rows["metric"] == metric) & (rows["method"] == method) & (rows["status"] == "ok")]
     out = []
     for _, row in rows.iterrows():
-        file = cfg.runs_dir / "artifacts" / NOTEBOOK / f"{row['experiment_id']}.npz"
+        file = _artifact_file(cfg, row["experiment_id"])
         if file.is_file():
             with np.load(file) as data:
                 out.append((row, {k: data[k] for k in data.files}))
@@ -552,23 +661,68 @@ def fig5_overlays(cfg: NotebookConfig, method: str = "devnet", max_datasets: int
     for row, data in list(first.values())[:max_datasets]:
         if not len(data["overlay_index"]):
             continue
-        split = Split.from_json(cfg.runs_dir / "artifacts" / NOTEBOOK / f"{row['experiment_id']}.split.json")
-        test = load_split(split, resolve(_registry_name(split), cfg.data_root), int(data["image_size"]))[1]
-        position = {p: i for i, p in enumerate(test.paths)}
-        for k, i in enumerate(data["overlay_index"]):
-            j = position[str(data["paths"][i])]
-            images.append(test.images[j])
-            masks.append(test.masks[j])
-            maps.append(data["overlay_maps"][k].astype(np.float32))
-            titles.append(f"{row['subset'] or row['dataset']}: {data['classes'][i]}")
+        _, run_images, run_masks = _overlay_images(cfg, row, data)
+        images += list(run_images)
+        masks += list(run_masks)
+        maps += [m.astype(np.float32) for m in data["overlay_maps"]]
+        titles += [f"{row['subset'] or row['dataset']}: {data['classes'][i]}" for i in data["overlay_index"]]
     if not images:
         raise ConfigError(f"no stored localization run of {method!r} with example maps; run the grid (run_grid) first")
     return explain.overlay_figure(torch.stack(images), torch.stack(masks), np.stack(maps), titles)
 
 
+def _overlay_images(cfg: NotebookConfig, row: pd.Series,
+                    data: dict[str, np.ndarray]) -> tuple[Split, torch.Tensor, torch.Tensor | None]:
+    """A stored run's split, and the test images and masks of its example anomalies (``overlay_index`` order)."""
+    split = Split.from_json(_artifact_file(cfg, row["experiment_id"]).with_suffix(".split.json"))
+    test = load_split(split, resolve(_registry_name(split), cfg.data_root), int(data["image_size"]))[1]
+    position = {p: i for i, p in enumerate(test.paths)}
+    picked = [position[str(data["paths"][i])] for i in data["overlay_index"]]
+    return split, test.images[picked], None if test.masks is None else test.masks[picked]
+
+
+# --------------------------------------------------------------------------------------------
+# score explorer (widgets.score_explorer)
+
+
+def score_frame(data: dict[str, np.ndarray], seen_classes: Sequence[str]) -> pd.DataFrame:
+    """The score frame (:mod:`osad_lib.plots`) of a stored run's artifact ``data``: one row per
+    test image with ``score``, ``label``, ``class``, ``kind`` (``seen``: an anomaly of a class among
+    the labelled training anomalies ``seen_classes``, ``unseen``: another anomaly), ``path`` and
+    ``map_index`` (position among the run's example maps, −1 without one)."""
+    labels = data["labels"].astype(int)
+    classes = data["classes"].astype(str)
+    kind = np.where(labels == 0, "normal", np.where(np.isin(classes, list(seen_classes)), "seen", "unseen"))
+    map_index = np.full(len(labels), -1)
+    map_index[data["overlay_index"].astype(int)] = np.arange(len(data["overlay_index"]))
+    return pd.DataFrame({"score": data["scores"].astype(float), "label": labels, "class": classes, "kind": kind,
+                         "path": data["paths"].astype(str), "map_index": map_index})
+
+
+def score_explorer_inputs(cfg: NotebookConfig, method: str = "devnet") -> dict[str, Any]:
+    """Keyword arguments of ``widgets.score_explorer`` for one stored run of ``method``: the first
+    run with example explanation maps (a localization run; lowest table, dataset, seed), else the
+    first run. ``scores`` (:func:`score_frame`), ``images``/``masks``/``maps`` = the run's Fig. 5
+    example anomalies (``maps`` None when it kept none), ``title`` naming the run and its AUROC."""
+    runs = sorted(_artifacts(cfg, method, "auroc"),
+                  key=lambda r: (not len(r[1]["overlay_index"]), r[0]["table"], r[0]["dataset"], r[0]["subset"],
+                                 r[0]["seed"]))
+    if not runs:
+        raise ConfigError(f"no stored run of {method!r} with per-image scores; run the grid (run_grid) first")
+    row, data = runs[0]
+    split, images, masks = _overlay_images(cfg, row, data)
+    has_maps = len(data["overlay_index"]) > 0
+    where = "/".join(p for p in (row["dataset"], row["subset"]) if p)
+    return {"scores": score_frame(data, split.seen_classes), "images": images if has_maps else None,
+            "masks": masks if has_maps else None,
+            "maps": data["overlay_maps"].astype(np.float32) if has_maps else None,
+            "title": f"{method}, {where} ({row['setting']}, seed {row['seed']}): test AUROC {row['value']:.3f}"}
+
+
 __all__ = [
-    "DEVNET_METHODS", "METHODS", "NOTEBOOK", "TABLE5_VARIANTS", "artifact_path", "config_deviations", "config_table",
-    "dataset_stems", "devnet_config", "devnet_deviations", "fig4_curve", "fig4_figure", "fig5_overlays",
-    "grid", "grid_frame", "grid_option", "make_dataset_split", "paper_table", "register_method", "run_devnet",
-    "run_grid", "run_one", "table_shots", "wilcoxon_table",
+    "DEVNET_METHODS", "METHODS", "NOTEBOOK", "PAPER_ONLY", "TABLE5_VARIANTS", "UNSUPERVISED", "artifact_path",
+    "config_deviations", "config_table", "dataset_stems", "devnet_config", "devnet_deviations", "fig4_curve",
+    "fig4_figure", "fig5_overlays", "grid", "grid_frame", "grid_option", "make_dataset_split", "method_config",
+    "method_deviations", "methods_table", "paper_table", "register_method", "row_note", "row_shots", "run_devnet",
+    "run_grid", "run_one", "score_explorer_inputs", "score_frame", "table_shots", "wilcoxon_table",
 ]

@@ -586,8 +586,9 @@ def run_baseline(
     """
     train, test = load_split(split, root, config.image_size)
     test = _subsample(test, max_test_images, split.seed)
-    model, _ = train_baseline(config, train, split.seed, cfg.device, checkpoint=checkpoint, progress=True,
-                              desc=f"{config.method} {split.dataset}", stems=_stems(cfg, root, config, train))
+    model, _ = train_baseline(config, train, split.seed, cfg.device, checkpoint=checkpoint,
+                              progress=cfg.interactive, desc=f"{config.method} {split.dataset}",
+                              stems=_stems(cfg, root, config, train))
     stems = _stems(cfg, root, config, test)
     inputs = stems if stems is not None else test.images
     scores = score_images(model, inputs, config.eval_batch_size, cfg.device, config.amp)
