@@ -19,7 +19,8 @@ column        meaning
 ``kind``      ``"normal"``, ``"seen"`` (class of a labelled training anomaly) or ``"unseen"``
 ``score_*``   optional per-head scores, e.g. DRA's ``score_holistic``, ``score_seen``,
               ``score_pseudo``, ``score_composite`` (DRA §3.2; the holistic head scores
-              *normality*, so its AUROC is below 0.5 by design)
+              *normality*, so its AUROC is below 0.5 by design); ``score_base``: the final
+              score of the base model a method builds on, on the same images (AHL)
 ``path``      optional: the image file relative to the dataset root (shown when picked)
 ``map_index`` optional: row of this image in the ``images``/``masks``/``maps`` arrays (−1 or
               empty where no map was kept); without it the arrays align with the frame rows
@@ -43,6 +44,8 @@ from osad_lib.validate import ConfigError
 SCORE_COLUMNS = ("score", "label", "class", "kind")
 #: Prefix of optional per-head score columns.
 HEAD_PREFIX = "score_"
+#: Optional column: the base model's final score (a method beside the model it builds on).
+BASE_COLUMN = "score_base"
 #: Test-image kinds of a score frame, in plotting order, with their colours.
 KIND_COLORS = {"normal": "#2ca02c", "seen": "#ff7f0e", "unseen": "#d62728"}
 #: The train/test part of a split shown by :func:`split_overview`.
@@ -223,6 +226,12 @@ def score_columns(scores: pd.DataFrame) -> list[str]:
     return ["score"] + [c for c in scores.columns if c.startswith(HEAD_PREFIX)]
 
 
+def _column_title(column: str) -> str:
+    if column == "score":
+        return "final score"
+    return "base model" if column == BASE_COLUMN else f"head {column[len(HEAD_PREFIX):]}"
+
+
 def _roc(ax: plt.Axes, frame: pd.DataFrame, column: str) -> None:
     """ROC of normals against each anomaly kind present and against all anomalies."""
     from sklearn.metrics import roc_curve
@@ -308,8 +317,7 @@ def score_figure(scores: pd.DataFrame, column: str = "score", bins: int = 30, in
             values = frame.loc[frame["kind"] == kind, name].to_numpy(float)
             if len(values):
                 ax.hist(values, bins=edges, density=True, alpha=0.5, color=colour, label=f"{kind} ({len(values)})")
-        ax.set_title(("final score" if name == "score" else f"head {name[len(HEAD_PREFIX):]}")
-                     + (" (ROC →)" if name == column else ""), fontsize=8)
+        ax.set_title(_column_title(name) + (" (ROC →)" if name == column else ""), fontsize=8)
         ax.set_xlabel(name)
         ax.set_ylabel("density")
     axes[0].legend(fontsize=6)
@@ -402,7 +410,7 @@ def paper_vs_measured_bars(comparison: pd.DataFrame, title: str, max_rows: int =
 
 
 __all__ = [
-    "HEAD_PREFIX", "KIND_COLORS", "SCORE_COLUMNS", "SPLIT_PARTS", "check_score_frame", "comparison_view", "mapped_rows",
-    "paper_vs_measured_bars", "pseudo_anomaly_example", "result_tables", "results_comparison", "score_columns",
+    "BASE_COLUMN", "HEAD_PREFIX", "KIND_COLORS", "SCORE_COLUMNS", "SPLIT_PARTS", "check_score_frame", "comparison_view",
+    "mapped_rows", "paper_vs_measured_bars", "pseudo_anomaly_example", "result_tables", "results_comparison", "score_columns",
     "score_figure", "split_overview",
 ]

@@ -700,6 +700,7 @@ def delta_figure(cells: pd.DataFrame, tolerance: float = TOLERANCE):
     ax.set_xticks(range(len(paper.PAPERS)),
                   [f"{p}\n({int(counts.get(p, 0))} cells)" for p in paper.PAPERS])
     ax.set_xlim(-0.6, len(paper.PAPERS) - 0.4)
+    ax.set_xlabel("paper")
     ax.set_ylabel("measured − paper (AUC, [0, 1] scale)")
     ax.set_title("Measured minus published value per table cell (primary version)")
     if m.empty:
@@ -736,6 +737,7 @@ def status_figure(card: pd.DataFrame):
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the table's cells")
+    ax.set_ylabel("paper table (status)")
     ax.set_title("Reproduction scorecard: cells per paper table")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()

@@ -279,3 +279,103 @@ def test_show_picks_widget_or_static_figure(data_root):
     assert png(box)
     with pytest.raises(ConfigError, match="not one of dataset_browser"):
         widgets.show(plots.score_figure, False)
+
+
+# --------------------------------------------------------------------------------------------
+# score frames of the method notebooks (BGAD 03, AHL 05)
+
+
+def _bgad_maps_file(tmp_path, with_masks: bool = True):
+    """A BGAD maps file (``save_maps``) of 6 normals and 3 anomalies each of two classes, one seen."""
+    import torch
+
+    from osad_lib.experiments import bgad
+
+    rng = np.random.default_rng(1)
+    paths = [f"test/good/{i:03d}.png" for i in range(6)] + [f"test/{c}/{i:03d}.png" for c in ("hole", "stain")
+                                                             for i in range(3)]
+    labels = np.array([0] * 6 + [1] * 6)
+    maps = torch.from_numpy(rng.random((12, 8, 8)).astype(np.float32))
+    maps[6:] += 2.0  # anomalies score higher
+    masks = torch.zeros(12, 1, 8, 8, dtype=torch.uint8)
+    masks[6:, :, 2:5, 2:5] = 1
+    test = bgad._TestSet(None, labels, masks if with_masks else None,
+                         torch.from_numpy(rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8)), paths)
+    path = tmp_path / "run.npz"
+    bgad.save_maps(path, test, maps, per_class=2, n_normals=3, seen_classes={"hole"})
+    return path, maps.flatten(1).max(1).values.numpy()
+
+
+def test_bgad_explorer_inputs_are_a_valid_frame_with_maps(tmp_path, monkeypatch):
+    from osad_lib.experiments import bgad
+
+    path, expected = _bgad_maps_file(tmp_path)
+    scores, images, maps, masks = bgad.explorer_inputs(path)
+    frame = plots.check_score_frame(scores)
+    assert frame["kind"].tolist() == ["normal"] * 6 + ["seen"] * 3 + ["unseen"] * 3
+    assert frame["score"].to_numpy() == pytest.approx(expected, rel=1e-6)  # image score = map maximum
+    assert maps.dtype == np.float16 and len(images) == len(maps) == len(masks) == 4 + 3  # 2 per class + 3 normals
+    normal_scores = frame.loc[(frame["kind"] == "normal") & (frame["map_index"] >= 0), "score"]
+    assert normal_scores.min() == frame.loc[:5, "score"].min() and normal_scores.max() == frame.loc[:5, "score"].max()
+    for row in plots.mapped_rows(frame):  # each kept map belongs to its row
+        k = frame.loc[row, "map_index"]
+        assert float(maps[k].max()) == pytest.approx(frame.loc[row, "score"], rel=1e-2)
+        assert masks[k].any() == (frame.loc[row, "label"] == 1)
+    fig = bgad.plot_localization({"bgad_fas": path}, n=4)  # Fig. 4 reads the same file (float16 maps)
+    assert len(fig.axes) == 2 * 4
+    calls = spy(monkeypatch, "score_figure")
+    box = widgets.score_explorer(scores, images, maps, masks, title="bgad_fas")
+    c = controls(box)
+    rows = [v for _, v in c["image"].options]
+    assert set(rows) == set(plots.mapped_rows(frame)) and calls[-1]["args"][3] == rows[0]
+    first = png(box)
+    c["image"].value = rows[-1]  # the lowest-scoring normal with a map
+    assert calls[-1]["args"][3] == rows[-1] and calls[-1]["args"][6] is maps and png(box) != first
+    c["map opacity"].value = 0.9
+    assert calls[-1]["args"][7] == 0.9
+    static = widgets.static_score_explorer(scores, images, maps, masks)
+    assert "ground-truth mask" in [ax.get_title() for ax in static.axes]
+    no_masks = bgad.explorer_inputs(_bgad_maps_file(tmp_path / "no_masks", with_masks=False)[0])
+    assert no_masks[3] is None
+    assert bgad.explorer_inputs(tmp_path / "missing.npz") is None
+    plt.close("all")
+
+
+def test_ahl_explorer_frame_sets_ahl_beside_its_base(data_root, tmp_path):
+    from types import SimpleNamespace
+
+    from osad_lib.experiments import GridItem, ahl
+    from osad_lib.profiles import configure
+
+    cfg = configure("05_ahl", "smoke", device="cpu", data_root=str(data_root), output_dir=str(tmp_path / "out"))
+    split, _ = ahl.make_dataset_split(cfg, "mvtecad/bottle", "general", 2, 0)
+    labels = np.array([label for _, label, _ in split.test])
+    bank = SimpleNamespace(test_labels=labels, test_classes=[c for _, _, c in split.test])
+
+    def item(method: str, variant: str = "", seed: int = 0) -> GridItem:
+        e = Experiment(notebook="05_ahl", paper="ahl", table="table1", dataset="mvtecad", subset="bottle",
+                       setting="general", n_shots=2, method=method, variant=variant, seed=seed, profile="smoke",
+                       manifest_id=split.manifest_id, extra_key={"name": "mvtecad/bottle", "seen_class": ""})
+        return GridItem(e, 1, 1)
+
+    items = [item("dra", ahl.BASE_VARIANT), item("ahl_dra"), item("ahl_dra", "wo_aug"), item("devnet", ahl.BASE_VARIANT),
+             item("ahl_devnet")]
+    assert ahl.explorer_run(cfg, items) is None  # nothing saved yet
+    heads = {h: np.linspace(0, 1, len(labels)) for h in ("holistic", "seen", "pseudo", "composite")}
+    ahl._save_scores(cfg, items[0].experiment, bank, labels * 1.0, {})
+    ahl._save_scores(cfg, items[1].experiment, bank, labels * 2.0, heads)
+    ahl._save_scores(cfg, items[4].experiment, bank, labels * 3.0, {})
+    assert ahl.explorer_run(cfg, items) is items[1]  # AHL (DRA) first; the devnet base has no scores
+    frame = plots.check_score_frame(ahl.explorer_frame(cfg, items, items[1]))
+    assert plots.score_columns(frame) == ["score", "score_base", "score_holistic", "score_seen", "score_pseudo",
+                                          "score_composite"]
+    assert (frame["score_base"] * 2 == frame["score"]).all()
+    seen = set(split.seen_classes)
+    assert set(frame.loc[frame["kind"] == "seen", "class"]) == seen & set(frame["class"])
+    assert not set(frame.loc[frame["kind"] == "unseen", "class"]) & seen
+    fig = widgets.static_score_explorer(frame, title="AHL (DRA)")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["final score (ROC →)", "base model"] and fig.axes[-1].get_xlabel() == "false positive rate"
+    with pytest.raises(ConfigError, match="no base-model row"):
+        ahl.explorer_frame(cfg, items[1:3], items[1])
+    plt.close("all")

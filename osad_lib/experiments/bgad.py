@@ -50,6 +50,7 @@ from osad_lib.data.pseudo import foreground_mask, randaug_cutpaste
 from osad_lib.data.registry import dataset_names, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images
 from osad_lib.experiments import GridItem
+from osad_lib.features import cached_dataset_features, dataset_key
 from osad_lib.losses.bgad import BGADLossConfig
 from osad_lib.metrics import image_auroc, pixel_auroc, pro_score
 from osad_lib.models.backbones import ALLOW_DOWNLOAD_ENV, B6_URL, Backbone, build_backbone
@@ -329,13 +330,22 @@ def _dataset_features(root: str, image_size: int, backbone: str, weights: str, d
                       batch_size: int) -> tuple[ImageSet, FeatureBank, dict[str, int], Backbone]:
     """Every image of the dataset at ``root``, its frozen features, a path → row index and the backbone.
 
-    Memoised for the last dataset only, so the seeds and methods of one dataset reuse the
-    features (the backbone is frozen) without holding several datasets in memory.
+    The features are computed once per dataset, backbone, weights and image size and kept on
+    disk (:func:`osad_lib.features.cached_dataset_features`), so every seed, method, ablation
+    and later run reuses them; in memory only the last dataset is kept.
     """
     samples = read_mvtec_layout(root)
     images = load_images(root, samples, image_size)
     net = build_backbone(backbone, weights).freeze()
-    levels = extract_levels(net, images.images, batch_size, device)
+
+    def compute() -> dict[str, list[torch.Tensor]]:
+        return {"levels": extract_levels(net, images.images, batch_size, device)}
+
+    if weights == "random":  # a random backbone depends on the seed's RNG state: nothing to share
+        levels = compute()["levels"]
+    else:
+        key = dataset_key(Path(root), "bgad_levels", image_size, backbone, weights)
+        levels = cached_dataset_features("bgad_levels", key, compute)["levels"]
     bank = FeatureBank(levels, downsample_masks(None, len(images), [tuple(x.shape[-2:]) for x in levels]))
     return images, bank, {p: i for i, p in enumerate(images.paths)}, net
 
@@ -398,7 +408,8 @@ def run_bgad(cfg: NotebookConfig, split: Split, config: BGADConfig, *, method: s
 
     ``method``: ``"bgad"`` (unsupervised) or ``"bgad_fas"``; default from the split (0 shots →
     ``bgad``). ``max_train_normals``: use a seeded subset of the training normals (demo only).
-    ``maps_path``: save a few anomalous test images with masks and last-epoch maps (Fig. 4).
+    ``maps_path``: save a few test images with masks and last-epoch maps, and every test
+    image's score (Fig. 4 and the score explorer, :func:`save_maps`).
     ``details_path``: write the run's per-epoch history (loss, learning rate, metrics) and cost
     (training/evaluation time, peak memory, feature cache size) as JSON.
     Metrics (all in [0, 1]): last epoch, ``@max_over_epochs``, ``@epoch<k>`` (module docstring).
@@ -429,7 +440,8 @@ def run_bgad(cfg: NotebookConfig, split: Split, config: BGADConfig, *, method: s
     history = fit_bgad(flows, bank.subset(normal_rows).to(device), anomalies, config, device, split.seed, evaluator)
     train_time = time.perf_counter() - start - evaluator.seconds
     if maps_path is not None:
-        save_maps(maps_path, test, evaluator.last_maps)
+        seen = {c for _, c in split.train_anomaly} if anomaly_rows else set()
+        save_maps(maps_path, test, evaluator.last_maps, seen_classes=seen)
     if details_path is not None:
         details = run_details(history, train_time, evaluator.seconds, device, bank)
         atomic_write_text(details_path, json.dumps(details, indent=1))
@@ -517,24 +529,39 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save_maps(path: Path, test: _TestSet, maps: torch.Tensor, per_class: int = 2) -> None:
+def save_maps(path: Path, test: _TestSet, maps: torch.Tensor, per_class: int = 2, n_normals: int = 4,
+              seen_classes: Sequence[str] = ()) -> None:
     """For Fig. 4: the first ``per_class`` anomalous test images of every defect class (uint8),
-    their paths, masks and anomaly maps."""
+    their paths, masks and anomaly maps (float16). For the score explorer
+    (:func:`explorer_inputs`): ``n_normals`` normal test images spread over the normals' score
+    range (lowest to highest) with their maps (``normal_*``), every test image's path, label and
+    image score (``test_*``, score = map maximum, §5.8) and the labelled anomalies' classes."""
     by_class: dict[str, list[int]] = {}
     for r in np.flatnonzero(test.labels == 1):
         by_class.setdefault(Path(test.paths[r]).parent.name, []).append(int(r))
     rows = [r for k in range(per_class) for cls in sorted(by_class) for r in by_class[cls][k:k + 1]]
     size = tuple(maps.shape[-2:])
     masks = test.masks[rows].numpy() if test.masks is not None else np.zeros((len(rows), 1, *size), np.uint8)
+    scores = image_scores(maps).numpy()
+    normals = np.flatnonzero(test.labels == 0)
+    ranked = normals[np.argsort(scores[normals], kind="stable")]
+    picked = np.unique(np.linspace(0, len(ranked) - 1, min(n_normals, len(ranked))).round().astype(int))
+    normal_rows = ranked[picked].tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, images=test.images[rows].numpy(), masks=masks, maps=maps[rows].numpy(),
-                        paths=np.array([test.paths[r] for r in rows]))
+    np.savez_compressed(tmp, images=test.images[rows].numpy(), masks=masks,
+                        maps=maps[rows].numpy().astype(np.float16), paths=np.array([test.paths[r] for r in rows]),
+                        normal_images=test.images[normal_rows].numpy(),
+                        normal_maps=maps[normal_rows].numpy().astype(np.float16),
+                        normal_paths=np.array([test.paths[r] for r in normal_rows], dtype=str),
+                        test_paths=np.array(test.paths), test_labels=np.asarray(test.labels, dtype=np.int8),
+                        test_scores=scores.astype(np.float32), seen_classes=np.array(sorted(seen_classes), dtype=str))
     tmp.replace(path)
 
 
 def run_files(cfg: NotebookConfig, item: GridItem) -> tuple[Path, Path]:
-    """(details JSON, Fig. 4 maps) that :func:`run_one` writes for ``item``."""
+    """(details JSON, maps and test scores for Fig. 4 and the score explorer) that :func:`run_one`
+    writes for ``item``."""
     folder = cfg.runs_dir / "bgad"
     return folder / f"{item.experiment.experiment_id}.json", folder / f"{item.experiment.experiment_id}.npz"
 
@@ -656,6 +683,58 @@ def localization_maps(cfg: NotebookConfig, items: Sequence[GridItem]) -> dict[st
             if i.experiment.extra_key["name"] == name and i.experiment.table == with_masks[0].experiment.table}
 
 
+def explorer_inputs(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The score explorer's inputs (``widgets.score_explorer(scores, images, maps, masks)``) of
+    one run, from its maps file (:func:`run_files`, written by :func:`save_maps`); None when
+    the file is missing or predates the saved test scores.
+
+    ``scores``: the score frame of :mod:`osad_lib.plots` — every test image with its score
+    (map maximum, §5.8), ``class`` (its folder), ``kind`` (``seen`` = class of a labelled
+    anomaly, else ``unseen``; unsupervised BGAD sees none), ``path`` and ``map_index``.
+    ``images``/``maps``/``masks``: the images with a kept map (Fig. 4's anomalies, then a few
+    normals); ``masks`` is None for datasets without pixel masks.
+    """
+    if not _has_test_scores(path):
+        return None
+    with np.load(path) as npz:
+        data = dict(npz)
+    paths, labels = data["test_paths"].astype(str), data["test_labels"].astype(int)
+    classes = [Path(p).parent.name if label else "good" for p, label in zip(paths, labels)]
+    seen = set(data["seen_classes"].astype(str))
+    kept = {p: i for i, p in enumerate([*data["paths"].astype(str), *data["normal_paths"].astype(str)])}
+    scores = pd.DataFrame({
+        "score": data["test_scores"].astype(float), "label": labels, "class": classes,
+        "kind": ["normal" if not label else "seen" if c in seen else "unseen" for c, label in zip(classes, labels)],
+        "path": paths, "map_index": [kept.get(p, -1) for p in paths],
+    })
+    images = np.concatenate([data["images"], data["normal_images"]])
+    maps = np.concatenate([data["maps"], data["normal_maps"]])
+    normal_masks = np.zeros((len(data["normal_images"]), *data["masks"].shape[1:]), data["masks"].dtype)
+    masks = np.concatenate([data["masks"], normal_masks]) if data["masks"].any() else None
+    return scores, images, maps, masks
+
+
+def _has_test_scores(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with np.load(path) as npz:
+        return "test_scores" in npz.files
+
+
+def explorer_run(cfg: NotebookConfig, items: Sequence[GridItem]) -> GridItem | None:
+    """The run the notebook's score explorer shows: a first-seed run with saved test scores
+    (:func:`explorer_inputs`), preferring a dataset with pixel masks, then BGAD-FAS, then the
+    fewest labelled anomalies (the most unseen anomaly classes)."""
+    saved = [i for i in items if i.experiment.seed == cfg.seeds[0]
+             and _has_test_scores(run_files(cfg, i)[1])]
+
+    def preference(item: GridItem) -> tuple[bool, bool, int]:
+        e = item.experiment
+        return not subset_info(e.extra_key["name"]).has_masks, e.method != "bgad_fas", e.n_shots
+
+    return min(saved, key=preference, default=None)
+
+
 _EPOCH = re.compile(r"^(?P<metric>\w+)@epoch(?P<epoch>\d+)$")
 
 
@@ -730,10 +809,16 @@ def plot_localization(paths_by_method: dict[str, Path], n: int = 4):
     return fig
 
 
+def run_cost(name: str, n_shots: int, config: BGADConfig, max_train_normals: int = 0) -> tuple[int, int]:
+    """(training feature maps through the flows, images evaluated) of one run on registry dataset
+    ``name`` — a :class:`GridItem`'s cost, for grids built outside this module (notebook 06)."""
+    return _cost(subset_info(name), n_shots, config, max_train_normals)
+
+
 __all__ = [
     "GRID_KEYS", "HARD_CLASSES", "METHODS", "NOTEBOOK", "REPORTS", "ablation_variant", "available_backbone", "available_items",
     "bgad_config", "bgad_split", "comparison", "config_deviations", "cost_table", "dataset_split",
-    "display_table", "epoch_curves", "epoch_metrics", "evaluate_maps", "grid", "grid_option",
-    "localization_maps", "method_config", "plot_epoch_curves", "plot_localization", "report_view", "run_bgad",
-    "run_details", "run_files", "run_one", "subset_means", "table5_split",
+    "display_table", "epoch_curves", "epoch_metrics", "evaluate_maps", "explorer_inputs", "explorer_run", "grid",
+    "grid_option", "localization_maps", "method_config", "plot_epoch_curves", "plot_localization", "report_view", "run_bgad",
+    "run_cost", "run_details", "run_files", "run_one", "subset_means", "table5_split",
 ]
