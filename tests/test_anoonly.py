@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -243,9 +244,15 @@ def _adbench_dir() -> Path | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_adbench_dir() is None, reason="ADBench embeddings not available")
 def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
-    """Table 1, MVTec column, Deep SAD (the head whose AnoOnly gain we found reliable: +4.8 AUROC
-    over three seeds, every seed positive): all 15 files, seed 0, paper schedule, faithful protocol.
-    Base and AnoOnly must both beat chance clearly and AnoOnly must win on the group mean."""
+    """Table 1, MVTec column, AnoOnly vs base for Deep SAD — the one head whose gain (paper +4.7
+    AUROC) our runs reproduce robustly: 72.5 → 77.8 at the paper schedule (seed 42, faithful);
+    at this test's schedule seeds 1 and 2 give 60.9 → 68.2 and 66.8 → 73.4. DevNet's and PReNet's
+    gains come out reversed in our paper-schedule runs (80.2 → 75.6, 74.9 → 73.1) and FEAWAD's is
+    not established, so they are not asserted here (notebook 04 reports them).
+
+    CI-sized: all 15 files, seed 0, faithful protocol, the demo profile's fifth of the schedule
+    (10 Deep SAD epochs; about 15 s of CPU). Base and AnoOnly must both beat chance clearly and
+    AnoOnly must win the group mean by more than 2 points."""
     from osad_lib.data.tabular import GROUPS
     from osad_lib.experiments import anoonly as ex
     from osad_lib.profiles import configure
@@ -258,7 +265,7 @@ def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
             item = ex.make_item(cfg, stem, "deepsad", anomaly_only, seed=0, ac=ac)
             auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
     base, ao = np.mean(auroc[False]), np.mean(auroc[True])
-    assert 0.65 < base < 0.9 and 0.65 < ao < 0.95
+    assert 0.55 < base < 0.9 and 0.55 < ao < 0.95
     assert ao - base > 0.02, f"Deep SAD + AnoOnly {ao:.3f} vs Deep SAD {base:.3f}"
 
 
@@ -321,3 +328,98 @@ def test_ablation_grid_covers_table2_and_the_figures(tmp_path):
     assert [ex.ssad_config(i.experiment).batch_size for i in fig9] == list(ex.ABLATION_VALUES["fig9"])
     with pytest.raises(ConfigError, match="ablation"):
         ex.ablation_grid(cfg, "fig11")
+
+
+def test_fidelity_bands_pass_fail_and_gain_direction():
+    from osad_lib.experiments import anoonly as ex
+
+    table = pd.DataFrame([
+        {"dataset": "mvtecad", "method": "devnet", "variant": "", "paper": 0.846, "faithful_mean": 0.80},
+        {"dataset": "mvtecad", "method": "devnet", "variant": "anoonly", "paper": 0.910, "faithful_mean": 0.89},
+        {"dataset": "cifar10", "method": "devnet", "variant": "", "paper": 0.9, "faithful_mean": 0.1},
+    ]).assign(files="15/15")
+    bands = ex.fidelity_bands({"anoonly_table1": table, "anoonly_table3": table.assign(faithful_mean=table["paper"] + 0.039)})
+    t1 = bands[bands["table"] == "anoonly_table1"].set_index(["check", "variant"])
+    assert not t1.loc[("level", "base"), "pass"]          # 84.6 vs 80.0: 4.6 points > 3
+    assert t1.loc[("level", "anoonly"), "pass"]           # 91.0 vs 89.0: 2 points
+    assert t1.loc[("gain direction", "anoonly − base"), "pass"]
+    assert t1.loc[("gain direction", "anoonly − base"), "measured"] == pytest.approx(9.0)
+    assert bands[bands["table"] == "anoonly_table3"]["pass"].all()  # 3.9 points within ±4
+    assert set(bands["method"]) == {"devnet"}             # other groups are left out
+
+
+# ------------------------------------------------------------------ beyond the paper: image DevNet ± AnoOnly
+IMAGE_TINY = {"backbone": "resnet18", "weights": "random", "image_size": 64, "n_scales": 1, "amp": False}
+
+
+def test_image_deviation_loss_anomaly_only_keeps_the_anomaly_term_only():
+    from osad_lib.losses.deviation import deviation_loss
+    from osad_lib.losses.ssad import image_deviation_loss_anomaly_only
+
+    s = torch.tensor([0.5, -1.0, 7.0, 2.0], requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1])
+    torch.manual_seed(3)
+    ao = image_deviation_loss_anomaly_only(s, y)
+    torch.manual_seed(3)  # same reference draw: the anomaly term of the deviation loss, batch mean
+    full_anomalies = deviation_loss(s[2:], y[2:])
+    torch.testing.assert_close(ao, full_anomalies * 2 / 4)
+    ao.backward()
+    assert s.grad[:2].abs().sum() == 0 and s.grad[3] < 0  # normals get no gradient; 2 < margin is pushed up
+    assert image_deviation_loss_anomaly_only(torch.tensor([1.0, 2.0]), torch.tensor([0, 0])) == 0
+
+
+def test_image_devnet_anomaly_only_adds_bn_before_the_scoring_layer():
+    from osad_lib.models.devnet import DevNet, DevNetConfig
+
+    torch.manual_seed(0)
+    base, ao = DevNet(DevNetConfig(**IMAGE_TINY)), DevNet(DevNetConfig(anomaly_only=True, **IMAGE_TINY))
+    assert isinstance(base.score_norm, nn.Identity)
+    assert isinstance(ao.score_norm, nn.BatchNorm2d) and ao.score_norm.affine
+    seen = []
+    ao.score_norm.register_forward_hook(lambda m, i, o: seen.append(o))
+    ao.head.conv.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 0, 1, 1])
+    loss = ao.train().loss(x, y)
+    assert seen[1] is seen[0]  # the scoring 1×1 conv reads the BN output
+    loss.backward()
+    assert ao.score_norm.weight.grad is not None
+    with pytest.raises(ConfigError, match="anomaly_only"):
+        DevNetConfig(anomaly_only=True, criterion="focal")
+    with pytest.raises(ConfigError, match="anomaly_only"):
+        DevNetConfig(anomaly_only=True, variant="rep")
+
+
+def test_image_grid_pairs_devnet_with_and_without_anoonly(tmp_path):
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path))
+    items = ex.image_grid(cfg)
+    runs = {(i.experiment.setting, i.experiment.subset) for i in items}
+    assert runs == {("general", ""), ("hard", "mono"), ("hard", "poly")}
+    assert len(items) == len(runs) * len(cfg.seeds) * 2
+    assert all(i.experiment.table == ex.IMAGE_TABLE and i.experiment.method == "devnet"
+               and i.experiment.dataset == "elpv" and i.experiment.n_shots == 10 for i in items)
+    assert all("beyond the paper" in i.experiment.deviations for i in items)
+    by_variant = {v: [i for i in items if i.experiment.variant == v] for v in ("", "anoonly")}
+    assert len(by_variant[""]) == len(by_variant["anoonly"])
+    assert all("anomaly_only=True" in i.experiment.deviations for i in by_variant["anoonly"])
+    assert ex.image_devnet_config(cfg, True) == ex.image_devnet_config(cfg, False).with_(anomaly_only=True)
+    assert {i.experiment.experiment_id for i in ex.grid(cfg)} >= {i.experiment.experiment_id for i in items}
+
+
+def test_image_pairs_are_per_seed_differences():
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.results import Experiment, validate_rows
+
+    rows = []
+    for seed, (without, with_) in enumerate([(0.70, 0.75), (0.80, 0.78)]):
+        for variant, value in (("", without), ("anoonly", with_)):
+            e = Experiment(notebook="04_anoonly", paper="anoonly", table=ex.IMAGE_TABLE, dataset="elpv", subset="mono",
+                           setting="hard", n_shots=10, method="devnet", variant=variant, backbone="efficientnet_lite0",
+                           seed=seed, profile="demo")
+            rows += e.rows({"auroc": value, "aupr": value}, 1.0)
+    pairs, summary = ex.image_pairs(validate_rows(rows))
+    assert pairs["with − without"].round(3).tolist() == [0.05, -0.02]
+    (s,) = summary.to_dict("records")
+    assert s["mean"] == pytest.approx(0.015) and s["seeds"] == 2 and s["improved"] == 1

@@ -19,6 +19,12 @@ a group computed from fewer files than ADBench ships is marked partial.
 ``fidelity`` experiments (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one
 implementation detail changed at a time: the "what changes the number" table.
 
+Beyond the paper (``table="image_devnet"``, :data:`IMAGE_TABLE`): the image DevNet of notebook
+``01_devnet`` (:func:`osad_lib.experiments.devnet.run_devnet`) with and without AnoOnly
+(``DevNetConfig.anomaly_only``) on the open-set image splits (general and hard settings, the
+DevNet notebook's shots and profile settings); rows ``method="devnet"``, ``variant`` ``""`` or
+``"anoonly"``, compared per seed by :func:`image_pairs`.
+
 The ablations notebook uses :func:`ablation_grid` (Table 2 BN variants, Figs. 5–9) and
 :func:`run_one`; :func:`make_item` builds any single experiment.
 """
@@ -37,10 +43,12 @@ import pandas as pd
 import torch
 
 from osad_lib import paper, paths
+from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
 from osad_lib.data.tabular import (
     GROUPS, PROTOCOLS, TabularSplit, adbench_root, adbench_split, group_of, load_npz,
 )
 from osad_lib.experiments import GridItem
+from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
 from osad_lib.models.ssad import HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
 from osad_lib.profiles import NotebookConfig
@@ -53,6 +61,10 @@ PAPER = "anoonly"
 TABLE_OF_METRIC = {"auroc": "table1", "aupr": "table3", "aupr_normal": "table4"}
 #: ``setting`` column per data protocol (the faithful one is the paper's and joins its tables).
 PROTOCOL_SETTINGS = {"faithful": "semi_supervised", "clean": "semi_supervised_clean"}
+#: ``table`` of the beyond-the-paper image DevNet ± AnoOnly experiments.
+IMAGE_TABLE = "image_devnet"
+#: Open-set settings of the image experiments (DevNet notebook protocols).
+IMAGE_SETTINGS = ("general", "hard")
 #: What the official code does where our default follows the paper (``official_code_facts.md`` §6.3, §10).
 CODE_BEHAVIOUR: dict[str, dict[str, Any]] = {"feawad": {"base_bn": True, "fixed_batches": True}}
 
@@ -67,6 +79,7 @@ FACTORS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
     "fixed_batches=on": (("feawad",), {"fixed_batches": True}, {}),
     "norm=bn": (("deepsad",), {"norm": "bn"}, {}),
     "lr=1e-3": (("deepsad",), {"lr": 1e-3}, {}),
+    "epochs=30": (("prenet",), {"epochs": 30}, {}),
     "normal_clean=on": (HEADS, {}, {"normal_clean": True}),
 }
 
@@ -91,11 +104,17 @@ class AnoOnlyConfig:
     ``max_files``: per group (0 = all). ``schedule``: fraction of each head's epochs (also the
     FEAWAD AE pre-training), 1.0 = the paper/code schedule. ``head_options``: SSADConfig
     overrides per head. ``factors``: fidelity factors to run (names of :data:`FACTORS`),
-    ``factor_group`` where and ``factor_seeds`` with how many seeds (0 = all). ``max_seeds``: run
+    ``factor_group`` where, ``factor_seeds`` with how many seeds (0 = all) and ``factor_heads``
+    on which heads (each factor runs on those of its heads that are listed). ``max_seeds``: run
     only the first that many of the configured seeds (0 = all; the demo profile uses 1).
     ``threads``: torch and BLAS threads while a head trains or t-SNE runs (these small problems
     run fastest single-threaded; the previous counts are restored). ``adbench_dir``: the ADBench
     folder (default: :func:`osad_lib.data.tabular.adbench_root`).
+
+    Beyond the paper, image DevNet ± AnoOnly: ``image_datasets`` (registry names),
+    ``image_settings`` (general/hard), ``image_max_seen_classes`` (hard-setting seen classes per
+    dataset, 0 = all) and ``image_seeds`` (the first that many seeds, 0 = all); the DevNet
+    settings are ``METHOD_OVERRIDES["devnet"]`` of the profile (:func:`image_devnet_config`).
     """
 
     groups: tuple[str, ...] = tuple(GROUPS)
@@ -109,15 +128,22 @@ class AnoOnlyConfig:
     factors: tuple[str, ...] = tuple(FACTORS)
     factor_group: str = "mvtecad"
     factor_seeds: int = 0
+    factor_heads: tuple[str, ...] = HEADS
     max_seeds: int = 0
     threads: int | None = 1
     adbench_dir: str = ""
     tsne_file: str = "MVTec-AD_bottle"
+    image_datasets: tuple[str, ...] = ("elpv",)
+    image_settings: tuple[str, ...] = IMAGE_SETTINGS
+    image_max_seen_classes: int = 0
+    image_seeds: int = 0
 
     def __post_init__(self) -> None:
+        for s in self.image_settings:
+            choose("image setting", s, IMAGE_SETTINGS)
         for g in self.groups:
             choose("group", g, GROUPS)
-        for h in self.heads:
+        for h in (*self.heads, *self.factor_heads):
             choose("head", h, HEADS)
         for p in self.protocols:
             choose("protocol", p, PROTOCOLS)
@@ -282,12 +308,13 @@ def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
 
 
 def grid(cfg: NotebookConfig) -> list[GridItem]:
-    """Tables 1/3/4 (every file × protocol × seed × head × variant) and the fidelity factors."""
+    """Tables 1/3/4 (every file × protocol × seed × head × variant), the fidelity factors and the
+    beyond-the-paper image DevNet ± AnoOnly runs."""
     ac = anoonly_config(cfg)
     items = [make_item(cfg, stem, head, ao, seed, protocol, ac=ac)
              for stem in selected_stems(cfg, ac) for protocol in protocols_for(stem, ac) for seed in run_seeds(cfg, ac)
              for head in ac.heads for ao in (False, True)]
-    return items + factor_grid(cfg, ac)
+    return items + factor_grid(cfg, ac) + image_grid(cfg, ac)
 
 
 def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[GridItem]:
@@ -300,8 +327,75 @@ def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gr
         heads, options, data = FACTORS[name]
         items += [make_item(cfg, stem, head, ao, seed, "faithful", table="fidelity", label=name,
                             data_options=data, options=options, ac=ac)
-                  for stem in stems for seed in seeds for head in heads if head in ac.heads for ao in (False, True)]
+                  for stem in stems for seed in seeds for head in heads
+                  if head in ac.heads and head in ac.factor_heads for ao in (False, True)]
     return items
+
+
+def image_devnet_config(cfg: NotebookConfig, anomaly_only: bool) -> Any:
+    """The image DevNet of notebook ``01_devnet`` under this profile (:func:`devnet_config`), with
+    or without AnoOnly (:class:`~osad_lib.models.devnet.DevNetConfig` ``anomaly_only``)."""
+    return devnet_config(cfg, anomaly_only=anomaly_only)
+
+
+def image_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[GridItem]:
+    """Beyond the paper: image DevNet with and without AnoOnly on ``ac.image_datasets``, general
+    setting and hard setting (one run per seen class), the DevNet notebook's shot count, per seed.
+
+    Base and AnoOnly runs of a seed share the split (same manifest), the DevNet settings and
+    the seed; only ``anomaly_only`` differs.
+    """
+    ac = ac or anoonly_config(cfg)
+    seeds = cfg.seeds[:ac.image_seeds] if ac.image_seeds else cfg.seeds
+    shots = table_shots(cfg)
+    items = []
+    for name in dataset_names(ac.image_datasets):
+        info = subset_info(name)
+        seen = info.hard_seen_classes[:ac.image_max_seen_classes] if ac.image_max_seen_classes else info.hard_seen_classes
+        runs = [(s, c) for s in ac.image_settings for c in ((None,) if s == "general" else seen)]
+        for setting, seen_class in runs:
+            for seed in seeds:
+                for ao in (False, True):
+                    config = image_devnet_config(cfg, ao)
+                    note = "beyond the paper: AnoOnly on the image DevNet"
+                    experiment = Experiment(
+                        notebook=NOTEBOOK, paper=PAPER, table=IMAGE_TABLE, dataset=info.dataset,
+                        subset=hard_subset_label(name, seen_class) if seen_class else info.subset, setting=setting,
+                        n_shots=shots, method="devnet", variant=variant_label(ao), backbone=config.backbone,
+                        seed=seed, profile=cfg.profile.name, device=cfg.device_label,
+                        deviations="; ".join(p for p in (note, devnet_deviations(cfg, info.dataset, config)) if p),
+                        extra_key={"name": name, "seen_class": seen_class or ""},
+                    )
+                    train = config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
+                    items.append(GridItem(experiment, train, 0))
+    return items
+
+
+def run_image_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
+    """Train and evaluate one :func:`image_grid` item (image AUROC and AUCPR, no localization)."""
+    e = item.experiment
+    split, root = make_dataset_split(cfg, e.extra_key["name"], e.setting, e.n_shots, e.seed,
+                                     e.extra_key["seen_class"] or None)
+    with limited_threads(anoonly_config(cfg).threads):
+        metrics = run_devnet(cfg, split, root, image_devnet_config(cfg, e.variant == "anoonly"), localize=False)
+    return {k: metrics[k] for k in ("auroc", "aupr")}
+
+
+def image_pairs(df: pd.DataFrame, metric: str = "auroc") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Beyond the paper: per dataset, setting, subset and seed, image DevNet without and with
+    AnoOnly and the paired difference (with − without); and per dataset/setting/subset the mean
+    difference, its std over seeds and how many seeds improved."""
+    rows = df[(df["paper"] == PAPER) & (df["table"] == IMAGE_TABLE) & (df["metric"] == metric) & (df["status"] == "ok")]
+    if rows.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    keys = ["dataset", "setting", "subset", "seed"]
+    wide = rows.pivot_table(index=keys, columns="variant", values="value", aggfunc="mean").reset_index()
+    wide.columns.name = None
+    wide = wide.rename(columns={"": "DevNet", "anoonly": "DevNet + AnoOnly"}).dropna(subset=["DevNet", "DevNet + AnoOnly"])
+    wide["with − without"] = wide["DevNet + AnoOnly"] - wide["DevNet"]
+    summary = (wide.groupby(keys[:-1], sort=False)["with − without"]
+               .agg(mean="mean", std="std", seeds="count", improved=lambda d: int((d > 0).sum())).reset_index())
+    return wide.assign(metric=metric), summary.assign(metric=metric)
 
 
 def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None = None,
@@ -414,7 +508,10 @@ def train_experiment(cfg: NotebookConfig, experiment: Experiment) -> tuple[Tabul
 
 
 def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
-    """Train and evaluate one grid item; returns :func:`ssad_metrics` on the test split."""
+    """Train and evaluate one grid item; returns :func:`ssad_metrics` on the test split (image
+    DevNet items of :func:`image_grid`: :func:`run_image_one`)."""
+    if item.experiment.table == IMAGE_TABLE:
+        return run_image_one(cfg, item)
     split, trained = train_experiment(cfg, item.experiment)
     return ssad_metrics(split.y_test, trained.score(split.X_test))
 
@@ -509,6 +606,41 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
         rec["direction reproduced (faithful)"] = bool(np.sign(rec["faithful gain"]) == np.sign(rec["paper gain"]))
         recs.append(rec)
     return pd.DataFrame(recs)
+
+
+#: The issue's fidelity bands for the MVTec column, in AUROC/AUCPR points: Table 1 ±3, Table 3 ±4.
+FIDELITY_BANDS = {"anoonly_table1": 3.0, "anoonly_table3": 4.0}
+
+
+def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", protocol: str = "faithful") -> pd.DataFrame:
+    """Pass/fail of the measured ``group`` column against the paper within :data:`FIDELITY_BANDS`.
+
+    ``tables``: ``{"anoonly_table1": comparison(df, "anoonly_table1"), "anoonly_table3": …}``.
+    One row per table, head and variant (``level``: |measured − paper| ≤ band, in points) and one
+    per table and head for the AnoOnly gain (``direction``: same sign as the paper's gain).
+    Meaningful at the paper schedule only (the demo/smoke profiles shorten training).
+    """
+    recs = []
+    for table_id, table in tables.items():
+        if table.empty:
+            continue
+        band = FIDELITY_BANDS[table_id]
+        mine = table[table["dataset"] == group]
+        for _, r in mine.iterrows():
+            delta = 100 * (r[f"{protocol}_mean"] - r["paper"])
+            recs.append({"table": table_id, "method": r["method"], "check": "level", "variant": r["variant"] or "base",
+                         "paper": 100 * r["paper"], "measured": 100 * r[f"{protocol}_mean"], "Δ points": delta,
+                         "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "files": r["files"]})
+        for method, g in mine.groupby("method", sort=False):
+            base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
+            if base.empty or ao.empty:
+                continue
+            paper_gain = 100 * (ao["paper"].iloc[0] - base["paper"].iloc[0])
+            gain = 100 * (ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0])
+            recs.append({"table": table_id, "method": method, "check": "gain direction", "variant": "anoonly − base",
+                         "paper": paper_gain, "measured": gain, "Δ points": gain - paper_gain, "band": "same sign",
+                         "pass": bool(np.sign(gain) == np.sign(paper_gain)), "files": ao["files"].iloc[0]})
+    return pd.DataFrame(recs).round({"paper": 1, "measured": 1, "Δ points": 1})
 
 
 def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:

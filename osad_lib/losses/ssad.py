@@ -11,12 +11,15 @@ AnoOnly (Zhou et al., Eq. (1)/(3)) writes every SSAD loss as ``L_N(normal) + L_A
   batch-normalisation statistics act (the paper's weak supervision, §3.3).
 
 :func:`bn_cluster_loss` is the explicit L_BN of Eq. (5) (``BN†`` in Table 2).
+:func:`image_deviation_loss_anomaly_only` carries AnoOnly beyond the paper, to the image DevNet
+(:class:`osad_lib.models.devnet.DevNetConfig` ``anomaly_only``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from osad_lib.losses.deviation import deviation, draw_reference
 from osad_lib.validate import choose
 
 #: Loss forms of the DevNet/FEAWAD heads: ``code`` = AnoOnly's official code, ``paper`` = appendix B.
@@ -125,6 +128,24 @@ def prenet_loss(
     return torch.where(normal_pair, normal_weight * err, err).mean()
 
 
+def image_deviation_loss_anomaly_only(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    margin: float = 5.0,
+    n_reference: int = 5000,
+) -> torch.Tensor:
+    """The image DevNet's deviation loss (DevNet Eq. (3), ``official_code_facts.md`` §1.3) with
+    its normal term dropped, as AnoOnly drops ``L_N`` (Eq. (3) of AnoOnly): the batch mean of
+    ``y·max(0, a − dev)`` with ``dev = (s − μ_r)/σ_r`` against a fresh N(0, 1) reference of
+    ``n_reference`` draws. Normals contribute 0 to the loss (they still shape the BN statistics).
+    Not in the AnoOnly paper, which applies AnoOnly to tabular heads only.
+    """
+    s = scores.reshape(-1)
+    dev = deviation(s, draw_reference(n_reference, device=s.device))
+    y = targets.reshape(-1).to(dev.dtype)
+    return (y * torch.clamp(margin - dev, min=0.0)).mean()
+
+
 def bn_cluster_loss(hidden: torch.Tensor) -> torch.Tensor:
     """L_BN of AnoOnly Eq. (5) for one batch of features ``h`` ``[b, d]`` (``BN†``, Table 2).
 
@@ -138,4 +159,5 @@ def bn_cluster_loss(hidden: torch.Tensor) -> torch.Tensor:
     return mean_term + var_term
 
 
-__all__ = ["LOSS_FORMS", "bn_cluster_loss", "deepsad_loss", "devnet_loss", "feawad_loss", "prenet_loss"]
+__all__ = ["LOSS_FORMS", "bn_cluster_loss", "deepsad_loss", "devnet_loss", "feawad_loss",
+           "image_deviation_loss_anomaly_only", "prenet_loss"]

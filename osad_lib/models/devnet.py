@@ -27,6 +27,11 @@ Options (``DevNetConfig``):
   stages of the backbone stay fixed so their outputs can be computed once per image
   (:func:`stem_features`) and the rotation augmentation is then applied to those feature maps.
   Used only by the CPU demo profile, where it is recorded in the result rows' ``deviations``.
+* ``anomaly_only`` — not in the DevNet paper: AnoOnly (Zhou et al., §3.2–3.3, Fig. 3) carried
+  over to the image DevNet. The deviation loss keeps only its anomaly term
+  (:func:`osad_lib.losses.ssad.image_deviation_loss_anomaly_only`) and a batch normalisation
+  (BatchNorm2d, affine) goes on the feature map before the 1×1 scoring layer, as AnoOnly puts a
+  BN before the scoring layer of the tabular DevNet. Deviation criterion, ``mil_ds``/``ds`` only.
 
 Paper vs code: §6.3 of the paper states Adam lr 1e-3, weight decay 1e-2; the official code uses
 lr 2e-4, weight decay 1e-5 (§3.2). The defaults are the code's; ``paper_optimizer()`` gives the
@@ -49,6 +54,7 @@ from tqdm.auto import tqdm
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.losses.deviation import representation_deviation_loss, representation_score
+from osad_lib.losses.ssad import image_deviation_loss_anomaly_only
 from osad_lib.models.backbones import Backbone, build_backbone
 from osad_lib.models.heads import TopKMILHead, average_scales, image_pyramid
 from osad_lib.seeding import seed_everything
@@ -86,10 +92,14 @@ class DevNetConfig:
     rotation_degrees: float = 180.0
     frozen_stages: int = 0  # backbone stages kept frozen (paper/code: 0, all fine-tuned)
     amp: bool = True
+    anomaly_only: bool = False  # AnoOnly's loss and BN (not in the DevNet paper; module docstring)
 
     def __post_init__(self) -> None:
         choose("variant", self.variant, VARIANTS)
         choose("criterion", self.criterion, DEVNET_CRITERIA)
+        if self.anomaly_only and (self.criterion != "deviation" or self.variant not in ("mil_ds", "ds")):
+            raise ConfigError("anomaly_only drops the normal term of the deviation loss: use criterion='deviation' "
+                              f"with variant 'mil_ds' or 'ds' (got {self.criterion!r}, {self.variant!r})")
         if self.variant == "rep" and self.criterion != "deviation":
             raise ConfigError("variant 'rep' learns representations with the deviation loss only; use criterion='deviation'")
         if not 0.0 < self.topk_ratio <= 1.0:
@@ -157,6 +167,10 @@ class DevNet(nn.Module):
             self.head = TopKMILHead(self.backbone.out_channels, topk_ratio=ratio)
         self._criterion = None if config.variant == "rep" else make_criterion(
             config.criterion, margin=config.margin, n_reference=config.n_reference)
+        # AnoOnly: BN before the scoring layer and the anomaly term of the loss only
+        self.score_norm = nn.BatchNorm2d(self.backbone.out_channels) if config.anomaly_only else nn.Identity()
+        if config.anomaly_only:
+            self._criterion = lambda s, y: image_deviation_loss_anomaly_only(s, y, config.margin, config.n_reference)
 
     def train(self, mode: bool = True) -> DevNet:
         super().train(mode)
@@ -186,7 +200,7 @@ class DevNet(nn.Module):
         """Per-scale cell-score maps ``[B, 1, h_s, w_s]`` (not for ``rep``)."""
         if self.head is None:
             raise ConfigError("variant 'rep' has no cell scores; it scores pooled representations")
-        return [self.head.score_map(self.top(f)) for f in stems]
+        return [self.head.score_map(self.score_norm(self.top(f))) for f in stems]
 
     def representations_from_stem(self, stems: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-scale average-pooled features ``[B, C]`` (the representation Rep learns)."""
