@@ -81,14 +81,18 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "dra": {
         # DRAConfig fields + grid keys of osad_lib.experiments.dra.GRID_KEYS
+        # smoke: Tables 7/8 (Deep SAD, MINNS) at the smoke's 5 shots; one clean DRA run beside the faithful one.
         "smoke": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 12, "hard_n_shots": (5,), "max_seen_classes": 2,
-                  "methods": ("dra", "devnet")},
+                  "methods": ("dra", "devnet", "mlep", "deepsad", "minns"), "appendix_n_shots": 5,
+                  "clean_runs": (("general", 5),)},
         # Frozen ImageNet EfficientNet-Lite0 whose features are cached once (shared with DevNet),
         # a fixed pool of 512 pseudo anomalies per seed, only DRA's heads trained, no rotation
-        # (meaningless on 5x5 maps), lr 1e-3 (as DevNet's demo), 5x8 steps of 24.
+        # (meaningless on 5x5 maps), lr 1e-3 (as DevNet's demo), 5x8 steps of 24. MLEP on the same
+        # settings; Deep SAD/MINNS (10-shot) on DevNet's demo settings; clean DRA beside the
+        # faithful one at general 10-shot (the default clean_runs).
         "demo": {"frozen_stages": 4, "cache_stems": True, "pseudo_pool": 512, "rotation_degrees": 0.0, "lr": 1e-3,
                  "epochs": 5, "steps_per_epoch": 8, "batch_size": 24, "hard_n_shots": (10,),
-                 "methods": ("dra", "devnet")},
+                 "methods": ("dra", "devnet", "mlep", "deepsad", "minns")},
     },
     "bgad": {
         "smoke": {

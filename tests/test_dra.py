@@ -393,6 +393,64 @@ def test_saoe_trains_with_outlier_exposure():
 
 
 # ------------------------------------------------------------------------------------------
+# MLEP baseline (our image adaptation; DRA §4.1, App. B.2)
+
+from osad_lib.models.dra_baselines import MLEP, mlep_loss, train_mlep, triplet_margin_loss  # noqa: E402
+
+
+def unit(*rows: list[float]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows, dtype=torch.float32), dim=1)
+
+
+def test_triplet_margin_loss_by_hand():
+    labels = torch.tensor([NORMAL, NORMAL, SEEN])
+    # normals and the anomaly at the same point: every triplet costs the margin
+    assert triplet_margin_loss(unit([1, 0], [1, 0], [1, 0]), labels, margin=1.0).item() == pytest.approx(1.0)
+    # anomaly opposite to both normals (squared distance 4 > 0 + margin): no loss
+    assert triplet_margin_loss(unit([1, 0], [1, 0], [-1, 0]), labels, margin=1.0).item() == pytest.approx(0.0)
+    # orthogonal normals (d_ap = 2), anomaly on the first normal: anchor 0 → max(0, 2 − 0 + 1) = 3,
+    # anchor 1 → d_an = 2 → max(0, 2 − 2 + 1) = 1; mean over the two (a, p ≠ a, n) triplets = 2
+    assert triplet_margin_loss(unit([1, 0], [0, 1], [1, 0]), labels, margin=1.0).item() == pytest.approx(2.0)
+    # a larger margin costs more; pseudo anomalies (label 2) are no negatives; one normal: no triplet
+    assert triplet_margin_loss(unit([1, 0], [1, 0], [-1, 0]), labels, margin=5.0).item() == pytest.approx(1.0)
+    assert triplet_margin_loss(unit([1, 0], [1, 0], [1, 0]), torch.tensor([NORMAL, NORMAL, PSEUDO])).item() == 0.0
+    assert triplet_margin_loss(unit([1, 0], [1, 0]), torch.tensor([NORMAL, SEEN])).item() == 0.0
+
+
+def test_mlep_prediction_loss_comes_from_normals_only():
+    torch.manual_seed(0)
+    model = MLEP(PoolBackbone(), n_scales=1, embed_dim=4)  # no batch norm: samples are independent
+    assert model.decoder[-1].out_channels == 3  # reconstructs the (unfrozen) input image
+    images, labels = torch.rand(5, 3, 16, 16), torch.tensor([NORMAL, SEEN, NORMAL, SEEN, NORMAL])
+    embeddings, errors = model.encode(images)
+    assert embeddings.shape == (5, 4) and torch.allclose(embeddings.norm(dim=1), torch.ones(5))
+    assert mlep_loss(model, images, labels, margin_weight=0.0).item() == pytest.approx(errors[labels == 0].mean().item())
+    changed = images.clone()
+    changed[labels == SEEN] = 1.0  # anomalies' reconstruction never enters the prediction term
+    assert mlep_loss(model, changed, labels, margin_weight=0.0).item() == pytest.approx(errors[labels == 0].mean().item())
+    full = mlep_loss(model, images, labels, margin=1.0, margin_weight=0.5).item()
+    expected = errors[labels == 0].mean() + 0.5 * triplet_margin_loss(embeddings, labels, 1.0)
+    assert full == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(model(images)["score"], errors)  # score = reconstruction error
+
+
+def test_mlep_trains_a_few_steps_and_scores():
+    config = DRAConfig(backbone="resnet18", weights="random", image_size=32, epochs=2, steps_per_epoch=2,
+                       batch_size=6, eval_batch_size=11, n_scales=2)
+    runs = [train_mlep(image_set(size=32), config, seed=1, progress=False) for _ in range(2)]
+    assert len(runs[0].history) == 2 and runs[0].history == runs[1].history  # seeded
+    scores = runs[0].score(image_set(seed=5, size=32).images)["score"]
+    assert scores.shape == (11,) and (scores > 0).all() and torch.isfinite(torch.tensor(scores)).all()
+    with pytest.raises(ConfigError, match="outlier"):
+        train_mlep(image_set(size=32), config, seed=1, outliers=image_set(4, 0, size=32), progress=False)
+    cached = DRAConfig(backbone="resnet18", weights="random", image_size=32, epochs=1, steps_per_epoch=1,
+                       batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=4, cache_stems=True, pseudo_pool=2)
+    trained = train_mlep(image_set(size=32), cached, seed=0, progress=False)
+    assert trained.model.decoder[-1].kernel_size == (1, 1)  # all stages frozen: reconstructs the stem's map
+    assert trained.score(image_set(seed=5, size=32).images)["score"].shape == (11,)
+
+
+# ------------------------------------------------------------------------------------------
 # experiments module (notebook 02_dra)
 
 import pandas as pd  # noqa: E402
@@ -406,7 +464,7 @@ def test_paper_grid_is_listed_without_data(tmp_path):
     cfg = configure("02_dra", profile="paper", data_root=str(tmp_path / "data"), output_dir=str(tmp_path))
     items = dra_experiments.grid(cfg)
     rows = pd.DataFrame([{**vars(i.experiment), "seen": i.experiment.extra_key["seen_class"]} for i in items])
-    dra = rows[rows["method"] == "dra"]
+    dra = rows[(rows["method"] == "dra") & (rows["variant"] == "")]
     general, hard = dra[dra["setting"] == "general"], dra[dra["setting"] == "hard"]
     assert set(general["table"]) == {"table1"} and set(hard["table"]) == {"table2"}
     assert len(general) == 23 * 2 * len(cfg.seeds)  # 15 MVTec categories + 8 datasets, 1 and 10 shots
@@ -415,7 +473,13 @@ def test_paper_grid_is_listed_without_data(tmp_path):
     assert {"carpet/metal", "metal_nut/flip", "mono", "broken_end", "barretts-short-segment"} <= set(hard["subset"])
     assert set(dra["deviations"].str.split(";").str[0]) == {"mode=faithful"}
     assert (hard.loc[hard["dataset"] == "hyperkvasir", "deviations"].str.contains("LAG")).all()
-    assert set(rows["method"]) == {"dra", "devnet", "saoe"}
+    assert set(rows["method"]) == {"dra", "devnet", "saoe", "mlep", "deepsad", "minns"}
+    appendix = rows[rows["method"].isin(["deepsad", "minns"])]
+    assert set(appendix["n_shots"]) == {10} and set(appendix["variant"]) == {""}
+    clean = rows[rows["variant"] == "clean"]
+    assert set(zip(clean["method"], clean["setting"], clean["n_shots"])) == {("dra", "general", 10)}
+    assert (clean["deviations"].str.split(";").str[0] == "mode=clean").all()
+    assert rows.loc[rows["method"] == "mlep", "deviations"].str.contains("MLEP image adaptation is ours").all()
     assert (rows.loc[rows["dataset"] == "mvtecad", "manifest_id"] == "").all()  # no data: no manifest yet
     assert all(i.train_images > 0 for i in items)
 
@@ -426,6 +490,13 @@ def test_smoke_grid_runs_the_hard_setting_on_synthetic_data(tmp_path):
     assert not missing
     settings = {(i.experiment.setting, i.experiment.n_shots, i.experiment.method) for i in items}
     assert ("hard", 5, "dra") in settings and ("general", 1, "dra") in settings and ("hard", 5, "devnet") in settings
+    assert ("general", 5, "deepsad") in settings and ("hard", 5, "minns") in settings
+    assert ("general", 1, "deepsad") not in settings and ("hard", 5, "mlep") in settings  # appendix: 5 shots in smoke
+    clean = [i.experiment for i in items if i.experiment.variant == "clean"]
+    assert [(e.method, e.setting, e.n_shots) for e in clean] == [("dra", "general", 5)]
+    assert dra_experiments.run_config(cfg, clean[0]).mode == "clean"
+    faithful = next(i.experiment for i in items if i.experiment.method == "dra")
+    assert dra_experiments.run_config(cfg, faithful) == dra_experiments.dra_config(cfg)
     config = dra_experiments.dra_config(cfg)
     assert (config.image_size, config.backbone, config.weights, config.batch_size) == (64, "resnet18", "random", 12)
     assert all(i.experiment.manifest_id for i in items)
@@ -494,3 +565,86 @@ def test_train_dra_on_cached_stems():
     assert trained.data.stems is not None and len(trained.data.pseudo_stems) == 5
     scores = trained.score(image_set(seed=5, size=32).images)
     assert scores["score"].shape == (11,) and torch.isfinite(torch.tensor(scores["score"])).all()
+
+
+# ------------------------------------------------------------------------------------------
+# appendix tables, faithful vs clean, score explorer
+
+from osad_lib.results import Experiment  # noqa: E402
+
+
+def store_rows(cfg, rows: list[tuple[str, str, str, int, str, str, int, float]]) -> None:
+    """Write (method, setting, subset, n_shots, variant, dataset, seed, auroc) rows to the notebook's store."""
+    for method, setting, subset, n_shots, variant, dataset, seed, value in rows:
+        e = Experiment(notebook="02_dra", paper="dra", table=dra_experiments.TABLES[setting], dataset=dataset,
+                       subset=subset, setting=setting, n_shots=n_shots, method=method, variant=variant,
+                       backbone="resnet18", seed=seed, profile=cfg.profile.name, manifest_id="m",
+                       deviations="x")
+        cfg.store.append(e.rows({"auroc": value}, 1.0))
+
+
+def test_deep_sad_and_minns_rows_join_tables_7_and_8(tmp_path):
+    cfg = configure("02_dra", profile="demo", output_dir=str(tmp_path))
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        rows += [(m, "general", "", 10, "", "elpv", seed, v + shift)
+                 for m, v in (("deepsad", 0.70), ("minns", 0.80), ("dra", 0.85), ("devnet", 0.84))]
+        rows += [("deepsad", "general", "", 1, "", "elpv", seed, 0.6)]  # one shot: not in the appendix tables
+        rows += [(m, "hard", s, 10, "", "elpv", seed, v + shift)
+                 for m in ("deepsad", "minns", "dra") for s, v in (("mono", 0.6), ("poly", 0.7))]
+    store_rows(cfg, rows)
+    table7 = dra_experiments.comparison(cfg, "table7").set_index("method")
+    assert sorted(table7.index) == ["deepsad", "dra", "minns"]  # DevNet is no Table 7 method
+    assert table7.loc["deepsad", "paper_mean"] == pytest.approx(0.722)
+    assert table7.loc["deepsad", "measured_mean"] == pytest.approx(0.71) and table7.loc["deepsad", "n_seeds"] == 2
+    assert table7.loc["minns", "paper_mean"] == pytest.approx(0.788)
+    table8 = dra_experiments.comparison(cfg, "table8")
+    deepsad = table8[table8["method"] == "deepsad"].set_index("subset")
+    assert set(deepsad.index) == {"mono", "poly", "mean"}
+    assert deepsad.loc["mean", "measured_mean"] == pytest.approx(0.66)
+    assert deepsad["paper_mean"].notna().all()
+
+
+def test_faithful_vs_clean_table_pairs_seeds(tmp_path):
+    cfg = configure("02_dra", profile="demo", output_dir=str(tmp_path))
+    store_rows(cfg, [
+        ("dra", "general", "", 10, "", "elpv", 0, 0.80), ("dra", "general", "", 10, "clean", "elpv", 0, 0.83),
+        ("dra", "general", "", 10, "", "elpv", 1, 0.70), ("dra", "general", "", 10, "clean", "elpv", 1, 0.71),
+        ("dra", "general", "", 1, "", "elpv", 0, 0.60),  # no clean partner: not in the table
+        ("mlep", "general", "", 10, "", "elpv", 0, 0.50),
+    ])
+    table, sentence = dra_experiments.mode_comparison(cfg)
+    assert list(table["seed"]) == [0, 1] and set(table["n_shots"]) == {10}
+    assert table["clean_minus_faithful"].tolist() == pytest.approx([0.03, 0.01])
+    assert "+0.020 ± 0.010" in sentence and "2 seeds" in sentence
+    empty, message = dra_experiments.mode_comparison(configure("02_dra", profile="demo", output_dir=str(tmp_path / "x")))
+    assert empty.empty and "clean_runs" in message
+    assert "never decays within 5 epochs" in dra_experiments.mode_differences(dra_experiments.dra_config(cfg))
+    assert "epoch 9/19/29" in dra_experiments.mode_differences(DRAConfig())
+    assert "epoch 10/20" in dra_experiments.mode_differences(DRAConfig())
+
+
+def test_score_explorer_frame_is_a_valid_score_frame(tmp_path):
+    from osad_lib import plots
+
+    images = ImageSet(images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), labels=torch.tensor([0, 0, 1, 1]),
+                      classes=["good", "good", "mono", "poly"], masks=None, paths=[f"p{i}.png" for i in range(4)])
+    heads = {h: torch.arange(4.0).numpy() * (i + 1) for i, h in enumerate(dra_experiments.SCORE_COLUMNS)}
+    raw = dra_experiments._score_frame(images, heads, seen=["mono"])
+    frame = plots.check_score_frame(dra_experiments.explorer_frame(raw))
+    assert frame["kind"].tolist() == ["normal", "normal", "seen", "unseen"]
+    assert frame["class"].tolist() == ["good", "good", "mono", "poly"]
+    assert plots.score_columns(frame) == ["score", "score_holistic", "score_seen", "score_pseudo", "score_composite"]
+    assert frame["score"].tolist() == pytest.approx(heads["score"].tolist())
+
+    cfg = configure("02_dra", profile="demo", output_dir=str(tmp_path))
+    assert dra_experiments.explorer_run(cfg)[0].empty
+    e = Experiment(notebook="02_dra", paper="dra", table="table2", dataset="elpv", subset="mono", setting="hard",
+                   n_shots=10, method="dra", variant="", backbone="efficientnet_lite0", seed=cfg.seeds[0],
+                   profile="demo", manifest_id="m")
+    cfg.store.append(e.rows({"auroc": 0.7}, 1.0))
+    path = dra_experiments.scores_file(cfg, e)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw.to_csv(path, index=False)
+    stored, title = dra_experiments.explorer_run(cfg)
+    assert len(plots.check_score_frame(stored)) == 4 and "seen=mono" in title and "10-shot" in title

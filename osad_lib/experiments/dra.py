@@ -3,7 +3,10 @@
 The grid: for every dataset of the profile, the general setting with each shot count (one-shot
 drawn from the ten-shot draw, DRA App. A.2) and the hard setting with every seen class of the
 dataset (``registry.DATASETS[..].hard_seen_classes``, ``official_code_facts.md`` §2.3), for
-each seed; DRA and, as the comparison the paper argues against, DevNet on the same splits.
+each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and,
+at the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
+:mod:`osad_lib.models.baselines`); where ``clean_runs`` says so, DRA also in ``clean`` mode
+(``variant="clean"``) beside the faithful default (:func:`mode_comparison`).
 Rows: ``paper="dra"``, ``table="table1"`` (general) / ``"table2"`` (hard); hard-setting rows
 name the seen class in ``subset`` (``mono``, ``carpet/color``) and per-dataset means are added
 when the tables are built. Every row's ``deviations`` lists how the run's settings differ from
@@ -36,24 +39,33 @@ from osad_lib.experiments import GridItem
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.devnet import DevNetConfig, StemFeatures
 from osad_lib.models.dra import DRAConfig, build_dra, pseudo_stem_pool, train_dra
-from osad_lib.models.dra_baselines import train_saoe
+from osad_lib.models.baselines import RUNNERS, baseline_deviations, method_config
+from osad_lib.models.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment, atomic_write_text
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "02_dra"
-#: Methods of the notebook's grid: DRA, the DevNet comparison (``osad_lib.experiments.devnet``)
-#: and SAOE (:mod:`osad_lib.models.dra_baselines`, on DRA's backbone and pipeline).
-METHODS = ("dra", "devnet", "saoe")
+#: Methods of the notebook's grid (names of the paper tables): DRA, the DevNet comparison
+#: (``osad_lib.experiments.devnet``), SAOE and MLEP (:mod:`osad_lib.models.dra_baselines`, on
+#: DRA's backbone and pipeline), Deep SAD and MINNS (:data:`APPENDIX_METHODS`).
+METHODS = ("dra", "devnet", "saoe", "mlep", "deepsad", "minns")
 #: Trainers of the methods run through :func:`run_dra` (same pipeline, same config type).
-TRAINERS = {"dra": train_dra, "saoe": train_saoe}
+TRAINERS = {"dra": train_dra, "saoe": train_saoe, "mlep": train_mlep}
+#: The baselines of appendix Tables 7/8 (DRA App. C.1), run by :data:`osad_lib.models.baselines.RUNNERS`
+#: with their own settings, only at the ``appendix_n_shots`` shot count.
+APPENDIX_METHODS = ("deepsad", "minns")
 #: Keys of ``METHOD_OVERRIDES["dra"][profile]`` that shape the grid rather than DRAConfig:
 #: ``general_n_shots`` / ``hard_n_shots`` (default: the profile's ``n_shots``) and
 #: ``methods`` (default: :data:`METHODS` whose runner exists), ``max_seen_classes`` (default 0 =
-#: every hard-setting seen class of a dataset; else the first ones) and ``max_test_images``
+#: every hard-setting seen class of a dataset; else the first ones), ``max_test_images``
 #: (default 0 = the whole test set; else a seeded, class-stratified subsample of that size,
-#: recorded in ``deviations``).
-GRID_KEYS = ("general_n_shots", "hard_n_shots", "methods", "max_seen_classes", "max_test_images")
+#: recorded in ``deviations``), ``appendix_n_shots`` (default 10, the paper's: the shot count
+#: of Tables 7/8 and of the :data:`APPENDIX_METHODS` runs) and ``clean_runs`` (default
+#: ``(("general", 10),)``: the (setting, shots) pairs where DRA also runs in the other mode than
+#: the profile's — ``clean`` beside the faithful default).
+GRID_KEYS = ("general_n_shots", "hard_n_shots", "methods", "max_seen_classes", "max_test_images",
+             "appendix_n_shots", "clean_runs")
 TABLES = {"general": "table1", "hard": "table2"}
 
 
@@ -78,20 +90,37 @@ def dra_config(cfg: NotebookConfig, **changes: Any) -> DRAConfig:
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
     defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
-                "methods": available_methods(), "max_seen_classes": 0, "max_test_images": 0}
+                "methods": available_methods(), "max_seen_classes": 0, "max_test_images": 0,
+                "appendix_n_shots": 10, "clean_runs": (("general", 10),)}
     value = _overrides(cfg).get(key, defaults[key])
+    if key == "clean_runs":
+        return tuple((str(setting), int(shots)) for setting, shots in value)
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def available_methods() -> tuple[str, ...]:
     """:data:`METHODS` whose runner is installed (DevNet's lives in ``osad_lib.experiments.devnet``)."""
-    return tuple(m for m in METHODS if m in TRAINERS or importlib.util.find_spec(f"osad_lib.experiments.{m}") is not None)
+    return tuple(m for m in METHODS if m in TRAINERS or m in APPENDIX_METHODS
+                 or importlib.util.find_spec(f"osad_lib.experiments.{m}") is not None)
+
+
+def other_mode(config: DRAConfig) -> DRAConfig:
+    """``config`` in the other mode (faithful ↔ clean): the run beside the default (``clean_runs``)."""
+    return dataclasses.replace(config, mode="clean" if config.mode == "faithful" else "faithful")
+
+
+def run_config(cfg: NotebookConfig, experiment: Experiment) -> DRAConfig:
+    """The DRAConfig of a grid row: the profile's, or in the other mode when the row's
+    ``variant`` says so (``clean_runs``)."""
+    config = dra_config(cfg)
+    return config if experiment.variant == variant_label(config) else other_mode(config)
 
 
 def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0, method: str = "dra") -> str:
     """How a run differs from the official code (fields unlike :class:`DRAConfig`'s defaults),
     plus the mode; ``synthetic`` data and a test subsample are named too. SAOE rows say that
-    they run without outlier exposure (the notebook has no external set)."""
+    they run without outlier exposure (the notebook has no external set), MLEP rows that the
+    image adaptation is ours."""
     paper_defaults = DRAConfig()
     skip = {"mode", "heads", "pseudo_source", "outlier_name", "n_ref", "loss"}  # in the variant label
     parts = [f"{f.name}={getattr(config, f.name)} (code: {getattr(paper_defaults, f.name)})"
@@ -102,6 +131,8 @@ def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0,
     medical = dataset in DATASETS and any(i.kind == "medical" for i in DATASETS[dataset].subsets.values())
     if method == "saoe":
         parts.append("no outlier exposure (paper: MVTec AD or LAG outliers)")
+    elif method == "mlep":
+        parts.append("MLEP image adaptation is ours (reconstruction for video prediction; the paper gives no details)")
     elif medical and config.pseudo_source != "external":
         parts.append(f"pseudo={config.pseudo_source} (paper: LAG outlier exposure on medical data, §4.1)")
     if max_test_images:
@@ -112,6 +143,14 @@ def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0,
 def variant_label(config: DRAConfig) -> str:
     """``variant`` of a DRA row: the ablation label, plus ``clean`` in clean mode."""
     return ";".join(p for p in (config.variant, "clean" if config.mode == "clean" else "") if p)
+
+
+def _with_subsample(cfg: NotebookConfig, deviations: str) -> str:
+    """A method's own ``deviations`` plus the test subsample (``max_test_images``), for the
+    methods that :func:`config_deviations` does not describe (DevNet, Deep SAD, MINNS)."""
+    limit = grid_option(cfg, "max_test_images")
+    subsampled = [f"test set: seeded class-stratified subsample of at most {limit} images"] if limit else []
+    return "; ".join([p for p in [deviations] if p] + subsampled)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,25 +198,35 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
             limit = grid_option(cfg, "max_seen_classes")
             seen = info.hard_seen_classes[:limit] if limit else info.hard_seen_classes
             runs += [("hard", n, c) for c in seen for n in grid_option(cfg, "hard_n_shots")]
+        methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
         for setting, n_shots, seen_class in runs:
             for seed in cfg.seeds:
                 manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen_class)
-                for method in grid_option(cfg, "methods"):
-                    items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
+                for method in methods:
+                    if method not in APPENDIX_METHODS or n_shots == grid_option(cfg, "appendix_n_shots"):
+                        items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
+                if "dra" in methods and (setting, n_shots) in clean_runs:
+                    items.append(_item(cfg, other_mode(config), name, setting, n_shots, seen_class, seed, "dra",
+                                       manifest))
     return items
 
 
 def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_shots: int,
           seen_class: str | None, seed: int, method: str, manifest: str) -> GridItem:
     info = subset_info(name)
+    if method in TRAINERS:
+        deviations = config_deviations(config, info.dataset, grid_option(cfg, "max_test_images"), method)
+    elif method in APPENDIX_METHODS:
+        deviations = _with_subsample(cfg, baseline_deviations(method, info.dataset, method_config(cfg, method)))
+    else:
+        deviations = _devnet_deviations(cfg, info.dataset)
     experiment = Experiment(
         notebook=NOTEBOOK, paper="dra", table=TABLES[setting], dataset=info.dataset,
         subset=hard_subset_label(name, seen_class) if seen_class else info.subset,
         setting=setting, n_shots=n_shots, method=method,
         variant=variant_label(config) if method in TRAINERS else "",
-        backbone=cfg.profile.backbone, seed=seed, profile=cfg.profile.name, manifest_id=manifest,
-        deviations=(config_deviations(config, info.dataset, grid_option(cfg, "max_test_images"), method)
-                    if method in TRAINERS else _devnet_deviations(cfg, info.dataset)),
+        backbone=method_config(cfg, method).backbone if method in APPENDIX_METHODS else cfg.profile.backbone,
+        seed=seed, profile=cfg.profile.name, manifest_id=manifest, deviations=deviations,
         device=cfg.device_label, extra_key={"name": name, "seen_class": seen_class or ""},
     )
     cost = _cost(info, setting, config)
@@ -204,8 +253,8 @@ def run_dra(cfg: NotebookConfig, split: Split, root: Path, config: DRAConfig, *,
             heldout_seen: bool = False, max_test_images: int = 0) -> dict[str, float]:
     """Train DRA (``config``) on ``split`` of the dataset at ``root``; return test AUROC and AUPR.
 
-    ``method="saoe"`` trains the SAOE baseline with the same config and pipeline instead
-    (``outliers`` = its outlier-exposure set).
+    ``method="saoe"`` / ``"mlep"`` trains that baseline (:data:`TRAINERS`) with the same config
+    and pipeline instead (``outliers`` = SAOE's outlier-exposure set).
     ``outliers``: the external pseudo-anomaly pool (``pseudo_source="external"``).
     ``scores_path``: write every test image's per-head scores there (CSV; columns ``path``,
     ``anomaly_class``, ``label``, ``group`` = normal | seen | unseen, the heads, ``score``).
@@ -313,15 +362,18 @@ def scores_file(cfg: NotebookConfig, experiment: Experiment) -> Path:
 
 
 def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
-    """Run one grid item (DRA or the DevNet comparison) and return its metrics."""
+    """Run one grid item (DRA in the row's mode, SAOE, MLEP, DevNet, Deep SAD or MINNS) and return its metrics."""
     e = item.experiment
     name, seen_class = e.extra_key["name"], e.extra_key["seen_class"] or None
     split, root = make_dataset_split(cfg, name, e.setting, e.n_shots, e.seed, seen_class)
+    limit = grid_option(cfg, "max_test_images")
     if e.method == "devnet":
         return _run_devnet(cfg, split, root)
+    if e.method in APPENDIX_METHODS:
+        return RUNNERS[e.method](cfg, split, root, max_test_images=limit, localize=False)
     first_seed = e.seed == cfg.seeds[0]
-    return run_dra(cfg, split, root, dra_config(cfg), method=e.method, scores_path=scores_file(cfg, e),
-                   heldout_seen=first_seed and e.method == "dra", max_test_images=grid_option(cfg, "max_test_images"))
+    return run_dra(cfg, split, root, run_config(cfg, e), method=e.method, scores_path=scores_file(cfg, e),
+                   heldout_seen=first_seed and e.method == "dra", max_test_images=limit)
 
 
 def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
@@ -368,8 +420,10 @@ def comparison(cfg: NotebookConfig, table: str) -> pd.DataFrame:
     if measured.empty:
         return pd.DataFrame()
     measured = measured.assign(table=table)
-    if table in ("table7", "table8"):
-        measured = measured[measured["n_shots"] == 10]
+    if table in ("table7", "table8"):  # the appendix shot count and the appendix table's methods
+        methods = set(paper.load_table(f"dra_{table}")["method"])
+        measured = measured[(measured["n_shots"] == grid_option(cfg, "appendix_n_shots"))
+                            & measured["method"].isin(methods)]
     out = paper.compare(measured, f"dra_{table}")
     out = out[(out["n_seeds"] > 0) & (out["paper_mean"].notna() | (out["dataset"] == "synthetic"))]
     order = (out["metric"] != "auroc").to_numpy().argsort(kind="stable")  # AUROC rows first
@@ -418,6 +472,51 @@ def unseen_class_verdict(cfg: NotebookConfig) -> tuple[pd.DataFrame, str]:
 
 
 # --------------------------------------------------------------------------------------------
+# faithful vs clean (official_code_facts.md §10 items 1 and 4)
+
+
+def mode_differences(config: DRAConfig) -> str:
+    """What differs between the faithful and the clean run of ``config`` (:class:`DRAConfig`),
+    with the epochs at which each mode's learning rate decays under this schedule."""
+    faithful = [e for e in range(config.epochs) if (e + 1) % config.lr_step_size == 0]  # StepLR at epoch start
+    clean = [e for e in range(1, config.epochs) if e % config.lr_step_size == 0]  # StepLR at epoch end
+
+    def decay(epochs: list[int]) -> str:
+        return (f"the LR decays at epoch {'/'.join(map(str, epochs))}" if epochs
+                else f"the LR never decays within {config.epochs} epochs")
+
+    return ("faithful (default, the official code): references = fresh random training normals drawn through the "
+            "training pipeline (about half become pseudo anomalies, all rotated) at every step and every test batch, "
+            f"{decay(faithful)}; clean (the paper's text): a fixed set of {config.n_ref} un-augmented training "
+            f"normals chosen once by the seed, deterministic scoring, {decay(clean)}.")
+
+
+def mode_comparison(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, str]:
+    """DRA faithful vs clean on the same splits (``clean_runs``): one row per dataset, subset,
+    setting, shots and seed with both values and the paired difference clean − faithful, and a
+    sentence with the mean difference ± its standard error over seeds per case."""
+    rows = cfg.store.read()
+    config = dra_config(cfg)
+    labels = {variant_label(config): config.mode, variant_label(other_mode(config)): other_mode(config).mode}
+    rows = rows[(rows["method"] == "dra") & (rows["metric"] == metric) & (rows["status"] == "ok")
+                & rows["variant"].isin(list(labels))]
+    keys = ["dataset", "subset", "setting", "n_shots", "seed"]
+    wide = rows.assign(mode=rows["variant"].map(labels)).pivot_table(index=keys, columns="mode", values="value")
+    if not {"faithful", "clean"} <= set(wide.columns):
+        return pd.DataFrame(), "no pair of faithful and clean DRA runs yet (grid key clean_runs)"
+    wide = wide[["faithful", "clean"]].dropna().reset_index().rename_axis(columns=None)
+    wide["clean_minus_faithful"] = wide["clean"] - wide["faithful"]
+    parts = []
+    for (dataset, subset, setting, n_shots), group in wide.groupby(keys[:-1], sort=False):
+        diff = group["clean_minus_faithful"]
+        sem = diff.std() / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        where = "/".join(p for p in (dataset, subset) if p)
+        parts.append(f"{where} {setting} {n_shots}-shot: clean − faithful {metric.upper()} {diff.mean():+.3f}"
+                     + (f" ± {sem:.3f} (s.e., {len(diff)} seeds)" if len(diff) > 1 else " (1 seed)"))
+    return wide, "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------------------
 # per-head scores: what each head detects
 
 GROUP_COLORS = {"normal": "#2ca02c", "seen": "#ff7f0e", "unseen": "#d62728"}
@@ -425,11 +524,13 @@ SCORE_COLUMNS = ("holistic", "seen", "pseudo", "composite", "score")
 
 
 def score_runs(cfg: NotebookConfig, setting: str = "hard") -> pd.DataFrame:
-    """Stored DRA runs of the first seed in ``setting`` whose per-image scores were written:
-    one row per run with ``dataset``, ``subset``, ``n_shots`` and the scores file ``path``."""
+    """Stored DRA runs (the profile's mode) of the first seed in ``setting`` whose per-image
+    scores were written: one row per run with ``dataset``, ``subset``, ``n_shots`` and the scores
+    file ``path``."""
     rows = cfg.store.read()
     rows = rows[(rows["method"] == "dra") & (rows["setting"] == setting) & (rows["status"] == "ok")
-                & (rows["seed"] == cfg.seeds[0]) & (rows["metric"] == "auroc")]
+                & (rows["seed"] == cfg.seeds[0]) & (rows["metric"] == "auroc")
+                & (rows["variant"] == variant_label(dra_config(cfg)))]
     runs = rows[["dataset", "subset", "n_shots", "experiment_id"]].drop_duplicates().copy()
     runs["path"] = [cfg.runs_dir / "scores" / NOTEBOOK / f"{e}.csv" for e in runs["experiment_id"]]
     return runs[[p.is_file() for p in runs["path"]]].reset_index(drop=True)
@@ -491,6 +592,31 @@ def head_score_histograms(cfg: NotebookConfig, max_runs: int = 2, setting: str =
     return fig
 
 
+def explorer_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """A scores file of :func:`run_dra` as the score frame of :mod:`osad_lib.plots` (columns
+    ``score``, ``label``, ``class``, ``kind``, ``path`` and ``score_<head>`` per DRA head), for
+    ``widgets.score_explorer``."""
+    frame = pd.DataFrame({"score": scores["score"], "label": scores["label"].astype(int),
+                          "class": scores["anomaly_class"], "kind": scores["group"], "path": scores["path"]})
+    for head in [c for c in SCORE_COLUMNS if c != "score" and c in scores]:
+        frame[f"score_{head}"] = scores[head]
+    return frame
+
+
+def explorer_run(cfg: NotebookConfig) -> tuple[pd.DataFrame, str]:
+    """The score frame (:func:`explorer_frame`) of one trained DRA run — the first stored
+    first-seed run of the hard setting (test normals, held-out seen-class anomalies and unseen
+    classes), else of the general setting — and a title naming it; an empty frame when none."""
+    for setting in ("hard", "general"):
+        runs = score_runs(cfg, setting)
+        if len(runs):
+            run = runs.iloc[0]
+            where = f"{run['dataset']} hard seen={run['subset']}" if setting == "hard" else f"{run['dataset']} general"
+            title = f"DRA, {where}, {run['n_shots']}-shot, seed {cfg.seeds[0]} ({cfg.profile.name})"
+            return explorer_frame(pd.read_csv(run["path"], keep_default_na=False)), title
+    return pd.DataFrame(), "no DRA scores stored yet"
+
+
 # --------------------------------------------------------------------------------------------
 # DevNet comparison
 
@@ -499,9 +625,7 @@ def _devnet_deviations(cfg: NotebookConfig, dataset: str) -> str:
     """DevNet's own deviations (its profile settings, ``osad_lib.experiments.devnet``) plus the test subsample."""
     from osad_lib.experiments import devnet as devnet_experiments
 
-    limit = grid_option(cfg, "max_test_images")
-    subsampled = [f"test set: seeded class-stratified subsample of at most {limit} images"] if limit else []
-    return "; ".join([p for p in [devnet_experiments.devnet_deviations(cfg, dataset)] if p] + subsampled)
+    return _with_subsample(cfg, devnet_experiments.devnet_deviations(cfg, dataset))
 
 
 def _run_devnet(cfg: NotebookConfig, split: Split, root: Path) -> dict[str, float]:
