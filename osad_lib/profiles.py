@@ -142,6 +142,19 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                  "second_order": "first", "head_style": "code", "max_normals": 300, "max_test_images": 400,
                  "settings": ("general",), "general_n_shots": (10,), "devnet": {"epochs": 30}},
     },
+    "cross_domain": {
+        # notebook 07_cross_domain: options of osad_lib.experiments.cross_domain.DEFAULTS (the
+        # paper profile uses them as they are: five MVTec textures, 10 fine-tuning epochs); DRA
+        # and AHL take their own entries' settings, "ahl" here overrides AHL's for this notebook.
+        # Synthetic subsets stand in for the domains.
+        "smoke": {"domains": ("synthetic/weave", "synthetic/grain"), "n_shots": 5, "max_seeds": 1,
+                  "finetune_epochs": 1, "finetune_steps": 2, "ahl": {"n_clusters": 2}},
+        # demo: one seed; fine-tuning 10 epochs x 2 steps (DRA's 1280-channel composite head on the
+        # frozen Lite0 maps makes a step cost over a CPU-second: 10 x 8 took about 2 CPU-min per cell)
+        # and AHL 5 epochs (05_ahl's 10 took about 2 CPU-min per source).
+        "demo": {"domains": ("synthetic/weave", "synthetic/grain", "synthetic/object"), "max_seeds": 1,
+                 "finetune_steps": 2, "ahl": {"epochs": 5}},
+    },
     "ablations": {
         # notebook 06_ablations: "studies" = the study keys run by default (empty: all), and
         # "options" = per study key, that study's settings (see osad_lib.experiments.ablations).
