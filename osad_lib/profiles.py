@@ -158,8 +158,84 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "ablations": {
         # notebook 06_ablations: "studies" = the study keys run by default (empty: all), and
         # "options" = per study key, that study's settings (see osad_lib.experiments.ablations).
-        "smoke": {"studies": (), "options": {}},
-        "demo": {"studies": (), "options": {}},
+        "smoke": {"studies": (), "options": {
+            # DevNet / DRA studies (ablations/devnet.py, dra.py): synthetic data, two points each.
+            "devnet_table5": {"datasets": ("synthetic",), "variants": ("ds", "mil_ds")},
+            "devnet_fig6": {"datasets": ("synthetic",), "topk_ratios": (0.05, 0.2)},
+            "devnet_fig7": {"datasets": ("synthetic",), "n_shots": (1, 5), "methods": ("devnet",)},
+            "devnet_fig8": {"datasets": ("synthetic",), "contamination": (0.0, 0.1), "methods": ("devnet",)},
+            "dra_table3": {"general_datasets": ("synthetic",), "hard_datasets": (), "variants": ("dra1a", "")},
+            "dra_table4": {"hard_datasets": ("synthetic",), "sources": ("cp_scar", "cutmix", "lag"),
+                           "max_seen_classes": 1},
+            "dra_fig3": {"general_datasets": ("synthetic",), "nrefs": (1, 5)},
+            # AHL studies (ablations/ahl.py): synthetic, 5 anomalies, the AHL smoke schedule; AHL as
+            # published is trained once and shared by every study.
+            "ahl_table5": {"general_datasets": ("synthetic",), "hard_datasets": (), "n_shots": 5,
+                           "variants": ("hadg", "")},
+            "ahl_table9": {"hard_datasets": ("synthetic",), "n_shots": 5, "max_seen_classes": 1, "variants": ("",)},
+            "ahl_table10": {"general_datasets": ("synthetic",), "n_shots": 5, "variants": ("overlap=both", "")},
+            "ahl_fig3": {"general_datasets": ("synthetic",), "n_shots": 5, "variants": ("C=2", "", "K=1")},
+            "ahl_fig4": {"general_datasets": ("synthetic",), "n_shots": 5, "variants": ("wo_aug", "")},
+            # BGAD studies (ablations/bgad.py): synthetic/object (unsupervised BGAD already reaches
+            # AUROC ~1.0 on weave and grain), the BGAD smoke settings with smaller flows, 2-3 runs each.
+            "bgad_table4": {"datasets": ("synthetic/object",), "config": {"coupling_blocks": 4, "pos_embed_dim": 32},
+                            "variants": ("beta=0.01,tau=0.1", "beta=0.1,tau=0.3")},
+            "bgad_table5": {"datasets": ("synthetic/object",), "config": {"coupling_blocks": 4, "pos_embed_dim": 32},
+                            "subsets": ("hard_subsets", "unseen_subsets")},
+            "bgad_table6": {"datasets": ("synthetic/object",), "config": {"coupling_blocks": 4, "pos_embed_dim": 32},
+                            "rows": ((1, "bgspp"), (1, "bgspp+racp"))},
+            # AnoOnly studies (ablations/anoonly.py): one MVTec file, the AnoOnly smoke schedule,
+            # Deep SAD only and two values per sweep.
+            "anoonly_table2": {"files": ("MVTec-AD_bottle",)},
+            "anoonly_fig5": {"files": ("MVTec-AD_bottle",), "heads": ("deepsad",), "values": (0.1, 1.0)},
+            "anoonly_fig6": {"files": ("MVTec-AD_bottle",), "values": (0.1, 1.0)},
+            "anoonly_fig7": {"files": ("MVTec-AD_bottle",), "values": (1.0, 1e-6)},
+            "anoonly_fig8": {"files": ("MVTec-AD_bottle",), "heads": ("deepsad",)},
+            "anoonly_fig9": {"files": ("MVTec-AD_bottle",), "values": (8, 128)},
+        }},
+        # demo: every study except the four costliest (DRA Table 4 and Fig. 3, AHL Table 9 and
+        # Fig. 4: ~40 CPU-min together on 2 cores); run them with studies=dra_table4,... .
+        "demo": {"studies": ("devnet_table5", "devnet_fig6", "devnet_fig7", "devnet_fig8", "dra_table3",
+                             "bgad_table4", "bgad_table5", "bgad_table6", "anoonly_table2", "anoonly_fig5",
+                             "anoonly_fig6", "anoonly_fig7", "anoonly_fig8", "anoonly_fig9", "ahl_table5",
+                             "ahl_table10", "ahl_fig3"), "options": {
+            # DevNet / DRA studies on ELPV with the demo's cached frozen Lite0 features (01/02's
+            # settings). Rep is not run: it trains the backbone, which the demo freezes whole.
+            # A DevNet run takes seconds; DRA is costly on Lite0's 1280-channel map: its composite
+            # head (3x3 conv 1280->1280) makes a run ~1-4 CPU-min, and each seed and pseudo source a
+            # pool of 512 pseudo anomalies (~1.5 CPU-min). So DRA: one seed, Table 3 on the general
+            # setting, Table 4 on the seen class mono.
+            "devnet_table5": {"datasets": ("elpv",)},
+            "devnet_fig6": {"datasets": ("elpv",), "max_seeds": 2},
+            "devnet_fig7": {"datasets": ("elpv",), "methods": ("devnet", "flos"), "max_seeds": 2},
+            "devnet_fig8": {"datasets": ("elpv",), "methods": ("devnet", "flos"), "max_seeds": 2},
+            "dra_table3": {"general_datasets": ("elpv",), "hard_datasets": (), "max_seeds": 1},
+            "dra_table4": {"hard_datasets": ("elpv",), "max_seen_classes": 1, "max_seeds": 1},
+            "dra_fig3": {"general_datasets": ("elpv",), "max_seeds": 1},
+            # BGAD studies on synthetic/object with the BGAD demo settings (03's), one seed: a run
+            # takes ~10 CPU-s. ELPV has no pixel masks and no hard classes for Table 5.
+            "bgad_table4": {"datasets": ("synthetic/object",), "max_seeds": 1},
+            "bgad_table5": {"datasets": ("synthetic/object",), "max_seeds": 1},
+            "bgad_table6": {"datasets": ("synthetic/object",), "max_seeds": 1},
+            # AnoOnly studies with the AnoOnly demo schedule (x0.2, one seed): the first file of each
+            # ADBench group present for the Deep SAD sweeps, two MVTec files for the four heads.
+            "anoonly_table2": {"max_files": 1},
+            "anoonly_fig5": {"groups": ("mvtecad",), "max_files": 2},
+            "anoonly_fig6": {"max_files": 1},
+            "anoonly_fig7": {"max_files": 1},
+            "anoonly_fig8": {"groups": ("mvtecad",), "max_files": 2},
+            "anoonly_fig9": {"groups": ("mvtecad",), "max_files": 1},
+            # AHL studies on ELPV, ten anomalies, the AHL demo settings (05's), seed 0: a DRA base
+            # split costs ~1 CPU-min (shared by every study), AHL (DRA) ~2.7 CPU-min, an ensemble ~1.7.
+            # So one variant per study beside DRA and AHL as published (trained once, shared);
+            # Table 9 on the seen class mono with + HADG only.
+            "ahl_table5": {"general_datasets": ("elpv",), "hard_datasets": (), "variants": ("hadg", ""),
+                           "max_seeds": 1},
+            "ahl_table9": {"hard_datasets": ("elpv",), "max_seen_classes": 1, "variants": ("hadg",), "max_seeds": 1},
+            "ahl_table10": {"general_datasets": ("elpv",), "variants": ("overlap=s_to_q", ""), "max_seeds": 1},
+            "ahl_fig3": {"general_datasets": ("elpv",), "variants": ("C=2", ""), "max_seeds": 1},
+            "ahl_fig4": {"general_datasets": ("elpv",), "variants": ("wo_aug", ""), "max_seeds": 1},
+        }},
         "paper": {"studies": (), "options": {}},
     },
     "patchcore": {

@@ -10,7 +10,6 @@ from osad_lib.losses.deviation import focal_loss
 from osad_lib.models.devnet import (
     DevNet, DevNetConfig, random_rotation, rotate, score_images, stem_features, train_devnet,
 )
-from osad_lib.models.heads import image_pyramid
 from osad_lib.validate import ConfigError
 
 TINY = {"backbone": "resnet18", "weights": "random", "image_size": 64, "amp": False}

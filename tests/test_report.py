@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from osad_lib import paper, paths, report, viz
-from osad_lib.results import Experiment, ResultsStore, read_all, store_for
+from osad_lib.results import Experiment, read_all, store_for
 
 PROFILE = "paper"
 FAITHFUL = "mode=faithful"

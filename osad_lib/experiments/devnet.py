@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,12 +45,13 @@ import torch
 from scipy.stats import wilcoxon
 from tqdm.auto import tqdm
 
-from osad_lib import explain, paper, paths
+from osad_lib import explain, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images, load_split
 from osad_lib.experiments import GridItem
+from osad_lib.features import cached_dataset_features, dataset_key
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models import baselines
 from osad_lib.models.baselines import BaselineConfig
@@ -60,7 +59,6 @@ from osad_lib.models.devnet import DevNet, DevNetConfig, StemFeatures, score_ima
 from osad_lib.models.patchcore import PatchCoreConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
-from osad_lib.training import save_checkpoint
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "01_devnet"
@@ -307,14 +305,6 @@ def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig, n_tra
 # running one experiment
 
 
-def _stem_key(root: Path, config: DevNetConfig) -> str:
-    files = sorted(s.path for s in read_mvtec_layout(root))
-    stats = [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns) for f in files]
-    text = json.dumps([str(root.resolve()), config.image_size, config.n_scales, config.backbone,
-                       config.weights, config.frozen_stages, stats])
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
 def _stem_config(config: DevNetConfig) -> DevNetConfig:
     """Only what the frozen stem depends on (so DevNet, FLOS and variants share one cache)."""
     return DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
@@ -323,18 +313,18 @@ def _stem_config(config: DevNetConfig) -> DevNetConfig:
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset_stems(root: Path, key: str, config: DevNetConfig, device: str) -> tuple[StemFeatures, dict[str, int]]:
-    file = paths.cache_dir() / "devnet_stems" / f"{key}.pt"
-    if file.is_file():
-        state = torch.load(file, weights_only=True)
-        stems, files = StemFeatures(tuple(state["per_scale"])), list(state["paths"])
-    else:
+def _dataset_stems(root: Path, config: DevNetConfig, device: str) -> tuple[StemFeatures, dict[str, int]]:
+    """Stems of every image of the dataset, from :func:`osad_lib.features.cached_dataset_features`."""
+    def compute() -> dict[str, Any]:
         everything = load_images(root, read_mvtec_layout(root), config.image_size)
-        model = DevNet(config).to(device)
-        stems = stem_features(model, everything.images, config.eval_batch_size, device, progress=True)
-        files = everything.paths
-        save_checkpoint(file, {"per_scale": list(stems.per_scale), "paths": files})
-    return stems, {p: i for i, p in enumerate(files)}
+        stems = stem_features(DevNet(config).to(device), everything.images, config.eval_batch_size, device,
+                              progress=True)
+        return {"per_scale": list(stems.per_scale), "paths": everything.paths}
+
+    key = dataset_key(root, "devnet_stems", config.image_size, config.n_scales, config.backbone, config.weights,
+                      config.frozen_stages)
+    state = cached_dataset_features("devnet_stems", key, compute)
+    return StemFeatures(tuple(state["per_scale"])), {p: i for i, p in enumerate(state["paths"])}
 
 
 def dataset_stems(root: Path, config: DevNetConfig, images: ImageSet, device: str = "cpu") -> StemFeatures:
@@ -350,7 +340,7 @@ def dataset_stems(root: Path, config: DevNetConfig, images: ImageSet, device: st
                           "use weights='imagenet'")
     config = _stem_config(config)
     cached = config.with_(n_scales=max(config.n_scales, DevNetConfig().n_scales))
-    stems, row = _dataset_stems(root, _stem_key(root, cached), cached, device)
+    stems, row = _dataset_stems(root, cached, device)
     return StemFeatures(stems.per_scale[:config.n_scales]).select([row[p] for p in images.paths])
 
 

@@ -76,7 +76,7 @@ from osad_lib.models.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.models.patchcore import PatchCore, PatchCoreConfig
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
 from osad_lib.seeding import seed_everything
-from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
+from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 from osad_lib.validate import ConfigError, choose
 
 #: The trained baselines of this module (PatchCore has its own config and runner below).
