@@ -253,7 +253,7 @@ def plan(options: RunOptions) -> pd.DataFrame:
 #: benchmark of this machine exists. Measured with ``python -m osad_lib.bench`` conditions: see
 #: README "Performance".
 REFERENCE_THROUGHPUT = {
-    "cpu (2 cores)": (3.0, 15.0),
+    "cpu (2 cores)": (1.57, 5.22),  # DevNet/DRA mean, README "Performance" (2026-11-23)
 }
 
 
