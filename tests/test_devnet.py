@@ -307,3 +307,22 @@ def test_score_explorer_inputs_of_a_stored_smoke_run(tmp_path):
     assert fig.axes and "devnet" in fig._suptitle.get_text()
     with pytest.raises(ConfigError, match="no stored run of 'minns'"):
         experiments.score_explorer_inputs(cfg, "minns")
+
+
+def test_batched_rotation_matches_the_reference_transform_in_distribution():
+    """The tensor pipeline's rotation (one angle per image, on the batch) against torchvision's
+    per-sample ``RandomRotation(180)`` on PIL images, as the official repositories apply it:
+    over many draws, the mean, spread and share of black (rotated-in) pixels agree."""
+    from PIL import Image
+    from torchvision import transforms
+
+    from osad_lib.models.devnet import random_rotation
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, 32, 32, generator=g) * 200 + 55).to(torch.uint8)  # no black pixel of its own
+    batch = random_rotation(image.float().div(255).expand(400, -1, -1, -1).contiguous(), 180.0)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    reference = torch.stack([transforms.functional.to_tensor(transforms.RandomRotation(180)(pil)) for _ in range(400)])
+    for stat in (lambda x: x.mean(), lambda x: x.std(), lambda x: (x.amax(dim=1) < 1 / 255).float().mean()):
+        assert stat(batch).item() == pytest.approx(stat(reference).item(), abs=0.02)
