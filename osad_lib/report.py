@@ -167,12 +167,10 @@ def dataset_presence(paper_id: str, dataset: str, data_root: str | os.PathLike |
 
     if paper_id == "anoonly" and dataset in tabular.GROUPS:
         try:
-            root = tabular.adbench_root()
-        except ConfigError:
-            return f"dataset not present: {dataset} (ADBench embeddings not found; set {tabular.ADBENCH_ENV})"
-        if not tabular.group_files(root, dataset):
-            return f"dataset not present: {dataset} (no ADBench files of it under {root})"
-        return ""
+            found = tabular.group_files(dataset, tabular.user_adbench_dir(data_root=data_root))
+        except ConfigError as exc:
+            return f"dataset not present: {dataset} ({exc})"
+        return "" if found else f"dataset not present: {dataset} (no ADBench files of it; set {tabular.ADBENCH_ENV})"
     info = registry.DATASETS.get(dataset)
     if info is None or info.embedded:
         return ""

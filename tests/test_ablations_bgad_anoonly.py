@@ -14,7 +14,6 @@ import torch
 from osad_lib import paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.registry import resolve
-from osad_lib.data.tabular import adbench_root
 from osad_lib.experiments import ablations as ab
 from osad_lib.experiments import bgad as bg
 from osad_lib.experiments.ablations import anoonly as abl_ao
@@ -30,15 +29,6 @@ BGAD = ["bgad_table4", "bgad_table5", "bgad_table6"]
 ANOONLY = ["anoonly_table2", "anoonly_fig5", "anoonly_fig6", "anoonly_fig7", "anoonly_fig8", "anoonly_fig9"]
 
 
-def _has_adbench() -> bool:
-    try:
-        adbench_root()
-    except ConfigError:
-        return False
-    return True
-
-
-needs_adbench = pytest.mark.skipif(not _has_adbench(), reason="ADBench embeddings not available")
 
 
 def _paper_cfg(tmp_path, monkeypatch):
@@ -225,7 +215,6 @@ def test_bgad_smoke_runs_every_study(smoke_cfg, key):
     assert (table["n_seeds"] == 0).sum() == len(_paper_rows(key))  # the paper's rows are still shown
 
 
-@needs_adbench
 @pytest.mark.parametrize("key", ANOONLY)
 def test_anoonly_smoke_runs_every_study(smoke_cfg, key):
     table, rows = _run(smoke_cfg, key)

@@ -1,14 +1,12 @@
 """AnoOnly: the four SSAD losses, where BN goes per head, the shared loop, and the MVTec column.
 
 Losses are checked on hand-computed inputs; heads by inspecting their modules; the CI test
-runs the MVTec column of Table 1 on the ADBench embeddings in shared/ (skipped when absent).
+runs the MVTec column of Table 1 on the ADBench embeddings embedded in the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +21,6 @@ from osad_lib.models.ssad import (
 )
 from osad_lib.validate import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
 t = torch.tensor
 
 
@@ -235,14 +232,7 @@ def test_config_errors_are_one_line():
 
 
 # ------------------------------------------------------------------ the MVTec column on real embeddings
-def _adbench_dir() -> Path | None:
-    """The ADBench folder as the library resolves it by default (env, else shared/ next to the checkout)."""
-    value = os.environ.get("OSAD_ADBENCH") or (str(SHARED) if SHARED.is_dir() else "")
-    return Path(value) if value and Path(value).is_dir() else None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_adbench_dir() is None, reason="ADBench embeddings not available")
 def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
     """Table 1, MVTec column, AnoOnly vs base for Deep SAD — the one head whose gain (paper +4.7
     AUROC) our runs reproduce robustly: 72.5 → 77.8 at the paper schedule (seed 42, faithful);
@@ -258,7 +248,7 @@ def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
     from osad_lib.profiles import configure
 
     cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path), seeds="0")
-    ac = ex.anoonly_config(cfg, adbench_dir=str(_adbench_dir()))
+    ac = ex.anoonly_config(cfg)  # the embedded MVTec AD files
     auroc = {False: [], True: []}
     for stem in GROUPS["mvtecad"].stems:
         for anomaly_only in (False, True):
@@ -270,19 +260,21 @@ def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
 
 
 # ------------------------------------------------------------------ grid and tables
-def test_paper_grid_works_without_data_and_lists_every_file(monkeypatch, tmp_path):
-    from osad_lib import paths
-    from osad_lib.data.tabular import GROUPS
+def test_paper_grid_covers_the_embedded_files_and_the_users(monkeypatch, tmp_path):
+    from osad_lib.data.tabular import ADBENCH_ENV, GROUPS
     from osad_lib.experiments import anoonly as ex
     from osad_lib.profiles import configure
 
-    monkeypatch.delenv("OSAD_ADBENCH", raising=False)
-    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path / "checkout")  # no shared/ next to it
+    monkeypatch.delenv(ADBENCH_ENV, raising=False)
     cfg = configure("04_anoonly", "paper", data_root=str(tmp_path), output_dir=str(tmp_path))
     items = [i for i in ex.grid(cfg) if i.experiment.table == "table1"]
-    n_files = sum(len(g.stems) for g in GROUPS.values())
-    small = len(GROUPS["mvtecad"].stems) + len(GROUPS["20news"].stems)  # these also run the clean protocol
-    assert len(items) == (n_files + small) * len(cfg.seeds) * 4 * 2
+    n_mvtec = len(GROUPS["mvtecad"].stems)  # embedded; small files: both protocols
+    assert len(items) == 2 * n_mvtec * len(cfg.seeds) * 4 * 2
+    own = tmp_path / "adbench" / "CV_by_ResNet18"  # a user's ADBench folder under the data root
+    own.mkdir(parents=True)
+    np.savez(own / "CIFAR10_3.npz", X=np.zeros((5000, 4), np.float32), y=np.r_[np.ones(250), np.zeros(4750)])
+    items = [i for i in ex.grid(cfg) if i.experiment.table == "table1"]
+    assert len(items) == (2 * n_mvtec + 1) * len(cfg.seeds) * 4 * 2
     e = items[0].experiment
     assert (e.paper, e.table, e.setting, e.variant) == ("anoonly", "table1", "semi_supervised", "")
     assert {i.experiment.setting for i in items} == {"semi_supervised", "semi_supervised_clean"}

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from osad_lib.data import tabular
-from osad_lib.data.tabular import adbench_root, adbench_split, available_groups, group_files, leakage, load_npz
+from osad_lib.data.tabular import (
+    EMBEDDED_ADBENCH, SHA256, adbench_file, adbench_root, adbench_split, available_groups, group_files, leakage,
+    load_npz,
+)
 from osad_lib.validate import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
 
 
 def _table(n: int, n_anomalies: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +144,15 @@ def test_loader_groups_and_partial_marking(tmp_path, monkeypatch):
     for stem in ("MVTec-AD_bottle", "MVTec-AD_zipper", "CIFAR10_3"):
         np.savez(folder / f"{stem}.npz", X=X, y=y)
     monkeypatch.setenv(tabular.ADBENCH_ENV, str(tmp_path))
-    root = adbench_root()
-    assert root == tmp_path
-    assert [p.stem for p in group_files(root, "mvtecad")] == ["MVTec-AD_bottle", "MVTec-AD_zipper"]
-    groups = available_groups(root).set_index("group")
-    assert groups.loc["mvtecad", "files"] == 2 and groups.loc["mvtecad", "partial"]
-    assert groups.loc["cifar10", "files"] == 1 and not groups.loc["svhn", "partial"]
+    assert adbench_root() == tmp_path
+    # the user's folder wins file by file; the embedded copy fills in the other MVTec categories
+    mvtec = group_files("mvtecad")
+    assert len(mvtec) == 15 and mvtec[0] == folder / "MVTec-AD_bottle.npz"
+    assert mvtec[1] == EMBEDDED_ADBENCH / "CV_by_ResNet18" / "MVTec-AD_cable.npz"
+    groups = available_groups().set_index("group")
+    assert groups.loc["mvtecad", "files"] == 15 and not groups.loc["mvtecad", "partial"]
+    assert groups.loc["cifar10", "files"] == 1 and groups.loc["cifar10", "partial"]
+    assert groups.loc["svhn", "files"] == 0 and not groups.loc["svhn", "partial"]
     Xl, yl = load_npz(folder / "CIFAR10_3.npz")
     assert Xl.dtype == np.float32 and yl.sum() == 20
 
@@ -166,9 +171,23 @@ def test_download_helper_fails_in_one_line_offline(tmp_path, monkeypatch):
         tabular.download_adbench(["CIFAR10_1"], tmp_path)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="ADBench embeddings not available")
+def test_the_embedded_mvtec_files_are_the_official_ones(monkeypatch):
+    """The 15 MVTec AD ResNet-18 files ship with the package, byte-identical to ADBench's (SHA-256),
+    and are found with no ADBench folder and no data root configured."""
+    monkeypatch.delenv(tabular.ADBENCH_ENV, raising=False)
+    monkeypatch.delenv("OSAD_DATA", raising=False)
+    files = group_files("mvtecad")
+    assert [p.parent for p in files] == [EMBEDDED_ADBENCH / "CV_by_ResNet18"] * 15
+    for path in files:
+        assert tabular._sha256(path.read_bytes()) == SHA256[f"CV_by_ResNet18/{path.stem}"], path.name
+    assert adbench_file("CIFAR10_0") is None
+    provenance = (EMBEDDED_ADBENCH / "PROVENANCE.md").read_text()
+    assert all(SHA256[f"CV_by_ResNet18/{p.stem}"] in provenance for p in files)
+    assert (EMBEDDED_ADBENCH / "LICENSE-ADBench").is_file() and (EMBEDDED_ADBENCH / "LICENSE-MVTec-AD").is_file()
+
+
 def test_real_mvtec_file_leaks_under_the_faithful_protocol():
-    X, y = load_npz(SHARED / "CV_by_ResNet18" / "MVTec-AD_bottle.npz")
+    X, y = load_npz(adbench_file("MVTec-AD_bottle"))
     assert X.shape == (292, 512) and y.sum() == 63
     leak = leakage(adbench_split(X, y, seed=0))
     assert leak["shared_rows"] > 240 and leak["shared_labeled"] > 0

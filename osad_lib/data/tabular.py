@@ -25,8 +25,10 @@ training anomalies stay in the training set labelled 0 (contamination, the paper
 noise" of §4.6) unless ``normal_clean``; ``normal_ratio`` (γ_n, Fig. 6) keeps that fraction of
 the unlabelled training rows.
 
-Files are read from a directory at run time (:func:`adbench_root`); nothing is copied into the
-project. :func:`download_adbench` fetches official files for users who do not have them.
+The 15 MVTec AD files (ResNet-18 embeddings, 3.9 MB) ship with the package
+(``embedded/adbench``, with licences and SHA-256 in ``PROVENANCE.md``), so Table 1's MVTec column
+runs from a fresh clone; the other groups are read from the user's ADBench folder
+(:func:`adbench_roots`), and :func:`download_adbench` fetches official files for users who are online.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ GROUPS: dict[str, AdbenchGroup] = {g.name: g for g in (
     AdbenchGroup("yelp", "Yelp", "NLP_by_BERT", ("yelp",), "bert", "nlp"),
 )}
 
-#: SHA-256 of the official ADBench files we could check (the copies under shared/data/adbench).
+#: SHA-256 of the official ADBench files we could check (the embedded ones among them).
 #: Files not listed here are downloaded unverified and their hash is reported.
 SHA256: dict[str, str] = {
     "CV_by_ResNet18/CIFAR10_0": "f0e89be5576c37e5c2f7393f7a478d8ec0cc348559fc177c273ff076ef10db00",
@@ -115,31 +117,53 @@ SHA256: dict[str, str] = {
 
 
 # --------------------------------------------------------------------------- files
-def adbench_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The ADBench ``datasets`` directory: ``explicit``, else ``$OSAD_ADBENCH``, else the
-    ``shared/data/adbench`` folder next to the checkout when it exists; a one-line error otherwise."""
+#: The 15 MVTec AD ResNet-18 files shipped with the package (``embedded/adbench/PROVENANCE.md``).
+EMBEDDED_ADBENCH = Path(__file__).resolve().parent / "embedded" / "adbench"
+
+
+def user_adbench_dir(explicit: str | os.PathLike | None = None,
+                     data_root: str | os.PathLike | None = None) -> str:
+    """The user's ADBench folder, or ``""``: ``explicit``, else ``$OSAD_ADBENCH``, else
+    ``<data root>/adbench`` when that folder exists."""
+    if explicit not in (None, ""):
+        return str(explicit)
+    if os.environ.get(ADBENCH_ENV):
+        return os.environ[ADBENCH_ENV]
+    root = paths.data_root(data_root)
+    return str(root / "adbench") if root is not None and (root / "adbench").is_dir() else ""
+
+
+def adbench_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for ADBench files, in order (the first that holds a file wins): the
+    user's folder (``explicit``, else ``$OSAD_ADBENCH``) and the copy embedded in the package (the
+    MVTec AD column). A named folder that does not exist is a one-line error."""
     value = str(explicit) if explicit not in (None, "") else os.environ.get(ADBENCH_ENV, "")
-    if value:
-        root = Path(value).expanduser()
-        if not root.is_dir():
-            raise ConfigError(f"ADBench directory {root} does not exist; pass the folder that holds CV_by_ResNet18/ (or set {ADBENCH_ENV})")
-        return root
-    default = Path(paths.PROJECT_ROOT).parent / "shared" / "data" / "adbench"
-    if default.is_dir():
-        return default
-    raise ConfigError(
-        f"no ADBench embeddings found: set {ADBENCH_ENV} to the ADBench datasets folder "
-        f"(with CV_by_ResNet18/, NLP_by_BERT/) or fetch it with osad_lib.data.tabular.download_adbench"
-    )
+    if not value:
+        return [EMBEDDED_ADBENCH]
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"ADBench directory {root} does not exist; pass the folder that holds CV_by_ResNet18/ (or set {ADBENCH_ENV})")
+    return [root, EMBEDDED_ADBENCH]
+
+
+def adbench_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The first folder of :func:`adbench_roots`: the user's ADBench folder, else the embedded copy."""
+    return adbench_roots(explicit)[0]
 
 
 def use_adbench_root(explicit: str | os.PathLike | None) -> Path:
-    """Validate ``explicit`` (or the default) and, when given, export it as ``$OSAD_ADBENCH`` for this
-    process, so that every later :func:`adbench_root` call (grid, runs) reads the same folder."""
+    """Validate ``explicit`` and, when given, export it as ``$OSAD_ADBENCH`` for this process, so
+    that every later look-up (grid, runs) searches the same folders; returns :func:`adbench_root`."""
     root = adbench_root(explicit)
     if explicit not in (None, ""):
         os.environ[ADBENCH_ENV] = str(root)
     return root
+
+
+def adbench_file(stem: str, explicit: str | os.PathLike | None = None) -> Path | None:
+    """The file of ``stem`` (``MVTec-AD_bottle``) in the first of :func:`adbench_roots` that has it, else None."""
+    group = group_of(stem)
+    return next((p for root in adbench_roots(explicit) if (p := root / group.folder / f"{stem}.npz").is_file()), None)
 
 
 def group_of(stem: str) -> AdbenchGroup:
@@ -150,17 +174,17 @@ def group_of(stem: str) -> AdbenchGroup:
     raise ConfigError(f"{stem!r} is not an ADBench file of AnoOnly's groups; e.g. 'MVTec-AD_bottle', 'CIFAR10_0'")
 
 
-def group_files(root: Path, group: str) -> list[Path]:
-    """The files of ``group`` present under ``root``, in ADBench order (possibly none)."""
+def group_files(group: str, explicit: str | os.PathLike | None = None) -> list[Path]:
+    """The files of ``group`` found by :func:`adbench_file`, in ADBench order (possibly none)."""
     g = GROUPS[choose("dataset group", group, GROUPS)]
-    return [p for s in g.stems if (p := root / g.folder / f"{s}.npz").is_file()]
+    return [p for s in g.stems if (p := adbench_file(s, explicit)) is not None]
 
 
-def available_groups(root: Path) -> pd.DataFrame:
+def available_groups(explicit: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per group: ``group``, ``files`` present, ``expected`` files, ``partial`` (fewer than expected)."""
     rows = []
     for name, g in GROUPS.items():
-        n = len(group_files(root, name))
+        n = len(group_files(name, explicit))
         rows.append({"group": name, "title": g.title, "files": n, "expected": len(g.stems),
                      "partial": 0 < n < len(g.stems)})
     return pd.DataFrame(rows)
@@ -352,7 +376,7 @@ def _sha256(blob: bytes) -> str:
 
 
 __all__ = [
-    "ADBENCH_ENV", "ADBENCH_URL", "GROUPS", "PROTOCOLS", "SHA256", "AdbenchGroup", "TabularSplit",
-    "adbench_root", "adbench_split", "available_groups", "download_adbench", "group_files", "group_of",
-    "leakage", "load_npz", "use_adbench_root",
+    "ADBENCH_ENV", "ADBENCH_URL", "EMBEDDED_ADBENCH", "GROUPS", "PROTOCOLS", "SHA256", "AdbenchGroup", "TabularSplit",
+    "adbench_file", "adbench_root", "adbench_roots", "adbench_split", "available_groups", "download_adbench", "group_files", "group_of",
+    "leakage", "load_npz", "use_adbench_root", "user_adbench_dir",
 ]

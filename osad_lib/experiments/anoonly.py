@@ -45,7 +45,8 @@ import torch
 from osad_lib import paper, paths
 from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
 from osad_lib.data.tabular import (
-    GROUPS, PROTOCOLS, TabularSplit, adbench_root, adbench_split, group_of, load_npz,
+    ADBENCH_ENV, GROUPS, PROTOCOLS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of, load_npz,
+    user_adbench_dir,
 )
 from osad_lib.experiments import GridItem
 from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
@@ -109,7 +110,8 @@ class AnoOnlyConfig:
     only the first that many of the configured seeds (0 = all; the demo profile uses 1).
     ``threads``: torch and BLAS threads while a head trains or t-SNE runs (these small problems
     run fastest single-threaded; the previous counts are restored). ``adbench_dir``: the ADBench
-    folder (default: :func:`osad_lib.data.tabular.adbench_root`).
+    folder searched before the embedded copy (default: ``$OSAD_ADBENCH``, else ``<data_root>/adbench``;
+    :func:`osad_lib.data.tabular.user_adbench_dir`).
 
     Beyond the paper, image DevNet ± AnoOnly: ``image_datasets`` (registry names),
     ``image_settings`` (general/hard), ``image_max_seen_classes`` (hard-setting seen classes per
@@ -160,6 +162,7 @@ def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
     if unknown:
         raise ConfigError(f"unknown AnoOnly option(s) {unknown}; known: {[f.name for f in dataclasses.fields(AnoOnlyConfig)]}")
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    settings["adbench_dir"] = user_adbench_dir(settings.get("adbench_dir"), cfg.data_root)
     return AnoOnlyConfig(**settings)
 
 
@@ -203,9 +206,9 @@ def config_deviations(config: SSADConfig) -> list[str]:
 
 
 def selected_stems(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[str]:
-    """File stems the notebook runs: present files of the groups (all listed ones without data)."""
+    """File stems the notebook runs: the groups' files that are present (embedded or in the user's
+    ADBench folder, :func:`~osad_lib.data.tabular.adbench_file`), or ``files`` when given."""
     ac = ac or anoonly_config(cfg)
-    root = _root_or_none(ac)
     if ac.files:
         for stem in ac.files:
             group_of(stem)
@@ -213,18 +216,9 @@ def selected_stems(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list
     stems = []
     for g in ac.groups:
         group = GROUPS[g]
-        present = [s for s in group.stems if root is None or (root / group.folder / f"{s}.npz").is_file()]
+        present = [s for s in group.stems if adbench_file(s, ac.adbench_dir) is not None]
         stems += present[:ac.max_files] if ac.max_files else present
     return stems
-
-
-def _root_or_none(ac: AnoOnlyConfig) -> Path | None:
-    try:
-        return adbench_root(ac.adbench_dir)
-    except ConfigError:
-        if ac.adbench_dir:
-            raise
-        return None
 
 
 def variant_label(anomaly_only: bool, extra: str = "") -> str:
@@ -290,10 +284,9 @@ def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
 
     Row counts come from the file when present, else from the group (MVTec AD and 20news files
     are all small)."""
-    root = _root_or_none(ac)
     group = group_of(stem)
-    file = root / group.folder / f"{stem}.npz" if root is not None else None
-    if file is not None and file.is_file():
+    file = adbench_file(stem, ac.adbench_dir)
+    if file is not None:
         with np.load(file) as data:
             n = len(data["y"])
         resampled = n < 1000 or n > 10000
@@ -478,10 +471,18 @@ def limited_threads(n: int | None) -> Iterator[None]:
 def load_split(experiment: Experiment) -> TabularSplit:
     """The data split of ``experiment`` (file, protocol, seed and data options from its key)."""
     extra = experiment.extra_key
-    group = group_of(experiment.subset)
-    root = adbench_root(extra.get("adbench_dir", ""))
-    X, y = load_npz(root / group.folder / f"{experiment.subset}.npz")
+    X, y = load_npz(_file(experiment.subset, extra.get("adbench_dir", "")))
     return adbench_split(X, y, experiment.seed, protocol=extra["protocol"], **extra["data"])
+
+
+def _file(stem: str, adbench_dir: str) -> Path:
+    """The ADBench file of ``stem``; a one-line error naming where it was looked for when absent."""
+    file = adbench_file(stem, adbench_dir)
+    if file is None:
+        roots = ", ".join(str(r) for r in adbench_roots(adbench_dir))
+        raise ConfigError(f"ADBench file {stem}.npz not found in {roots}; set {ADBENCH_ENV} to your ADBench "
+                          "datasets folder or fetch it with osad_lib.data.tabular.download_adbench")
+    return file
 
 
 def ssad_config(experiment: Experiment) -> SSADConfig:
@@ -695,11 +696,10 @@ def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
 
     ac = anoonly_config(cfg)
     seed = cfg.seeds[0] if seed is None else seed
-    root = adbench_root(ac.adbench_dir)
     recs = []
     for stem in selected_stems(cfg, ac):
         group = group_of(stem)
-        X, y = load_npz(root / group.folder / f"{stem}.npz")
+        X, y = load_npz(_file(stem, ac.adbench_dir))
         rec: dict[str, Any] = {"dataset": group.name, "file": stem, "rows": len(y)}
         for protocol in PROTOCOLS:
             split = adbench_split(X, y, seed, protocol=protocol, la=ac.la)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from osad_lib import paper as paper_tables
-from osad_lib.data.tabular import GROUPS, adbench_root
+from osad_lib.data.tabular import GROUPS, adbench_roots
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import anoonly as ao
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
@@ -295,7 +295,7 @@ def figure_fig8(cfg: NotebookConfig):
 def _unavailable(element: str) -> Callable[[NotebookConfig], str]:
     def why_not(cfg: NotebookConfig) -> str:
         try:
-            adbench_root(ao.anoonly_config(cfg).adbench_dir)
+            adbench_roots(ao.anoonly_config(cfg).adbench_dir)
         except ConfigError as exc:
             return str(exc)
         return "" if stems(cfg, options(cfg, element)) else "none of the study's ADBench files is present"
