@@ -42,7 +42,8 @@ from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.registry import resolve
 from osad_lib.data.tensors import load_images
 from osad_lib.losses.deviation import criterion as make_criterion
-from osad_lib.models.devnet import DevNet, DevNetConfig, random_rotation, to_float_images
+from osad_lib.models.devnet import DevNet, DevNetConfig
+from osad_lib.models.stems import random_rotation, to_float_images
 from osad_lib.models.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
 from osad_lib.profiles import get_profile, resolve_device
 from osad_lib.results import atomic_write_text

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from osad_lib.validate import ConfigError, choose
 #: AHL's pseudo-anomaly generators (App. B.1) → :mod:`osad_lib.data.pseudo` names.
 PSEUDO_GENERATORS = {"cutmix": "cutmix_cross_image", "cutpaste": "cutpaste_same_image", "draem": "draem_perlin"}
 #: Bump when extraction changes, so cached banks are rebuilt.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
@@ -112,7 +112,7 @@ def extract_features(model: nn.Module, images: torch.Tensor | None = None, batch
                      desc: str = "features") -> list[torch.Tensor]:
     """Per-scale last feature maps of a trained DevNet/DRA (anything with ``stem_pyramid`` and
     ``top``) on ``images`` (uint8 or [0, 1] floats ``[N, 3, S, S]``) or on cached frozen-stem
-    outputs ``stems`` (:class:`osad_lib.models.devnet.StemFeatures`) → float16 CPU tensors.
+    outputs ``stems`` (:class:`osad_lib.models.stems.StemFeatures`) → float16 CPU tensors.
 
     Eval mode (batch-norm statistics fixed), no gradients; the model's mode is restored.
     """
@@ -155,10 +155,12 @@ def pseudo_images(normals: torch.Tensor, generator: str, seed: int, batch_size: 
 
 
 def feature_key(manifest_id: str, checkpoint: str, generators: Sequence[str], normal_rows: np.ndarray,
-                reference_rows: Sequence[int], image_size: int, seed: int, test_paths: Sequence[str] = ()) -> str:
-    """The cache key of a feature bank (``test_paths``: the evaluated test images, e.g. a subsample)."""
+                reference_rows: Sequence[int], image_size: int, seed: int, test_paths: Sequence[str] = (),
+                pseudo_source: str = "") -> str:
+    """The cache key of a feature bank (``test_paths``: the evaluated test images, e.g. a subsample;
+    ``pseudo_source``: where the pseudo anomalies came from when not made here)."""
     text = json.dumps([FEATURE_VERSION, manifest_id, checkpoint, list(generators), np.asarray(normal_rows).tolist(),
-                       [int(r) for r in reference_rows], int(image_size), int(seed), list(test_paths)])
+                       [int(r) for r in reference_rows], int(image_size), int(seed), list(test_paths), pseudo_source])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -178,20 +180,24 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
                     generators: Sequence[str] = tuple(PSEUDO_GENERATORS), seed: int = 0,
                     max_normals: int = 0, reference_rows: Sequence[int] = (), train_stems: Any = None,
                     test_stems: Any = None, textures: torch.Tensor | None = None, batch_size: int = 64,
-                    device: str = "cpu", progress: bool = True) -> FeatureBank:
+                    device: str = "cpu", progress: bool = True,
+                    pseudo_stems: Mapping[str, Any] | None = None) -> FeatureBank:
     """The :class:`FeatureBank` of a split under a trained model, from the cache or computed once.
 
     ``train``/``test``: the split's ImageSets (``load_split``); ``manifest_id``: the split's id.
     ``max_normals``: use a seeded subset of the training normals (0 = all). ``reference_rows``:
     rows of ``train`` whose features are the DRA references (``DRATrainingData.
     fixed_reference_idx``). ``train_stems``/``test_stems``: cached frozen-stem outputs aligned
-    with ``train``/``test`` (pseudo images always go through the whole network).
+    with ``train``/``test``. ``pseudo_stems``: per generator, cached frozen-stem outputs of the
+    pseudo anomalies of the selected normals (rows aligned with them,
+    :func:`osad_lib.experiments.stem_cache.pseudo_stems`); without, pseudo images are made here
+    (:func:`pseudo_images`) and go through the whole network.
     """
     normal_rows = normal_subset(train, max_normals, seed)
     anomaly_rows = np.flatnonzero(np.asarray(train.labels) == 1)
     image_size = int(train.images.shape[-1])
     key = feature_key(manifest_id, model_hash(model), generators, normal_rows, reference_rows, image_size, seed,
-                      test.paths)
+                      test.paths, "cached-pseudo" if pseudo_stems is not None else "")
     file = feature_file(key)
     if file.is_file():
         state = torch.load(file, weights_only=False)
@@ -207,8 +213,10 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
     bank = FeatureBank(
         normal=rows_of(normal_rows, train, train_stems, "features: normals"),
         anomaly=rows_of(anomaly_rows, train, train_stems, "features: anomalies"),
-        pseudo={g: extract_features(model, pseudo_images(normals, g, seed, batch_size, textures), batch_size, device,
-                                    progress, desc=f"features: {g}") for g in generators},
+        pseudo={g: extract_features(model, stems=pseudo_stems[g], batch_size=batch_size, device=device,
+                                    progress=progress, desc=f"features: {g}") if pseudo_stems is not None else
+                extract_features(model, pseudo_images(normals, g, seed, batch_size, textures), batch_size, device,
+                                 progress, desc=f"features: {g}") for g in generators},
         test=rows_of(np.arange(len(test)), test, test_stems, "features: test"),
         test_labels=np.asarray(test.labels).astype(np.int64),
         test_classes=list(test.classes),

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,10 @@ class TrainConfig:
 
     ``scheduler_step_at``: ``"epoch_end"`` (DevNet code, the usual order) or ``"epoch_start"``
     (DRA code: ``scheduler.step()`` before the epoch's first optimiser step, which moves the
-    decays to epochs 9/19/29 — ``official_code_facts.md`` §2.8).
+    decays to epochs 9/19/29 — ``official_code_facts.md`` §2.8). ``checkpoint_every_s``: with a
+    checkpoint file, the state is saved after the first and the last epoch and after any epoch
+    that ends at least this many seconds after the previous save (a short CPU run writes its
+    model twice, not once per epoch).
     """
 
     epochs: int = 50
@@ -117,6 +121,7 @@ class TrainConfig:
     channels_last: bool = True
     progress: bool = True
     desc: str = "train"
+    checkpoint_every_s: float = 60.0
 
 
 def autocast(device: str, enabled: bool = True) -> contextlib.AbstractContextManager:
@@ -162,7 +167,8 @@ def fit(
     """Train ``model`` for ``config.epochs × config.steps_per_epoch`` steps; return mean loss per epoch.
 
     With ``checkpoint``, the model, optimiser, scheduler, sampler and every RNG state are saved
-    after each epoch, and a later call with the same path continues where the last one stopped
+    after epochs (``config.checkpoint_every_s``), and a later call with the same path continues
+    where the last save stopped
     (the continued run matches an uninterrupted one on the same machine). A NaN/inf loss
     raises :class:`NonFiniteLossError`; CUDA running out of memory in a step raises
     :class:`CudaOutOfMemoryError` naming the batch size to try (the last epoch's checkpoint is kept).
@@ -182,6 +188,7 @@ def fit(
     if config.channels_last and str(device).startswith("cuda"):
         model.to(memory_format=torch.channels_last)
     batches = iter(sampler)
+    last_save = time.monotonic()
     for epoch in range(start_epoch, config.epochs):
         model.train()
         if config.scheduler_step_at == "epoch_start":
@@ -208,7 +215,9 @@ def fit(
         history.append(float(np.mean(losses)) if losses else math.nan)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history[-1])
-        if checkpoint is not None:
+        due = epoch in (0, config.epochs - 1) or time.monotonic() - last_save >= config.checkpoint_every_s
+        if checkpoint is not None and due:
+            last_save = time.monotonic()
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),

@@ -316,7 +316,7 @@ def test_batched_rotation_matches_the_reference_transform_in_distribution():
     from PIL import Image
     from torchvision import transforms
 
-    from osad_lib.models.devnet import random_rotation
+    from osad_lib.models.stems import random_rotation
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

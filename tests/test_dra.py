@@ -330,7 +330,7 @@ def test_train_dra_runs_end_to_end_and_is_seeded():
 
 def test_frozen_stem_is_fixed_and_cached_stems_score_like_images():
     from osad_lib.models.backbones import build_backbone
-    from osad_lib.models.devnet import StemFeatures
+    from osad_lib.models.stems import StemFeatures
 
     torch.manual_seed(0)
     model = DRA(build_backbone("resnet18", "random"), heads=HEADS, n_scales=2, frozen_stages=2)
@@ -444,7 +444,7 @@ def test_mlep_trains_a_few_steps_and_scores():
     with pytest.raises(ConfigError, match="outlier"):
         train_mlep(image_set(size=32), config, seed=1, outliers=image_set(4, 0, size=32), progress=False)
     cached = DRAConfig(backbone="resnet18", weights="random", image_size=32, epochs=1, steps_per_epoch=1,
-                       batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=4, cache_stems=True, pseudo_pool=2)
+                       batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=4, cache_stems=True)
     trained = train_mlep(image_set(size=32), cached, seed=0, progress=False)
     assert trained.model.decoder[-1].kernel_size == (1, 1)  # all stages frozen: reconstructs the stem's map
     assert trained.score(image_set(seed=5, size=32).images)["score"].shape == (11,)
@@ -528,27 +528,37 @@ def test_test_subsample_keeps_class_shares_and_is_seeded():
     assert dra_experiments.subsample(images, 0, seed=1) is images
 
 
-def test_cached_stems_swap_in_pool_pseudo_anomalies():
-    from osad_lib.models.devnet import StemFeatures
+def test_cached_batches_draw_pool_pseudo_anomalies_without_repeats_and_anomaly_views():
+    """Cached training: a batch holds round(pseudo_prob × 2B//3) pseudo slots from the pool, drawn
+    without repetition until the pool is used up; with ``dihedral`` a labelled anomaly's input is
+    one of its precomputed views."""
+    from osad_lib.models.stems import StemFeatures
 
     train = image_set(n_normal=8, n_anomaly=3)
     stems = StemFeatures((torch.arange(11.0).view(11, 1, 1, 1).expand(11, 2, 2, 2).half(),))
-    pool = StemFeatures(((1000 + torch.arange(4.0)).view(4, 1, 1, 1).expand(4, 2, 2, 2).half(),))
-    config = DRAConfig(batch_size=6, frozen_stages=1, cache_stems=True, rotation_degrees=0.0)
+    views = {r: (torch.full((7, 2, 2, 2), 100.0 * r + 1).half(),) for r in range(8, 11)}  # anomaly rows 8..10
+    stems = stems.with_views(views)
+    pool = StemFeatures(((1000 + torch.arange(6.0)).view(6, 1, 1, 1).expand(6, 2, 2, 2).half(),))
+    config = DRAConfig(batch_size=6, frozen_stages=1, cache_stems=True, rotation_degrees=0.0, dihedral=True)
+    assert (config.n_normal_slots, config.n_pseudo_slots, config.n_anomaly_slots) == (4, 2, 2)
     torch.manual_seed(0)
     data = DRATrainingData(train, config, seed=0, stems=stems, pseudo_stems=pool)
     batches = iter(data.sampler())
-    used = set()
-    for _ in range(10):
+    pool_draws, anomaly_values = [], set()
+    for _ in range(6):
         indices = next(batches)
         (feats,), labels = data.batch(indices)
+        assert labels.tolist() == [NORMAL, NORMAL, PSEUDO, PSEUDO, SEEN, SEEN]
         for i, label, value in zip(indices, labels.tolist(), feats[:, 0, 0, 0].tolist()):
             if label == PSEUDO:
-                assert 1000 <= value <= 1003  # a random pool row (the code's "random normal", §2.4)
-                used.add(value)
+                pool_draws.append(value)
+            elif label == SEEN:
+                assert value in (i, 100 * i + 1)  # the row itself or one of its views
+                anomaly_values.add(value)
             else:
-                assert value == i  # the sample's own cached stem
-    assert len(used) > 1
+                assert value == i  # a normal's own cached stem
+    assert sorted(pool_draws[:6]) == sorted(pool_draws[6:]) == [1000.0 + k for k in range(6)]  # every row once per pass
+    assert any(v > 100 for v in anomaly_values) and any(v < 100 for v in anomaly_values)
     refs = data.references()
     assert isinstance(refs, list) and refs[0].shape == (5, 2, 2, 2)
     clean = DRATrainingData(train, DRAConfig(mode="clean", frozen_stages=1, cache_stems=True), 0, stems=stems,
@@ -560,9 +570,13 @@ def test_cached_stems_swap_in_pool_pseudo_anomalies():
 
 def test_train_dra_on_cached_stems():
     config = DRAConfig(backbone="resnet18", weights="random", image_size=32, epochs=1, steps_per_epoch=1,
-                       batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=3, cache_stems=True, pseudo_pool=5)
-    trained = dra_module.train_dra(image_set(size=32), config, seed=0, progress=False)
-    assert trained.data.stems is not None and len(trained.data.pseudo_stems) == 5
+                       batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=3, cache_stems=True, dihedral=True,
+                       composite_channels=16)
+    train = image_set(size=32)
+    trained = dra_module.train_dra(train, config, seed=0, progress=False)
+    assert trained.data.stems is not None and len(trained.data.pseudo_stems) == int((train.labels == 0).sum())
+    assert set(trained.data.stems.views) == set(torch.nonzero(train.labels == 1).flatten().tolist())
+    assert trained.model.heads["composite"].project.out_channels == 16
     scores = trained.score(image_set(seed=5, size=32).images)
     assert scores["score"].shape == (11,) and torch.isfinite(torch.tensor(scores["score"])).all()
 

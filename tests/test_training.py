@@ -164,3 +164,21 @@ def test_cuda_runs_repeat_within_the_documented_tolerance():
     and within 2 % relative per epoch with the default (autotuned, bf16) kernels."""
     assert _conv_run(True) == _conv_run(True)
     np.testing.assert_allclose(_conv_run(False), _conv_run(False), rtol=2e-2)
+
+
+def test_a_short_run_writes_its_checkpoint_after_the_first_and_last_epoch_only(tmp_path, monkeypatch):
+    """Checkpoints are time-based: a run faster than ``checkpoint_every_s`` saves twice, not per epoch."""
+    from osad_lib import training
+
+    saved = []
+    real = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint", lambda path, payload: (saved.append(payload["epoch"]), real(path, payload)))
+    model, loss_fn = _toy_problem()
+    fit(model, loss_fn, BalancedBatchSampler({"all": range(32)}, {"all": 8}, 0), _config(epochs=6),
+        checkpoint=tmp_path / "c.pt")
+    assert saved == [0, 5]
+    saved.clear()
+    model, loss_fn = _toy_problem()
+    fit(model, loss_fn, BalancedBatchSampler({"all": range(32)}, {"all": 8}, 0),
+        _config(epochs=3, checkpoint_every_s=0.0), checkpoint=tmp_path / "d.pt")
+    assert saved == [0, 1, 2]

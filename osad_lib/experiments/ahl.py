@@ -38,19 +38,22 @@ import torch
 
 from osad_lib import paper
 from osad_lib.data.protocols import Split
-from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
+from osad_lib.data.registry import hard_subset_label, subset_info
 from osad_lib.data.tensors import ImageSet, load_split
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments import dra as xdra
-from osad_lib.features import FeatureBank, cached_features
+from osad_lib.data.pseudo import load_textures
+from osad_lib.experiments.paired import paired_differences as paired_table
+from osad_lib.experiments.paired import summary_sentence
+from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems
+from osad_lib.features import PSEUDO_GENERATORS, FeatureBank, cached_features, normal_subset
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models.ahl import BASES, AHLConfig, build_scorer, train_ahl
-from osad_lib.models.devnet import DevNet, DevNetConfig, train_devnet
-from osad_lib.models.dra import DRAConfig, DRATrainingData, build_dra, train_dra
+from osad_lib.models.ahl import BASES, AHLConfig, train_ahl
+from osad_lib.models.devnet import DevNetConfig, score_images
+from osad_lib.models.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment, atomic_write_text, read_all
-from osad_lib.training import save_checkpoint
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "05_ahl"
@@ -60,14 +63,14 @@ TABLES = {"general": "table1", "hard": "table2"}
 BASE_VARIANT = "ahl_base"
 #: Keys of ``METHOD_OVERRIDES["ahl"][profile]`` that shape the grid; every other key is an
 #: :class:`AHLConfig` field, except ``"devnet"`` / ``"dra"``, whose dicts are AHLConfig
-#: overrides for that base model only (e.g. more epochs where they are cheap). ``general_n_shots`` / ``hard_n_shots`` (default: the profile's
-#: shots), ``settings`` (default: the profile's), ``bases`` (default both), ``variants``
-#: (AHL variants run beside the full model, as ``AHLConfig`` overrides keyed by a label;
-#: default none), ``max_seen_classes`` (0 = all), ``max_test_images`` (0 = the whole test set,
-#: else a seeded class-stratified subsample), ``max_normals`` (0 = every training normal enters
-#: HADG, else a seeded subset of that size).
-GRID_KEYS = ("general_n_shots", "hard_n_shots", "settings", "bases", "variants", "max_seen_classes",
-             "max_test_images", "max_normals")
+#: overrides for that base model only (e.g. more epochs where they are cheap). The splits are
+#: 02_dra's (its datasets, ``extra_hard`` and seen-class limit), restricted by ``general_n_shots``
+#: / ``hard_n_shots`` (default: the profile's shots) and ``settings`` (default: the profile's);
+#: ``bases`` (default both), ``variants`` (AHL variants run beside the full model, as
+#: ``AHLConfig`` overrides keyed by a label; default none), ``max_test_images`` (0 = the whole
+#: test set, else a seeded class-stratified subsample), ``max_normals`` (0 = every training
+#: normal enters HADG, else a seeded subset of that size).
+GRID_KEYS = ("general_n_shots", "hard_n_shots", "settings", "bases", "variants", "max_test_images", "max_normals")
 #: Paper variants (Table 5, Table 10, Fig. 4) → AHLConfig overrides, for ``variants`` lists.
 PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "hadg": {"variant": "hadg"}, "ramhadg": {"variant": "ramhadg"}, "ramfull": {"variant": "ramfull"},
@@ -88,25 +91,24 @@ def _overrides(cfg: NotebookConfig) -> dict[str, Any]:
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
     defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
-                "settings": cfg.profile.settings, "bases": BASES, "variants": (), "max_seen_classes": 0,
-                "max_test_images": 0, "max_normals": 0}
+                "settings": cfg.profile.settings, "bases": BASES, "variants": (), "max_test_images": 0, "max_normals": 0}
     value = _overrides(cfg).get(choose("grid option", key, GRID_KEYS), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def variant_options(variant: str) -> dict[str, Any]:
     """AHLConfig overrides of a variant label: a :data:`PAPER_VARIANTS` name, ``C=<n>`` /
-    ``K=<n>`` (Fig. 3 sweeps of the cluster count and ψ's sequence length), ``init=base``, or
+    ``K=<n>`` (Fig. 3 sweeps of the cluster count and ψ's sequence length), ``init=fresh``, or
     several joined by ``;``."""
     options: dict[str, Any] = {}
     for part in filter(None, variant.split(";")):
         key, _, value = part.partition("=")
         if key in ("C", "K") and value.isdigit():
             options["n_clusters" if key == "C" else "sequence_length"] = int(value)
-        elif part == "init=base":
-            options["init"] = "base"
+        elif part == "init=fresh":
+            options["init"] = "fresh"
         else:
-            allowed = (*PAPER_VARIANTS, "C=<n>", "K=<n>", "init=base")
+            allowed = (*PAPER_VARIANTS, "C=<n>", "K=<n>", "init=fresh")
             options.update(PAPER_VARIANTS[choose("AHL variant", part, allowed)])
     return options
 
@@ -174,16 +176,13 @@ def _manifest_id(cfg: NotebookConfig, name: str, setting: str, n_shots: int, see
 
 
 def _runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
-    runs = []
-    for name in dataset_names(cfg.profile.image_datasets):
-        if "general" in grid_option(cfg, "settings"):
-            runs += [(name, "general", n, None) for n in grid_option(cfg, "general_n_shots")]
-        if "hard" in grid_option(cfg, "settings"):
-            limit = grid_option(cfg, "max_seen_classes")
-            seen = subset_info(name).hard_seen_classes
-            runs += [(name, "hard", n, c) for c in (seen[:limit] if limit else seen)
-                     for n in grid_option(cfg, "hard_n_shots")]
-    return runs
+    """The splits of 02_dra (:func:`osad_lib.experiments.dra.split_runs`: the profile's datasets,
+    ``extra_hard`` datasets, seen-class limit), restricted to AHL's ``settings`` and shot counts, so
+    that AHL plugs into the base models 01/02 trained (the run's model store)."""
+    shots = {"general": grid_option(cfg, "general_n_shots"), "hard": grid_option(cfg, "hard_n_shots")}
+    extra = dict(xdra.grid_option(cfg, "extra_hard"))
+    return [(name, setting, n, seen) for name, setting, n, seen in xdra.split_runs(cfg)
+            if setting in grid_option(cfg, "settings") and (n in shots[setting] or name in extra)]
 
 
 def grid(cfg: NotebookConfig) -> list[GridItem]:
@@ -238,52 +237,41 @@ def _cost(cfg: NotebookConfig, info: Any, base: str, config: AHLConfig | None) -
 
 @dataclasses.dataclass
 class BaseRun:
-    """A trained base model of one split, its feature bank and its state dict (the heads)."""
+    """A trained base model of one split, its feature bank, its state dict (the heads) and its own
+    test scores (scored as its notebook scores it: DRA with the references of its mode)."""
 
     model: torch.nn.Module
     bank: FeatureBank
     state: dict[str, torch.Tensor]
+    scores: np.ndarray
 
 
 def _stems(cfg: NotebookConfig, root: Path, config: DevNetConfig | DRAConfig, images: ImageSet) -> Any:
     """Cached frozen-stem outputs of ``images`` (``frozen_stages > 0``, the CPU demo), else None."""
     if not config.frozen_stages:
         return None
-    stem = DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
-                        n_scales=config.n_scales, frozen_stages=config.frozen_stages,
-                        eval_batch_size=config.eval_batch_size)
-    return xdevnet.dataset_stems(root, stem, images, cfg.device)
+    return dataset_stems(root, StemConfig.of(config), images, cfg.device)
 
 
-def _train_base(cfg: NotebookConfig, base: str, config: Any, split: Split, root: Path, train: ImageSet
-                ) -> tuple[torch.nn.Module, Sequence[int]]:
-    """Train the base model (or load this split's checkpoint); return it and its reference rows."""
-    file = cfg.checkpoints_dir / NOTEBOOK / f"{base}_{split.manifest_id}_{_config_hash(config)}.pt"
-    if base == "devnet":
-        model = DevNet(config).to(cfg.device)
-        if file.is_file():
-            model.load_state_dict(torch.load(file, map_location=cfg.device, weights_only=True))
-        else:
-            model, _ = train_devnet(config, train, split.seed, cfg.device, progress=cfg.interactive,
-                                    desc=f"devnet {split.dataset}", stems=_stems(cfg, root, config, train))
-            save_checkpoint(file, model.state_dict())
-        return model.eval(), ()
-    references = DRATrainingData(train, config, split.seed).fixed_reference_idx
-    if file.is_file():
-        model = build_dra(config).to(cfg.device)
-        model.load_state_dict(torch.load(file, map_location=cfg.device, weights_only=True))
-    else:
-        model = train_dra(train, config, split.seed, cfg.device, progress=cfg.interactive,
-                          desc=f"dra {split.dataset}").model
-        save_checkpoint(file, model.state_dict())
-    return model.eval(), references.tolist()
+def draem_textures(cfg: NotebookConfig, image_size: int) -> torch.Tensor | None:
+    """DTD texture images for DRAEM pseudo anomalies (App. B.1) when the data root holds the
+    Describable Textures Dataset (``<data_root>/dtd/images/<class>/*.jpg``), else None (generated
+    textures, :func:`osad_lib.data.pseudo.generated_texture`)."""
+    folder = cfg.data_root / "dtd" / "images" if cfg.data_root is not None else None
+    return load_textures(folder, image_size) if folder is not None and folder.is_dir() else None
 
 
-def _config_hash(config: Any) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _pseudo_stems(cfg: NotebookConfig, root: Path, config: Any, train: ImageSet, rows: np.ndarray,
+                  generators: Sequence[str]) -> dict[str, Any] | None:
+    """Cached frozen-stem outputs of each generator's pseudo anomaly of the training normals
+    ``rows`` (:func:`osad_lib.experiments.stem_cache.pseudo_stems`; the CPU demo), else None."""
+    if not config.frozen_stages:
+        return None
+    normals = [train.paths[r] for r in rows]
+    textures = draem_textures(cfg, config.image_size)
+    return {g: pseudo_stems(root, StemConfig.of(config), PSEUDO_GENERATORS[g], normals,
+                            dihedral_transform=config.dihedral, textures=textures if g == "draem" else None,
+                            device=cfg.device) for g in generators}
 
 
 @functools.lru_cache(maxsize=4)
@@ -293,12 +281,24 @@ def _base_run_cached(cfg: NotebookConfig, base: str, name: str, setting: str, n_
     config = base_config(cfg, base)
     train, test = load_split(split, root, config.image_size)
     test = xdra.subsample(test, grid_option(cfg, "max_test_images"), seed)
-    model, references = _train_base(cfg, base, config, split, root, train)
+    if base == "devnet":
+        model = xdevnet.trained_devnet(cfg, split, root, config, train)
+        references: Sequence[int] = ()
+        scores = score_images(model, _stems(cfg, root, config, test) or test.images, config.eval_batch_size,
+                              cfg.device, config.amp)
+    else:
+        trained = xdra.trained_method(cfg, split, root, config, train)
+        model, references = trained.model, trained.data.fixed_reference_idx.tolist()
+        torch.manual_seed(seed)  # as 02_dra scores it (faithful: random references)
+        scores = trained.score(xdra.scoring_inputs(cfg, root, config, test))["score"]
+    rows = normal_subset(train, grid_option(cfg, "max_normals"), seed)
     bank = cached_features(model, train, test, split.manifest_id, seed=seed,
                            max_normals=grid_option(cfg, "max_normals"), reference_rows=references,
                            train_stems=_stems(cfg, root, config, train), test_stems=_stems(cfg, root, config, test),
-                           batch_size=config.eval_batch_size, device=cfg.device, progress=cfg.interactive)
-    return BaseRun(model, bank, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+                           textures=draem_textures(cfg, config.image_size), batch_size=config.eval_batch_size,
+                           device=cfg.device, progress=cfg.interactive,
+                           pseudo_stems=_pseudo_stems(cfg, root, config, train, rows, tuple(PSEUDO_GENERATORS)))
+    return BaseRun(model, bank, {k: v.detach().cpu() for k, v in model.state_dict().items()}, np.asarray(scores))
 
 
 def base_run(cfg: NotebookConfig, base: str, experiment: Experiment) -> BaseRun:
@@ -306,17 +306,6 @@ def base_run(cfg: NotebookConfig, base: str, experiment: Experiment) -> BaseRun:
     e = experiment
     return _base_run_cached(cfg, base, e.extra_key["name"], e.setting, int(e.n_shots), e.seed,
                             e.extra_key["seen_class"] or None)
-
-
-def base_scores(run: BaseRun, base: str, device: str = "cpu") -> np.ndarray:
-    """The base model's scores of its test features (its own heads; DRA with fixed references)."""
-    from osad_lib.models.ahl import reference_features, score_in_chunks
-
-    refs = reference_features(run.bank)
-    scorer = build_scorer(base, run.bank.channels, [r.to(device) for r in refs] if refs else None,
-                          base_state=run.state)
-    scorer.module.to(device)
-    return score_in_chunks(scorer, None, [f.to(device) for f in run.bank.test]).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +357,7 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     run = base_run(cfg, base, e)
     heads: dict[str, np.ndarray] = {}
     if e.method == base:
-        scores = base_scores(run, base, cfg.device)
+        scores = run.scores
     else:
         config = ahl_config(cfg, base, e.variant)
         banks = {base: run.bank}
@@ -459,39 +448,39 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     return xdra.display_table(frame)
 
 
-def paired_differences(cfg: NotebookConfig, metric: str = "auroc") -> pd.DataFrame:
-    """Per split (dataset, subset, setting, shots) and base: AHL − base per seed, its mean, std
-    and range over seeds, the number of seeds with a gain, and the paper's claimed gain (paper
-    AHL − paper base, Tables 1/2)."""
+def paired_differences(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, str]:
+    """AHL − its base model per split, paired over seeds (:mod:`osad_lib.experiments.paired`), for
+    each base: general and hard settings, each hard seen class and their per-seed mean, beside the
+    paper's gain (paper AHL − paper base, Tables 1/2). Returns the table and the verdict sentences."""
     rows = _measured(cfg)
-    rows = rows[(rows["metric"] == metric) & (rows["variant"].isin(["", BASE_VARIANT]))]
-    out = []
+    rows = xdra.with_dataset_means(rows[rows["metric"] == metric])
+    tables = []
     for base in BASES:
-        mine = rows[rows["method"].isin([base, f"ahl_{base}"])]
-        if mine.empty:
-            continue
-        wide = mine.pivot_table(index=["dataset", "subset", "setting", "n_shots", "seed"], columns="method",
-                                values="value", aggfunc="first").dropna()
-        if wide.empty or f"ahl_{base}" not in wide:
-            continue
-        wide["diff"] = wide[f"ahl_{base}"] - wide[base]
-        for key, part in wide.groupby(level=["dataset", "subset", "setting", "n_shots"]):
-            dataset, subset, setting, shots = key
-            out.append({"dataset": dataset, "subset": subset, "setting": setting, "n_shots": int(shots),
-                        "base": base, "base_mean": part[base].mean(), "ahl_mean": part[f"ahl_{base}"].mean(),
-                        "diff_mean": part["diff"].mean(), "diff_std": part["diff"].std(ddof=1),
-                        "diff_min": part["diff"].min(), "diff_max": part["diff"].max(),
-                        "n_seeds": len(part), "n_gains": int((part["diff"] > 0).sum()),
-                        "paper_gain": _paper_gain(dataset, subset, setting, int(shots), base, metric)})
-    columns = ["dataset", "subset", "setting", "n_shots", "base", "base_mean", "ahl_mean", "diff_mean", "diff_std",
-               "diff_min", "diff_max", "n_seeds", "n_gains", "paper_gain"]
-    return pd.DataFrame(out, columns=columns)
+        table = _paired(rows, (f"ahl_{base}", ""), (base, BASE_VARIANT), metric, (f"AHL({base})", base))
+        tables.append(table.assign(base=base))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return table, summary_sentence(table, _where)
+
+
+def _paired(rows: pd.DataFrame, treatment: tuple[str, str], control: tuple[str, str], metric: str,
+            names: tuple[str, str]) -> pd.DataFrame:
+    base = control[0]
+    return paired_table(rows, treatment, control, names=names,
+                              paper_diff=lambda key: _paper_gain(*key, base, metric))
+
+
+def _where(row: pd.Series) -> str:
+    place = "/".join(p for p in (row["dataset"], row["subset"]) if p)
+    seen = " (mean over seen classes)" if str(row["subset"]).endswith("mean") else ""
+    return f"{place}, {row['setting']} {int(row['n_shots'])}-shot{seen}"
 
 
 def _paper_gain(dataset: str, subset: str, setting: str, n_shots: int, base: str, metric: str) -> float:
-    table = paper.load_table("ahl_table1" if setting == "general" else "ahl_table8")
-    sel = table[(table["dataset"] == dataset) & (table["subset"] == subset) & (table["setting"] == setting)
-                & (table["n_shots"] == n_shots) & (table["metric"] == metric) & (table["variant"] == "")]
+    table_id = "ahl_table1" if setting == "general" else "ahl_table2" if subset.endswith("mean") else "ahl_table8"
+    table = paper.load_table(table_id)
+    sel = table[(table["dataset"] == dataset) & (table["subset"].fillna("") == subset)
+                & (table["setting"] == setting) & (table["n_shots"] == n_shots) & (table["metric"] == metric)
+                & (table["variant"].fillna("") == "")]
     values = sel.set_index("method")["mean"]
     if base in values and f"ahl_{base}" in values:
         return float(values[f"ahl_{base}"] - values[base])
@@ -549,6 +538,17 @@ def weight_histories(cfg: NotebookConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def adaptation_table(histories: pd.DataFrame, variant: str = "") -> pd.DataFrame:
+    """How far the base models φ_i move from the unified model g in their inner loop (Eq. 1):
+    per AHL model and epoch, the relative parameter change ‖φ_i − θ_g‖ / ‖θ_g‖ (mean, min and max
+    over tasks and runs). Near 0 means every φ_i is g and CDL has no heterogeneity to weigh."""
+    data = histories[histories["variant"] == variant] if len(histories) else histories
+    if data.empty or "relative_change" not in data:
+        return pd.DataFrame()
+    return (data.groupby(["method", "epoch"])["relative_change"].agg(["mean", "min", "max"])
+            .rename(columns=lambda c: f"relative change {c}").reset_index())
+
+
 def weights_figure(histories: pd.DataFrame, variant: str = ""):
     """The importance weights w_i per HADG task over epochs (mean over runs, band = min–max),
     one panel per AHL model; dashed: the equal weights 1/T used before ψ has K epochs."""
@@ -578,7 +578,7 @@ def weights_figure(histories: pd.DataFrame, variant: str = ""):
 
 __all__ = [
     "BASE_VARIANT", "GRID_KEYS", "NOTEBOOK", "PAPER_VARIANTS", "ahl_config", "base_config", "base_run",
-    "base_scores", "comparison", "deviations", "display_table", "explorer_frame", "explorer_run", "grid",
-    "grid_option", "history_file", "make_dataset_split", "paired_differences", "run_one", "runnable",
+    "comparison", "draem_textures", "deviations", "display_table", "explorer_frame", "explorer_run", "grid",
+    "grid_option", "history_file", "make_dataset_split", "paired_differences", "adaptation_table", "run_one", "runnable",
     "scores_file", "split_item", "table4", "variant_options", "weight_histories", "weights_figure",
 ]

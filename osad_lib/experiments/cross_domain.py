@@ -57,15 +57,15 @@ from osad_lib.data.tensors import ImageSet, load_split
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments import dra as xdra
-from osad_lib.experiments.devnet import dataset_stems
+from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems
 from osad_lib.features import FeatureBank, extract_features, pseudo_images
 from osad_lib.losses.deviation import criterion
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.ahl import AHLConfig, FeaturePool, FeatureScorer, TrainedAHL, build_scorer, score_in_chunks, \
     task_sampler, train_ahl
-from osad_lib.models.dra import NORMAL, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, pseudo_stem_pool, \
+from osad_lib.models.dra import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
     to_device, train_config
-from osad_lib.models.devnet import StemFeatures
+from osad_lib.models.stems import StemFeatures
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.seeding import seed_everything
@@ -303,15 +303,16 @@ def normal_only_data(cfg: NotebookConfig, model: DRA, config: DRAConfig, root: P
     (the dataset's shared stem cache and a seeded pseudo-anomaly pool made by ``model``'s stem)."""
     if not config.cache_stems:
         return NormalOnlyData(normals, config, seed)
-    pool = pseudo_stem_pool(model, normals.images, config.pseudo_source, seed, config.pseudo_pool,
-                            config.eval_batch_size, cfg.device)
-    return NormalOnlyData(normals, config, seed, stems=dataset_stems(root, config, normals, cfg.device),
+    stem = StemConfig.of(config)
+    pool = pseudo_stems(root, stem, PSEUDO_GENERATORS[config.pseudo_source], normals.paths,
+                        dihedral_transform=config.dihedral, device=cfg.device)
+    return NormalOnlyData(normals, config, seed, stems=dataset_stems(root, stem, normals, cfg.device),
                           pseudo_stems=pool)
 
 
 def model_inputs(cfg: NotebookConfig, config: DRAConfig, root: Path, images: ImageSet) -> torch.Tensor | StemFeatures:
     """What a DRA model scores: the images, or their frozen-stem outputs (``frozen_stages``)."""
-    return dataset_stems(root, config, images, cfg.device) if config.frozen_stages else images.images
+    return dataset_stems(root, StemConfig.of(config), images, cfg.device) if config.frozen_stages else images.images
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ def finetune_ahl(trained: TrainedAHL, bank: FeatureBank, config: AHLConfig, sche
     epochs × steps (none: g as trained, e.g. on the same domain)."""
     source = trained.members[0][0]
     scorer = build_scorer("dra", bank.channels, [r.float().to(device) for r in bank.references], config.topk_ratio,
-                          base_state=source.module.state_dict(), head_style=config.head_style)
+                          base_state=source.module.state_dict(), **config.scorer_options())
     scorer.module.to(device)
     if schedule.epochs:
         torch.manual_seed(seed)
@@ -424,7 +425,8 @@ def transfer(cfg: NotebookConfig, method: str, source: str, target: str, seed: i
     else:
         ahl_settings = ahl_config(cfg)
         stems = config.frozen_stages > 0
-        bank = target_bank(run.model, dataset_stems(root, config, normals, cfg.device) if stems else normals.images,
+        bank = target_bank(run.model, dataset_stems(root, StemConfig.of(config), normals, cfg.device) if stems
+                           else normals.images,
                            normals.images, model_inputs(cfg, config, root, test), test.labels.numpy(),
                            NormalOnlyData(normals, config, seed).fixed_reference_idx,
                            tuple(run.bank.pseudo) if ahl_settings.pseudo else (), seed,

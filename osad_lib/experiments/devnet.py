@@ -34,7 +34,6 @@ Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with :data:`TABLE5_VA
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,14 @@ from osad_lib import explain, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
-from osad_lib.data.tensors import ImageSet, load_images, load_split
+from osad_lib.data.tensors import ImageSet, load_split
 from osad_lib.experiments import GridItem
-from osad_lib.features import cached_dataset_features, dataset_key
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models import baselines
 from osad_lib.models.baselines import BaselineConfig
-from osad_lib.models.devnet import DevNet, DevNetConfig, StemFeatures, score_images, stem_features, train_devnet
+from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, training_stems
+from osad_lib.experiments.model_store import load_or_train
+from osad_lib.models.devnet import DevNet, DevNetConfig, score_images, train_devnet
 from osad_lib.models.patchcore import PatchCoreConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
@@ -70,9 +70,10 @@ LOCALIZATION_FALLBACK = ("synthetic/weave",)
 #: Test anomalies whose maps are kept per run for the Fig. 5 overlays.
 N_OVERLAYS = 6
 #: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig:
-#: ``methods`` (default: all of :data:`METHODS`), ``max_seen_classes`` (0: all) and
-#: ``method_tables`` (method → the tables it runs on; default: every table of the grid).
-GRID_KEYS = ("methods", "max_seen_classes", "method_tables")
+#: ``methods`` (default: all of :data:`METHODS`), ``max_seen_classes`` (0: all),
+#: ``method_tables`` (method → the tables it runs on; default: every table of the grid) and
+#: ``method_seeds`` (method → how many of the profile's seeds it runs, the first ones; default all).
+GRID_KEYS = ("methods", "max_seen_classes", "method_tables", "method_seeds")
 #: Table 5 ablation labels (paper ``variant`` column) → DevNetConfig options (§6.8.1).
 TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
     "rep": {"variant": "rep"},
@@ -112,7 +113,7 @@ def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) of the profile, with its default."""
-    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}}
+    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}, "method_seeds": {}}
     value = cfg.profile.method("devnet").get(choose("grid option", key, GRID_KEYS), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -122,6 +123,13 @@ def _method_tables(cfg: NotebookConfig, method: str) -> tuple[str, ...]:
     if method not in grid_option(cfg, "methods"):
         return ()
     return tuple(grid_option(cfg, "method_tables").get(method, ("table2", "table3", "table4")))
+
+
+def method_seeds(cfg: NotebookConfig, method: str) -> tuple[int, ...]:
+    """The seeds ``method`` runs under the profile: the first ``method_seeds[method]`` of the
+    notebook's seeds (all by default)."""
+    limit = grid_option(cfg, "method_seeds").get(method, 0)
+    return cfg.seeds[:limit] if limit else cfg.seeds
 
 
 def table_shots(cfg: NotebookConfig) -> int:
@@ -244,7 +252,7 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                 samples[name], setting, shots, seed, seen_class=seen, dataset=info.dataset, subset=info.subset,
             ).manifest_id
             for method in (choose("method", m, METHODS) for m in grid_option(cfg, "methods")):
-                if table not in _method_tables(cfg, method):
+                if table not in _method_tables(cfg, method) or seed not in method_seeds(cfg, method):
                     continue
                 config = method_config(cfg, method)
                 extra = {"name": name, "seen_class": seen or ""}
@@ -305,45 +313,6 @@ def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig, n_tra
 # running one experiment
 
 
-def _stem_config(config: DevNetConfig) -> DevNetConfig:
-    """Only what the frozen stem depends on (so DevNet, FLOS and variants share one cache)."""
-    return DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
-                        n_scales=config.n_scales, frozen_stages=config.frozen_stages,
-                        eval_batch_size=config.eval_batch_size)
-
-
-@functools.lru_cache(maxsize=2)
-def _dataset_stems(root: Path, config: DevNetConfig, device: str) -> tuple[StemFeatures, dict[str, int]]:
-    """Stems of every image of the dataset, from :func:`osad_lib.features.cached_dataset_features`."""
-    def compute() -> dict[str, Any]:
-        everything = load_images(root, read_mvtec_layout(root), config.image_size)
-        stems = stem_features(DevNet(config).to(device), everything.images, config.eval_batch_size, device,
-                              progress=True)
-        return {"per_scale": list(stems.per_scale), "paths": everything.paths}
-
-    key = dataset_key(root, "devnet_stems", config.image_size, config.n_scales, config.backbone, config.weights,
-                      config.frozen_stages)
-    state = cached_dataset_features("devnet_stems", key, compute)
-    return StemFeatures(tuple(state["per_scale"])), {p: i for i, p in enumerate(state["paths"])}
-
-
-def dataset_stems(root: Path, config: DevNetConfig, images: ImageSet, device: str = "cpu") -> StemFeatures:
-    """Frozen-stem features (``frozen_stages > 0``) of ``images`` of the dataset at ``root``.
-
-    Computed once per dataset, size, backbone and frozen depth for every file of the dataset,
-    kept under ``cache_dir()/devnet_stems`` and in memory; rows follow ``images.paths``. A
-    one-scale request (Deep SVDD/SAD) takes the first scale of DevNet's two-scale cache (scale 0
-    is the image itself, :func:`osad_lib.models.heads.image_pyramid`).
-    """
-    if config.weights == "random":
-        raise ConfigError("frozen_stages > 0 needs pretrained weights (a frozen random stem would differ per seed); "
-                          "use weights='imagenet'")
-    config = _stem_config(config)
-    cached = config.with_(n_scales=max(config.n_scales, DevNetConfig().n_scales))
-    stems, row = _dataset_stems(root, cached, device)
-    return StemFeatures(stems.per_scale[:config.n_scales]).select([row[p] for p in images.paths])
-
-
 def _subsample(test: ImageSet, max_test_images: int, seed: int) -> ImageSet:
     from osad_lib.experiments.dra import subsample
 
@@ -374,10 +343,9 @@ def run_devnet(
     config = config if config is not None else devnet_config(cfg)
     train, test = load_split(split, root, config.image_size)
     test = _subsample(test, max_test_images, split.seed)
-    stems = dataset_stems(root, config, train, cfg.device) if config.frozen_stages else None
-    model, _ = train_devnet(config, train, split.seed, cfg.device, checkpoint=checkpoint,
-                            progress=progress, desc=f"{config.criterion} {split.dataset}", stems=stems)
-    inputs = dataset_stems(root, config, test, cfg.device) if config.frozen_stages else test.images
+    stem = StemConfig.of(config)
+    model = trained_devnet(cfg, split, root, config, train, checkpoint, progress)
+    inputs = dataset_stems(root, stem, test, cfg.device) if config.frozen_stages else test.images
     scores = score_images(model, inputs, config.eval_batch_size, cfg.device, config.amp)
     labels = test.labels.numpy()
     metrics = {"auroc": image_auroc(labels, scores), "aupr": image_aupr(labels, scores)}
@@ -401,6 +369,22 @@ def run_devnet(
                             overlay_maps=maps.astype(np.float16), paths=np.asarray(test.paths),
                             classes=np.asarray(test.classes), image_size=config.image_size)
     return metrics
+
+
+def trained_devnet(cfg: NotebookConfig, split: Split, root: Path, config: DevNetConfig, train: ImageSet,
+                   checkpoint: Path | None = None, progress: bool = False) -> DevNet:
+    """DevNet/FLOS ``config`` trained on ``split``'s training set ``train``: loaded from the run's
+    model store when any notebook trained it before (:mod:`osad_lib.experiments.model_store`),
+    else trained (on cached stems with ``frozen_stages``) and stored."""
+    def train_now() -> DevNet:
+        stems = (training_stems(root, StemConfig.of(config), train, cfg.device, config.dihedral)
+                 if config.frozen_stages else None)
+        return train_devnet(config, train, split.seed, cfg.device, checkpoint=checkpoint, progress=progress,
+                            desc=f"{config.criterion} {split.dataset}", stems=stems)[0]
+
+    model, _ = load_or_train(cfg, "devnet", config, split.manifest_id, split.seed,
+                             lambda: DevNet(config).to(cfg.device), train_now)
+    return model
 
 
 def _registry_name(split: Split) -> str:
@@ -711,8 +695,8 @@ def score_explorer_inputs(cfg: NotebookConfig, method: str = "devnet") -> dict[s
 
 __all__ = [
     "DEVNET_METHODS", "METHODS", "NOTEBOOK", "PAPER_ONLY", "TABLE5_VARIANTS", "UNSUPERVISED", "artifact_path",
-    "config_deviations", "config_table", "dataset_stems", "devnet_config", "devnet_deviations", "fig4_curve",
+    "config_deviations", "config_table", "devnet_config", "devnet_deviations", "fig4_curve",
     "fig4_figure", "fig5_overlays", "grid", "grid_frame", "grid_option", "make_dataset_split", "method_config",
     "method_deviations", "methods_table", "paper_table", "register_method", "row_note", "row_shots", "run_devnet",
-    "run_grid", "run_one", "score_explorer_inputs", "score_frame", "table_shots", "wilcoxon_table",
+    "run_grid", "run_one", "score_explorer_inputs", "trained_devnet", "score_frame", "table_shots", "wilcoxon_table",
 ]

@@ -6,7 +6,8 @@ dataset (``registry.DATASETS[..].hard_seen_classes``, ``official_code_facts.md``
 each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and,
 at the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
 :mod:`osad_lib.models.baselines`); where ``clean_runs`` says so, DRA also in ``clean`` mode
-(``variant="clean"``) beside the faithful default (:func:`mode_comparison`).
+(``variant="clean"``) beside the faithful default (:func:`mode_comparison`). :func:`dra_vs_devnet`
+is the paired verdict on the paper's claim.
 Rows: ``paper="dra"``, ``table="table1"`` (general) / ``"table2"`` (hard); hard-setting rows
 name the seen class in ``subset`` (``mono``, ``carpet/color``) and per-dataset means are added
 when the tables are built. Every row's ``deviations`` lists how the run's settings differ from
@@ -20,7 +21,6 @@ metrics, optionally writing per-image head scores).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +37,11 @@ from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, r
 from osad_lib.data.tensors import ImageSet, load_images, load_split
 from osad_lib.experiments import GridItem
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models.devnet import DevNetConfig, StemFeatures
-from osad_lib.models.dra import DRAConfig, build_dra, pseudo_stem_pool, train_dra
+from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems, training_stems
+from osad_lib.models.stems import StemFeatures
+from osad_lib.experiments.model_store import load_or_train
+from osad_lib.experiments.paired import paired_differences, summary_sentence
+from osad_lib.models.dra import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra, train_dra
 from osad_lib.models.baselines import RUNNERS, baseline_deviations, method_config
 from osad_lib.models.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
@@ -63,9 +66,13 @@ APPENDIX_METHODS = ("deepsad", "minns")
 #: recorded in ``deviations``), ``appendix_n_shots`` (default 10, the paper's: the shot count
 #: of Tables 7/8 and of the :data:`APPENDIX_METHODS` runs) and ``clean_runs`` (default
 #: ``(("general", 10),)``: the (setting, shots) pairs where DRA also runs in the other mode than
-#: the profile's — ``clean`` beside the faithful default).
+#: the profile's — ``clean`` beside the faithful default). ``extra_hard``: (dataset, shots) pairs run
+#: in the hard setting only, beside the profile's datasets (demo: the synthetic hard setting on
+#: ``synthetic/object``). Seeds: every method runs the notebook's seeds except those in
+#: ``method_seeds`` (method → the first that many), one-shot runs (``one_shot_seeds``) and the
+#: other-mode DRA runs (``clean_seeds``); 0 = all.
 GRID_KEYS = ("general_n_shots", "hard_n_shots", "methods", "max_seen_classes", "max_test_images",
-             "appendix_n_shots", "clean_runs")
+             "appendix_n_shots", "clean_runs", "extra_hard", "method_seeds", "one_shot_seeds", "clean_seeds")
 TABLES = {"general": "table1", "hard": "table2"}
 
 
@@ -91,10 +98,11 @@ def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
     defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
                 "methods": available_methods(), "max_seen_classes": 0, "max_test_images": 0,
-                "appendix_n_shots": 10, "clean_runs": (("general", 10),)}
+                "appendix_n_shots": 10, "clean_runs": (("general", 10),), "extra_hard": (), "method_seeds": {},
+                "one_shot_seeds": 0, "clean_seeds": 0}
     value = _overrides(cfg).get(key, defaults[key])
-    if key == "clean_runs":
-        return tuple((str(setting), int(shots)) for setting, shots in value)
+    if key in ("clean_runs", "extra_hard"):
+        return tuple((str(first), int(shots)) for first, shots in value)
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -166,10 +174,48 @@ def make_dataset_split(cfg: NotebookConfig, name: str, setting: str, n_shots: in
     """
     root = resolve(name, cfg.data_root)
     info = subset_info(name)
-    shots = grid_option(cfg, "general_n_shots" if setting == "general" else "hard_n_shots")
     split = make_split(read_mvtec_layout(root), setting, n_shots, seed, seen_class=seen_class,
-                       nested_in=max(max(shots), n_shots), dataset=info.dataset, subset=info.subset)
+                       nested_in=_nested_in(cfg, name, setting, n_shots), dataset=info.dataset, subset=info.subset)
     return split, root
+
+
+def _nested_in(cfg: NotebookConfig, name: str, setting: str, n_shots: int) -> int:
+    """The draw the labelled anomalies come from: the setting's largest shot count (one-shot ⊂
+    ten-shot), or the shots themselves for an ``extra_hard`` dataset."""
+    if setting == "hard" and name in dict(grid_option(cfg, "extra_hard")):
+        return n_shots
+    shots = grid_option(cfg, "general_n_shots" if setting == "general" else "hard_n_shots")
+    return max(max(shots), n_shots)
+
+
+def split_runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
+    """(registry name, setting, shots, seen class) of every split of the grid, before seeds:
+    the profile's datasets in its settings, then the ``extra_hard`` datasets (hard only).
+    ``max_seen_classes`` limits the seen classes of every dataset (0 = all)."""
+    limit = grid_option(cfg, "max_seen_classes")
+    runs: list[tuple[str, str, int, str | None]] = []
+    for name in dataset_names(cfg.profile.image_datasets):
+        seen = subset_info(name).hard_seen_classes
+        if "general" in cfg.profile.settings:
+            runs += [(name, "general", n, None) for n in grid_option(cfg, "general_n_shots")]
+        if "hard" in cfg.profile.settings:
+            runs += [(name, "hard", n, c) for c in (seen[:limit] if limit else seen)
+                     for n in grid_option(cfg, "hard_n_shots")]
+    for name, n_shots in grid_option(cfg, "extra_hard"):
+        seen = subset_info(name).hard_seen_classes
+        runs += [(name, "hard", n_shots, c) for c in (seen[:limit] if limit else seen)]
+    return runs
+
+
+def run_seeds(cfg: NotebookConfig, method: str, n_shots: int, other_mode: bool = False) -> tuple[int, ...]:
+    """The seeds a run uses (``method_seeds``, ``one_shot_seeds``, ``clean_seeds``; the first ones)."""
+    limits = [grid_option(cfg, "method_seeds").get(method, 0)]
+    if n_shots == 1:
+        limits.append(grid_option(cfg, "one_shot_seeds"))
+    if other_mode:
+        limits.append(grid_option(cfg, "clean_seeds"))
+    limit = min([n for n in limits if n] or [0])
+    return cfg.seeds[:limit] if limit else cfg.seeds
 
 
 def _manifest_id(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
@@ -189,25 +235,16 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
     """The notebook's experiments under ``cfg.profile`` (works without data: registry metadata)."""
     items: list[GridItem] = []
     config = dra_config(cfg)
-    for name in dataset_names(cfg.profile.image_datasets):
-        info = subset_info(name)
-        runs: list[tuple[str, int, str | None]] = []
-        if "general" in cfg.profile.settings:
-            runs += [("general", n, None) for n in grid_option(cfg, "general_n_shots")]
-        if "hard" in cfg.profile.settings:
-            limit = grid_option(cfg, "max_seen_classes")
-            seen = info.hard_seen_classes[:limit] if limit else info.hard_seen_classes
-            runs += [("hard", n, c) for c in seen for n in grid_option(cfg, "hard_n_shots")]
-        methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
-        for setting, n_shots, seen_class in runs:
-            for seed in cfg.seeds:
-                manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen_class)
-                for method in methods:
-                    if method not in APPENDIX_METHODS or n_shots == grid_option(cfg, "appendix_n_shots"):
-                        items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
-                if "dra" in methods and (setting, n_shots) in clean_runs:
-                    items.append(_item(cfg, other_mode(config), name, setting, n_shots, seen_class, seed, "dra",
-                                       manifest))
+    methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
+    for name, setting, n_shots, seen_class in split_runs(cfg):
+        for seed in cfg.seeds:
+            manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen_class)
+            for method in methods:
+                appendix_ok = method not in APPENDIX_METHODS or n_shots == grid_option(cfg, "appendix_n_shots")
+                if appendix_ok and seed in run_seeds(cfg, method, n_shots):
+                    items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
+            if "dra" in methods and (setting, n_shots) in clean_runs and seed in run_seeds(cfg, "dra", n_shots, True):
+                items.append(_item(cfg, other_mode(config), name, setting, n_shots, seen_class, seed, "dra", manifest))
     return items
 
 
@@ -264,11 +301,9 @@ def run_dra(cfg: NotebookConfig, split: Split, root: Path, config: DRAConfig, *,
     """
     train, test = load_split(split, root, config.image_size)
     test = subsample(test, max_test_images, split.seed)
-    trained = TRAINERS[choose("method", method, TRAINERS)](
-        train, config, split.seed, device=cfg.device, outliers=outliers, progress=cfg.interactive,
-        desc=f"{method} {split.dataset}/{split.subset} {split.setting}",
-        **_training_stems(cfg, root, config, train, split.seed))
-    scores = trained.score(_inputs(cfg, root, config, test))
+    trained = trained_method(cfg, split, root, config, train, method, outliers)
+    torch.manual_seed(split.seed)  # faithful mode scores with random references: seed them
+    scores = trained.score(scoring_inputs(cfg, root, config, test))
     labels = test.labels.numpy()
     metrics = {"auroc": image_auroc(labels, scores["score"]), "aupr": image_aupr(labels, scores["score"])}
     if scores_path is not None:
@@ -277,50 +312,49 @@ def run_dra(cfg: NotebookConfig, split: Split, root: Path, config: DRAConfig, *,
             extra = _heldout_seen(split, root, config.image_size)
             if extra is not None:
                 extra = subsample(extra, max_test_images, split.seed)
-                frames.append(_score_frame(extra, trained.score(_inputs(cfg, root, config, extra)), split.seen_classes))
+                frames.append(_score_frame(extra, trained.score(scoring_inputs(cfg, root, config, extra)), split.seen_classes))
         atomic_write_text(scores_path, pd.concat(frames, ignore_index=True).to_csv(index=False))
     return metrics
 
 
-def _stem_config(config: DRAConfig) -> DevNetConfig:
-    """What the frozen stem depends on, in the form DevNet's shared stem cache is keyed by."""
-    return DevNetConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
-                        n_scales=config.n_scales, frozen_stages=config.frozen_stages,
-                        eval_batch_size=config.eval_batch_size)
+def trained_method(cfg: NotebookConfig, split: Split, root: Path, config: DRAConfig, train: ImageSet,
+                   method: str = "dra", outliers: ImageSet | None = None) -> TrainedDRA:
+    """DRA (or SAOE/MLEP, :data:`TRAINERS`) ``config`` trained on ``split``'s training set. DRA
+    without an outlier set is kept in the run's model store (:mod:`osad_lib.experiments.model_store`):
+    02, 05, 06 and 07 train each DRA once and load it afterwards."""
+    stems = training_stems_of(cfg, root, config, train)
+    trainer = TRAINERS[choose("method", method, TRAINERS)]
+    desc = f"{method} {split.dataset}/{split.subset} {split.setting}"
+    if method != "dra" or outliers is not None:
+        return trainer(train, config, split.seed, device=cfg.device, outliers=outliers, progress=cfg.interactive,
+                       desc=desc, **stems)
+    model, _ = load_or_train(
+        cfg, "dra", config, split.manifest_id, split.seed, lambda: build_dra(config).to(cfg.device),
+        lambda: trainer(train, config, split.seed, device=cfg.device, progress=cfg.interactive, desc=desc,
+                        **stems).model)
+    return TrainedDRA(model, DRATrainingData(train, config, split.seed, **stems), config, [], cfg.device)
 
 
-def _inputs(cfg: NotebookConfig, root: Path, config: DRAConfig, images: ImageSet) -> torch.Tensor | StemFeatures:
+def scoring_inputs(cfg: NotebookConfig, root: Path, config: DRAConfig, images: ImageSet) -> torch.Tensor | StemFeatures:
     """What the model scores: the images, or with ``frozen_stages`` their frozen-stem outputs
-    from the per-dataset cache shared with DevNet (``osad_lib.experiments.devnet.dataset_stems``)."""
+    from the dataset's stem cache (:mod:`osad_lib.experiments.stem_cache`, shared with DevNet)."""
     if not config.frozen_stages:
         return images.images
-    from osad_lib.experiments.devnet import dataset_stems
-
-    return dataset_stems(root, _stem_config(config), images, cfg.device)
+    return dataset_stems(root, StemConfig.of(config), images, cfg.device)
 
 
-def _training_stems(cfg: NotebookConfig, root: Path, config: DRAConfig, train: ImageSet,
-                    seed: int) -> dict[str, StemFeatures]:
+def training_stems_of(cfg: NotebookConfig, root: Path, config: DRAConfig, train: ImageSet) -> dict[str, StemFeatures]:
     """``stems``/``pseudo_stems`` for :func:`train_dra` with ``cache_stems`` (else nothing): the
-    training images' rows of the shared stem cache, and a pseudo-anomaly pool made once per
-    dataset, seed, pseudo source and pool size (kept in memory for the other splits of the seed)."""
+    training images' rows of the stem cache (with the labelled anomalies' dihedral views when
+    ``dihedral``), and one cached pseudo anomaly per training normal
+    (:func:`osad_lib.experiments.stem_cache.pseudo_stems`, shared by every run and seed)."""
     if not config.cache_stems:
         return {}
-    normals = tuple(p for p, label in zip(train.paths, train.labels.tolist()) if label == 0)
-    key = DRAConfig(backbone=config.backbone, weights=config.weights, image_size=config.image_size,
-                    n_scales=config.n_scales, frozen_stages=config.frozen_stages, cache_stems=True,
-                    pseudo_source=config.pseudo_source, pseudo_pool=config.pseudo_pool,
-                    eval_batch_size=config.eval_batch_size)
-    return {"stems": _inputs(cfg, root, config, train), "pseudo_stems": _pseudo_pool(root, seed, key, normals, cfg.device)}
-
-
-@functools.lru_cache(maxsize=4)
-def _pseudo_pool(root: Path, seed: int, config: DRAConfig, normal_paths: tuple[str, ...], device: str) -> StemFeatures:
-    everything = load_images(root, read_mvtec_layout(root), config.image_size)  # the dataset's shared tensor cache
-    row = {p: i for i, p in enumerate(everything.paths)}
-    normals = everything.images[torch.as_tensor([row[p] for p in normal_paths])]
-    return pseudo_stem_pool(build_dra(config).to(device), normals, config.pseudo_source, seed, config.pseudo_pool,
-                            config.eval_batch_size, device)
+    stem = StemConfig.of(config)
+    normals = [p for p, label in zip(train.paths, train.labels.tolist()) if label == 0]
+    pool = pseudo_stems(root, stem, PSEUDO_GENERATORS[config.pseudo_source], normals,
+                        dihedral_transform=config.dihedral, device=cfg.device)
+    return {"stems": training_stems(root, stem, train, cfg.device, config.dihedral), "pseudo_stems": pool}
 
 
 def subsample(images: ImageSet, max_images: int, seed: int) -> ImageSet:
@@ -443,32 +477,42 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def unseen_class_verdict(cfg: NotebookConfig) -> tuple[pd.DataFrame, str]:
-    """Hard setting, per dataset and shot count: DRA vs DevNet AUROC on unseen classes (mean over
-    seen classes, per seed), the paired per-seed difference, and one sentence saying whether DRA
-    beats DevNet here (the paper's claim, §4.4) and whether the gap exceeds the seed noise
-    (|mean difference| > 2 standard errors)."""
+def _paper_difference(table_id: str, treatment: str, control: str) -> Any:
+    """``key -> paper treatment − control`` for (dataset, subset, setting, n_shots) keys of a paper
+    table (NaN where the paper lacks either row)."""
+    table = paper.load_table(table_id)
+    table = table[(table["metric"] == "auroc") & (table["variant"].fillna("") == "")]
+
+    def diff(key: tuple) -> float:
+        dataset, subset, setting, n_shots = key
+        sel = table[(table["dataset"] == dataset) & (table["subset"].fillna("") == subset)
+                    & (table["n_shots"] == n_shots)]
+        values = sel.groupby("method")["mean"].first()
+        return float(values[treatment] - values[control]) if {treatment, control} <= set(values.index) else np.nan
+
+    return diff
+
+
+def dra_vs_devnet(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, str]:
+    """DRA (the profile's mode) − DevNet per split, paired over seeds (:mod:`osad_lib.experiments.paired`):
+    general and hard settings, each hard seen class and their per-seed mean (``subset`` ``mean``).
+    The paper's claim (§4.3–4.4): DRA beats DevNet, most of all on unseen classes (hard setting).
+    Returns the table and the verdict sentences."""
     rows = cfg.store.read()
-    rows = rows[(rows["table"] == "table2") & (rows["metric"] == "auroc") & (rows["variant"] == "")]
-    means = with_dataset_means(rows)
-    means = means[means["subset"].str.endswith("mean") & means["method"].isin(["dra", "devnet"])]
-    if means.empty:
-        return pd.DataFrame(), "no hard-setting results of DRA and DevNet yet"
-    per_seed = means.pivot_table(index=["dataset", "subset", "n_shots", "seed"], columns="method", values="value")
-    if not {"dra", "devnet"} <= set(per_seed.columns):
-        return per_seed.reset_index(), "DRA and DevNet were not both run in the hard setting"
-    per_seed["diff"] = per_seed["dra"] - per_seed["devnet"]
-    wide = per_seed.groupby(level=["dataset", "subset", "n_shots"]).agg(
-        dra=("dra", "mean"), devnet=("devnet", "mean"), dra_minus_devnet=("diff", "mean"),
-        diff_std=("diff", "std"), seeds=("diff", "size")).reset_index()
-    sem = wide["diff_std"].fillna(0) / np.sqrt(wide["seeds"])
-    wide["beyond_seed_noise"] = (wide["dra_minus_devnet"].abs() > 2 * sem) & (wide["seeds"] > 1)
-    wins = int((wide["dra_minus_devnet"] > 0).sum())
-    clear = int(((wide["dra_minus_devnet"] > 0) & wide["beyond_seed_noise"]).sum())
-    sentence = (f"On unseen anomaly classes (hard setting, mean over seen classes) DRA's AUROC is above DevNet's in "
-                f"{wins} of {len(wide)} dataset/shot cases (mean difference {wide['dra_minus_devnet'].mean():+.3f}); "
-                f"in {clear} of them the gap exceeds two standard errors over seeds.")
-    return wide, sentence
+    rows = rows[(rows["paper"] == "dra") & (rows["metric"] == metric)]
+    rows = with_dataset_means(rows[rows["status"] == "ok"])
+    paper_diffs = {"general": _paper_difference("dra_table1", "dra", "devnet"),
+                   "hard": _paper_difference("dra_table2", "dra", "devnet")}
+    table = paired_differences(rows, ("dra", variant_label(dra_config(cfg))), ("devnet", ""),
+                               paper_diff=lambda key: paper_diffs[key[2]](key), names=("DRA", "DevNet"))
+    table = table.sort_values(["setting", "dataset", "n_shots", "subset"], kind="stable").reset_index(drop=True)
+    return table, summary_sentence(table, _where)
+
+
+def _where(row: pd.Series) -> str:
+    place = "/".join(p for p in (row["dataset"], row["subset"]) if p)
+    seen = " (mean over seen classes)" if row["subset"].endswith("mean") else ""
+    return f"{place}, {row['setting']} {int(row['n_shots'])}-shot{seen}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,28 +536,17 @@ def mode_differences(config: DRAConfig) -> str:
 
 
 def mode_comparison(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, str]:
-    """DRA faithful vs clean on the same splits (``clean_runs``): one row per dataset, subset,
-    setting, shots and seed with both values and the paired difference clean − faithful, and a
-    sentence with the mean difference ± its standard error over seeds per case."""
+    """DRA clean − faithful on the same splits and seeds (``clean_runs``), paired over seeds
+    (:mod:`osad_lib.experiments.paired`): the table and its verdict sentences."""
     rows = cfg.store.read()
     config = dra_config(cfg)
-    labels = {variant_label(config): config.mode, variant_label(other_mode(config)): other_mode(config).mode}
-    rows = rows[(rows["method"] == "dra") & (rows["metric"] == metric) & (rows["status"] == "ok")
-                & rows["variant"].isin(list(labels))]
-    keys = ["dataset", "subset", "setting", "n_shots", "seed"]
-    wide = rows.assign(mode=rows["variant"].map(labels)).pivot_table(index=keys, columns="mode", values="value")
-    if not {"faithful", "clean"} <= set(wide.columns):
-        return pd.DataFrame(), "no pair of faithful and clean DRA runs yet (grid key clean_runs)"
-    wide = wide[["faithful", "clean"]].dropna().reset_index().rename_axis(columns=None)
-    wide["clean_minus_faithful"] = wide["clean"] - wide["faithful"]
-    parts = []
-    for (dataset, subset, setting, n_shots), group in wide.groupby(keys[:-1], sort=False):
-        diff = group["clean_minus_faithful"]
-        sem = diff.std() / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-        where = "/".join(p for p in (dataset, subset) if p)
-        parts.append(f"{where} {setting} {n_shots}-shot: clean − faithful {metric.upper()} {diff.mean():+.3f}"
-                     + (f" ± {sem:.3f} (s.e., {len(diff)} seeds)" if len(diff) > 1 else " (1 seed)"))
-    return wide, "; ".join(parts) + "."
+    faithful, clean = (config, other_mode(config)) if config.mode == "faithful" else (other_mode(config), config)
+    rows = rows[(rows["method"] == "dra") & (rows["metric"] == metric)]
+    table = paired_differences(rows, ("dra", variant_label(clean)), ("dra", variant_label(faithful)),
+                               names=("clean", "faithful"))
+    if table.empty:
+        return table, "no pair of faithful and clean DRA runs yet (grid key clean_runs)"
+    return table, summary_sentence(table, _where)
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,6 +81,10 @@ OVERLAPS = ("none", "s_to_q", "q_to_s", "both")
 #: Inner-loop differentiation: through every step, only the first (code), or none (first-order).
 SECOND_ORDER = ("all", "first", "none")
 INITS = ("fresh", "base")
+#: How the base models learn on their support sets (Eq. 1): the paper's Adam or the code's SGD fast weights.
+INNER_OPTIMIZERS = ("adam", "sgd")
+#: What ψ and Eq. 6 see: per-task min–max standardised scores, or the raw deviation-scale scores (code).
+PSI_INPUTS = ("standardized", "raw")
 #: DRA heads of g: the base model's ("base", paper) or the AHL code's cheaper variant ("code", §4.4).
 HEAD_STYLES = ("base", "code")
 #: Pseudo-anomaly generators (App. B.1): CutMix across images, CutPaste within an image, DRAEM.
@@ -101,8 +105,20 @@ class AHLConfig:
     1.0, pseudo replacement probability 0.5, top-k 10 %. ``psi_steps``: Adam steps of ψ per
     epoch (the code takes one per query set, i.e. six). ``psi_pool_size``: at most this many
     training samples are scored for ψ each epoch (0 = all; the real anomalies are always kept).
-    ``init``: ``fresh`` heads (the code's Kaiming initialisation) or a copy of the trained base
-    model's heads. ``head_style`` (DRA only): ``base`` = DRA's heads (paper: g has the base
+    ``init``: a copy of the trained base model's heads (``base``, the default: g starts where
+    its base model ended and CDL refines it) or ``fresh`` heads (the code's Kaiming
+    initialisation; with the code's few outer steps a fresh g lags its base model).
+    ``inner_optimizer``: how the base models φ_i learn on their support sets — ``adam`` (§4.1:
+    "Adam is used as the optimizer", lr ``base_lr``; first-order, so the meta-gradient is the
+    query gradient at the adapted weights) or ``sgd`` (the code: fast weights θ − lr·∇L, second
+    order as ``second_order`` says; at lr 2e-4 it moves the heads by ~0.2 %, so every φ_i is
+    nearly g and there is no heterogeneity to weigh). ``psi_input``: ``standardized`` (default)
+    maps each base model's pool scores to [0, 1] (min–max over the pool, per epoch) before ψ and
+    Eq. 6, so r_i measures how well φ_i separates the labels; ``raw`` uses deviation-scale scores
+    as the code does, whose squared gap to the 0/1 labels is dominated by the score scale and
+    drives softmax(−r) to one-hot weights. ``composite_channels``: DRA's composite-head
+    projection (:class:`osad_lib.models.dra.CompositeHead`), as the base model's.
+    ``head_style`` (DRA only): ``base`` = DRA's heads (paper: g has the base
     model's architecture), ``code`` = the AHL code's holistic (no |·|) and stride-3 composite
     heads (§4.4), which the CPU demo uses for speed.
     """
@@ -115,8 +131,11 @@ class AHLConfig:
     pseudo: bool = True
     pseudo_prob: float = 0.5
     overlap: str = "none"
-    init: str = "fresh"
+    init: str = "base"
     head_style: str = "base"
+    composite_channels: int = 0
+    inner_optimizer: str = "adam"
+    psi_input: str = "standardized"
     epochs: int = 30
     inner_steps: int = 20
     query_steps: int = 20
@@ -148,6 +167,8 @@ class AHLConfig:
         choose("second_order", self.second_order, SECOND_ORDER)
         choose("init", self.init, INITS)
         choose("head_style", self.head_style, HEAD_STYLES)
+        choose("inner_optimizer", self.inner_optimizer, INNER_OPTIMIZERS)
+        choose("psi_input", self.psi_input, PSI_INPUTS)
         if self.init == "base" and self.head_style == "code" and self.base == "dra":
             raise ConfigError("init='base' copies DRA's heads, which head_style='code' does not have; "
                               "use head_style='base'")
@@ -167,7 +188,8 @@ class AHLConfig:
     def faithful(cls, **overrides: Any) -> AHLConfig:
         """The official code's behaviour and numbers (§4.3, §4.4, §4.7, §4.8), then ``overrides``."""
         code = dict(mode="faithful", unified_lr=2e-3, second_order="first", psi_hidden=0, psi_fc=0,
-                    psi_lr=2e-3, psi_weight_decay=1e-3, head_style="code")
+                    psi_lr=2e-3, psi_weight_decay=1e-3, head_style="code", init="fresh", inner_optimizer="sgd",
+                    psi_input="raw")
         code.update(overrides)
         return cls(**code)
 
@@ -183,6 +205,11 @@ class AHLConfig:
     def faithful_mode(self) -> bool:
         return self.mode == "faithful"
 
+    def scorer_options(self) -> dict[str, Any]:
+        """The head options of :func:`build_scorer` under this config."""
+        return {"head_style": self.head_style, "composite_channels": self.composite_channels,
+                "faithful": self.faithful_mode}
+
     @property
     def include_all_normal_task(self) -> bool:
         """The 7th, all-normal task (App. B.1); the code builds it but never trains it (§10 AHL 2)."""
@@ -191,7 +218,7 @@ class AHLConfig:
     @property
     def variant_label(self) -> str:
         """Paper-table variant of this run: Table 5 names, ``overlap=…`` (Table 10), ``wo_aug``
-        (Fig. 4), ``C=…`` / ``K=…`` (Fig. 3), ``init=base``; ``""`` for AHL as published."""
+        (Fig. 4), ``C=…`` / ``K=…`` (Fig. 3), ``init=fresh``; ``""`` for AHL as published."""
         parts = [self.variant] if self.variant else []
         if self.overlap != "none":
             parts.append(f"overlap={self.overlap}")
@@ -201,7 +228,7 @@ class AHLConfig:
             parts.append(f"C={self.n_clusters}")
         if self.sequence_length != 5:
             parts.append(f"K={self.sequence_length}")
-        if self.init != "fresh":
+        if self.init != "base":
             parts.append(f"init={self.init}")
         return ";".join(parts)
 
@@ -434,19 +461,29 @@ class CodeHolisticHead(dra_model.HolisticHead):
 
 
 class CodeCompositeHead(nn.Module):
-    """The AHL code's composite head (§4.4, §10 AHL 7): residual → Conv3×3 with stride 3 and no
-    padding → per-channel affine γ·x + β (batch norm with fixed statistics 0/1, γ and β
-    initialised to 0) → ReLU → top-K MIL. 25× cheaper than DRA's on a 5×5 map (1 output cell)."""
+    """The AHL code's composite head (§4.4, §10 AHL 7): residual → Conv3×3 with stride 3 → per-channel
+    affine γ·x + β (batch norm with fixed statistics 0/1) → ReLU → top-K MIL. 25× cheaper than
+    DRA's on a 5×5 map.
 
-    def __init__(self, in_channels: int, topk_ratio: float = 0.1):
+    ``faithful=True`` is the code as written: γ and β start at 0 — so the ReLU input is exactly 0,
+    no gradient ever reaches the convolution and the head's score is a constant — and no padding,
+    so on a 5×5 map the single window sees only rows and columns 0–2. Otherwise (default) γ starts
+    at 1 and the map is zero-padded at the bottom/right so that the stride-3 windows tile all of it.
+    """
+
+    def __init__(self, in_channels: int, topk_ratio: float = 0.1, faithful: bool = False):
         super().__init__()
+        self.faithful = faithful
         self.conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=3, padding=0)
-        self.gamma = nn.Parameter(torch.zeros(in_channels))
+        self.gamma = nn.Parameter(torch.zeros(in_channels) if faithful else torch.ones(in_channels))
         self.beta = nn.Parameter(torch.zeros(in_channels))
         self.scorer = TopKMILHead(in_channels, topk_ratio)
 
     def forward(self, features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
         residual = dra_model.latent_residual(features, reference_features)
+        if not self.faithful:  # pad so that ceil(n / 3) windows of 3 cover every row and column
+            pad_h, pad_w = (-residual.shape[-2]) % 3, (-residual.shape[-1]) % 3
+            residual = F.pad(residual, (0, pad_w, 0, pad_h))
         h, w = (residual.shape[-2] - 3) // 3 + 1, (residual.shape[-1] - 3) // 3 + 1
         # the convolution as unfold + matmul: same numbers, and its double backward (meta-gradient)
         # is plain matrix products instead of CPU convolution double-backward kernels
@@ -468,7 +505,7 @@ class DRAFeatureHeads(nn.Module):
     """
 
     def __init__(self, channels: int, heads: Sequence[str] = dra_model.HEADS, topk_ratio: float = 0.1,
-                 style: str = "base"):
+                 style: str = "base", composite_channels: int = 0, faithful: bool = False):
         super().__init__()
         self.head_names = dra_model.validate_heads(heads)
         code = choose("head style", style, HEAD_STYLES) == "code"
@@ -476,7 +513,8 @@ class DRAFeatureHeads(nn.Module):
             "holistic": lambda: (CodeHolisticHead if code else dra_model.HolisticHead)(channels),
             "seen": lambda: TopKMILHead(channels, topk_ratio),
             "pseudo": lambda: TopKMILHead(channels, topk_ratio),
-            "composite": lambda: (CodeCompositeHead if code else dra_model.CompositeHead)(channels, topk_ratio),
+            "composite": lambda: (CodeCompositeHead(channels, topk_ratio, faithful) if code
+                                  else dra_model.CompositeHead(channels, topk_ratio, composite_channels)),
         }
         self.heads = nn.ModuleDict({name: builders[name]() for name in self.head_names})
 
@@ -539,16 +577,18 @@ class FeatureScorer:
 
 def build_scorer(base: str, channels: int, references: Sequence[torch.Tensor] | None = None,
                  topk_ratio: float = 0.1, base_state: Mapping[str, torch.Tensor] | None = None,
-                 head_style: str = "base") -> FeatureScorer:
+                 head_style: str = "base", composite_channels: int = 0, faithful: bool = False) -> FeatureScorer:
     """A feature-scoring module for ``base``: fresh, or with the heads of a trained base model.
 
     ``base_state`` is the base model's ``state_dict()`` (:class:`~osad_lib.models.devnet.DevNet`
     keeps its head under ``head.``, :class:`~osad_lib.models.dra.DRA` under ``heads.<name>.``,
     the same names as here); its head entries are loaded, so the scorer reproduces the base
-    model's scores on the base model's own features. ``head_style``: see :class:`DRAFeatureHeads`.
+    model's scores on the base model's own features. ``head_style``, ``composite_channels`` and
+    ``faithful`` (the code-style composite head's zero init and no padding): see :class:`DRAFeatureHeads`.
     """
     module = (DevNetFeatureHead(channels, topk_ratio) if base == "devnet"
-              else DRAFeatureHeads(channels, topk_ratio=topk_ratio, style=head_style))
+              else DRAFeatureHeads(channels, topk_ratio=topk_ratio, style=head_style,
+                                   composite_channels=composite_channels, faithful=faithful))
     if base_state is not None:
         wanted = module.state_dict()
         missing = [k for k in wanted if k not in base_state]
@@ -583,21 +623,59 @@ def inner_adapt(loss_fn: Callable[[Params, Any], torch.Tensor], params: Params, 
     return fast
 
 
+def adam_adapt(loss_fn: Callable[[Params, Any], torch.Tensor], params: Params, batches: Sequence[Any],
+               lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> Params:
+    """A base model's weights after Adam on its support batches (Eq. 1 with the paper's optimiser,
+    §4.1), starting from ``params``; no graph is kept (first order)."""
+    fast = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in params.items()}
+    m = {n: torch.zeros_like(p) for n, p in fast.items()}
+    v = {n: torch.zeros_like(p) for n, p in fast.items()}
+    for step, batch in enumerate(batches, start=1):
+        loss = loss_fn(fast, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"support loss is {loss.item()}; lower base_lr or check the features")
+        names = [n for n, p in fast.items() if p.requires_grad]
+        grads = torch.autograd.grad(loss, [fast[n] for n in names], allow_unused=True)
+        with torch.no_grad():
+            for name, grad in zip(names, grads, strict=True):
+                if grad is None:
+                    continue
+                m[name].mul_(betas[0]).add_(grad, alpha=1 - betas[0])
+                v[name].mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
+                m_hat, v_hat = m[name] / (1 - betas[0] ** step), v[name] / (1 - betas[1] ** step)
+                fast[name] -= lr * m_hat / (v_hat.sqrt() + eps)
+    return fast
+
+
+def relative_change(before: Params, after: Params) -> float:
+    """‖φ − θ‖ / ‖θ‖ over all parameters: how far a base model moved from the unified model."""
+    diff = sum(float(((after[n].detach() - p.detach()) ** 2).sum()) for n, p in before.items())
+    norm = sum(float((p.detach() ** 2).sum()) for p in before.values())
+    return (diff / max(norm, 1e-30)) ** 0.5
+
+
 def meta_gradient(params: Params, support_loss: Callable[[Params, Any], torch.Tensor],
                   query_loss: Callable[[Params, Any], torch.Tensor], support_batches: Sequence[Any],
-                  query_batches: Sequence[Any], lr: float, second_order: str = "all"
-                  ) -> tuple[Params, Params, float]:
+                  query_batches: Sequence[Any], lr: float, second_order: str = "all",
+                  inner_optimizer: str = "sgd") -> tuple[Params, Params, float]:
     """∇_θ of one base model's query loss through its inner updates (Eqs. 2–3 for one task).
 
-    Returns (gradient per parameter, the adapted fast weights detached, the query loss value),
-    where the query loss is the mean over ``query_batches``.
+    ``inner_optimizer="sgd"``: :func:`inner_adapt` with ``second_order``; ``"adam"``:
+    :func:`adam_adapt`, whose first-order meta-gradient is the query gradient at the adapted
+    weights. Returns (gradient per parameter, the adapted fast weights detached, the query loss
+    value), where the query loss is the mean over ``query_batches``.
     """
-    fast = inner_adapt(support_loss, params, support_batches, lr, second_order)
+    if choose("inner_optimizer", inner_optimizer, INNER_OPTIMIZERS) == "adam":
+        fast = adam_adapt(support_loss, params, support_batches, lr)
+        targets = fast
+    else:
+        fast = inner_adapt(support_loss, params, support_batches, lr, second_order)
+        targets = params
     loss = torch.stack([query_loss(fast, b) for b in query_batches]).mean()
     if not torch.isfinite(loss):
         raise NonFiniteLossError(f"query loss is {loss.item()}; lower unified_lr or check the features")
     names = list(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    grads = torch.autograd.grad(loss, [targets[n] for n in names], allow_unused=True)
     grad = {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads, strict=True)}
     return grad, {n: t.detach() for n, t in fast.items()}, float(loss.detach())
 
@@ -656,6 +734,15 @@ def generalization_errors(predicted: torch.Tensor, labels: torch.Tensor, c: torc
     y = labels.reshape(-1, 1).float()
     mask = include.float()
     return (mask * c * (predicted - y) ** 2).sum(0) / mask.sum(0).clamp_min(1.0)
+
+
+def standardized_scores(scores: torch.Tensor, how: str = "standardized") -> torch.Tensor:
+    """The pool scores ``[N, T]`` that ψ and Eq. 6 see: each base model's (column's) scores
+    min–max scaled to [0, 1] over the pool (``standardized``), or as they are (``raw``)."""
+    if choose("psi_input", how, PSI_INPUTS) == "raw":
+        return scores
+    low, high = scores.min(dim=0, keepdim=True).values, scores.max(dim=0, keepdim=True).values
+    return (scores - low) / (high - low).clamp_min(1e-12)
 
 
 def importance_weights(errors: torch.Tensor) -> torch.Tensor:
@@ -796,7 +883,8 @@ class AHLTrainer:
         torch.manual_seed(seed)
         refs = reference_features(bank)
         self.scorer = build_scorer(config.base, bank.channels, [r.to(device) for r in refs] if refs else None,
-                                   config.topk_ratio, base_state if config.init == "base" else None, config.head_style)
+                                   config.topk_ratio, base_state if config.init == "base" else None,
+                                   **config.scorer_options())
         self.scorer.module.to(device)
         self.theta = self.scorer.parameters()
         layout = self.pool.layout
@@ -847,14 +935,17 @@ class AHLTrainer:
             self._step(self.pending)
         grads, scores, query_losses = [], [], []
         pool_features = [f[torch.as_tensor(self.psi_index, device=self.device)] for f in self.pool.features]
+        changes = []
         for support, query in self.samplers:
             grad, fast, q_loss = meta_gradient(self.theta, self._loss, self._loss,
                                                self._batches(support, cfg.inner_steps),
-                                               self._batches(query, cfg.query_steps), cfg.base_lr, cfg.second_order)
+                                               self._batches(query, cfg.query_steps), cfg.base_lr, cfg.second_order,
+                                               cfg.inner_optimizer)
             grads.append(grad)
             query_losses.append(q_loss)
+            changes.append(relative_change(self.theta, fast))
             scores.append(score_in_chunks(self.scorer, fast, pool_features).cpu())
-        weights, errors = self._weights(epoch, torch.stack(scores, 1))
+        weights, errors = self._weights(epoch, standardized_scores(torch.stack(scores, 1), cfg.psi_input))
         combined = {n: sum(float(w) * g[n] for w, g in zip(weights, grads)) for n in self.theta}
         if cfg.faithful_mode:
             self.pending = combined
@@ -866,7 +957,8 @@ class AHLTrainer:
         psi_loss = self.psi.losses[-1] if self.psi.losses and self.psi.ready else float("nan")
         for i, task in enumerate(self.tasks):
             self.history.append({"epoch": epoch + 1, "task": task.name, "weight": float(weights[i]),
-                                 "error": float(errors[i]), "query_loss": query_losses[i], "psi_loss": psi_loss})
+                                 "error": float(errors[i]), "query_loss": query_losses[i], "psi_loss": psi_loss,
+                                 "relative_change": changes[i]})
 
     def _step(self, grads: Params) -> None:
         for name, p in self.theta.items():
@@ -926,7 +1018,7 @@ def train_ensemble(banks: Mapping[str, Any], config: AHLConfig, seed: int, devic
         torch.manual_seed(seed * 1009 + i)
         refs = reference_features(banks[base])
         scorer = build_scorer(base, banks[base].channels, [r.to(device) for r in refs] if refs else None,
-                              config.topk_ratio, head_style=config.head_style)
+                              config.topk_ratio, **config.scorer_options())
         scorer.module.to(device)
         pool = pools[base]
         train = TrainConfig(epochs=config.epochs, steps_per_epoch=config.inner_steps, lr=config.base_lr,

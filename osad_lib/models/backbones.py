@@ -19,6 +19,10 @@ efficientnet_lite0  offline stand-in with genuine        1280, /32   24, 40, 112
 efficientnet_b6     BGAD (timm ``tf_efficientnet_b6``)   2304, /32   40, 72, 200
 ==================  ===================================  ==========  ======================
 
+``stages``: ResNets, AlexNet and EfficientNet-B6 have 4 (the last one at stride 32); Lite0 has 5:
+its stride-32 run is split into blocks 11–14 and *the last block with the 1×1 head convolution*,
+the part the CPU demo fine-tunes (``frozen_stages=4``; 5 freezes everything).
+
 ``weights``: ``"imagenet"``, ``"random"`` or the path of a local state-dict file, either in the
 layout of the model's source (torchvision, timm, or ``efficientnet_lite_pytorch`` for lite0) or
 a saved ``Backbone.state_dict()`` (e.g. a fine-tuned one).
@@ -259,12 +263,14 @@ def _split_lite0(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...], nn
     blocks, total = list(model._blocks), len(model._blocks)
     rate = model._global_params.drop_connect_rate or 0.0
     # 16 blocks; strides end after block 2 (/4, 24 ch), 4 (/8, 40 ch), 10 (/16, 112 ch), 15 (/32).
-    bounds = [(0, 3), (3, 5), (5, 11), (11, total)]
+    # The stride-32 run is split in two so that its last block and the 1x1 head convolution
+    # (320 -> 1280 channels) can be fine-tuned alone on cached outputs of block 14 (the CPU demo).
+    bounds = [(0, 3), (3, 5), (5, 11), (11, total - 1), (total - 1, total)]
     runs = [_LiteBlocks(blocks[a:b], a, total, rate) for a, b in bounds]
     stem = nn.Sequential(model._conv_stem, model._bn0, model._swish, runs[0])
-    top = nn.Sequential(runs[3], model._conv_head, model._bn1, model._swish)
+    last = nn.Sequential(runs[4], model._conv_head, model._bn1, model._swish)
     head = nn.Sequential(model._avg_pooling, nn.Flatten(1), model._dropout, model._fc)
-    return [stem, runs[1], runs[2], top], (0, 1, 2), head
+    return [stem, runs[1], runs[2], runs[3], last], (0, 1, 2), head
 
 
 def _build_b6() -> nn.Module:

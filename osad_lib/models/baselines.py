@@ -68,10 +68,8 @@ from osad_lib.losses.deviation import bce_loss
 from osad_lib.losses.ssad import deepsad_loss
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.backbones import build_backbone
-from osad_lib.models.devnet import (
-    DevNetConfig, StemFeatures, random_angles, random_rotation, rotate, score_images, stem_features,
-    to_float_images,
-)
+from osad_lib.models.devnet import score_images, stem_features
+from osad_lib.models.stems import StemFeatures, random_angles, random_rotation, rotate, to_float_images
 from osad_lib.models.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.models.patchcore import PatchCore, PatchCoreConfig
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
@@ -191,12 +189,6 @@ class BaselineConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def stem_config(self) -> DevNetConfig:
-        """The frozen-stem settings in DevNet's form, so the stem cache is shared with DevNet and DRA."""
-        return DevNetConfig(backbone=self.backbone, weights=self.weights, image_size=self.image_size,
-                            n_scales=self.n_scales, frozen_stages=self.frozen_stages,
-                            eval_batch_size=self.eval_batch_size)
 
     def train_config(self, progress: bool = True, desc: str = "baseline") -> TrainConfig:
         return TrainConfig(
@@ -561,9 +553,9 @@ def _stems(cfg: NotebookConfig, root: Path, config: BaselineConfig, images: Imag
     """Cached frozen-stem features (shared with DevNet/DRA), or None when nothing is frozen."""
     if not config.frozen_stages:
         return None
-    from osad_lib.experiments.devnet import dataset_stems
+    from osad_lib.experiments.stem_cache import StemConfig, dataset_stems
 
-    return dataset_stems(root, config.stem_config(), images, cfg.device)
+    return dataset_stems(root, StemConfig.of(config), images, cfg.device)
 
 
 def run_baseline(

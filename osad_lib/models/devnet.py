@@ -27,6 +27,11 @@ Options (``DevNetConfig``):
   stages of the backbone stay fixed so their outputs can be computed once per image
   (:func:`stem_features`) and the rotation augmentation is then applied to those feature maps.
   Used only by the CPU demo profile, where it is recorded in the result rows' ``deviations``.
+* ``dihedral`` — not in the paper: each training image under a random one of the 8 exact
+  rotations by multiples of 90° and mirror images (:func:`osad_lib.models.stems.dihedral`). On
+  cached stems (``frozen_stages > 0``) the rows' precomputed views are drawn instead
+  (:meth:`~osad_lib.models.stems.StemFeatures.sample`; the demo computes them for the labelled
+  anomalies), so the augmentation stays exact where ``rotation_degrees`` would rotate feature maps.
 * ``anomaly_only`` — not in the DevNet paper: AnoOnly (Zhou et al., §3.2–3.3, Fig. 3) carried
   over to the image DevNet. The deviation loss keeps only its anomaly term
   (:func:`osad_lib.losses.ssad.image_deviation_loss_anomaly_only`) and a batch normalisation
@@ -47,9 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import criterion as make_criterion
@@ -57,6 +60,9 @@ from osad_lib.losses.deviation import representation_deviation_loss, representat
 from osad_lib.losses.ssad import image_deviation_loss_anomaly_only
 from osad_lib.models.backbones import Backbone, build_backbone
 from osad_lib.models.heads import TopKMILHead, average_scales, image_pyramid
+from osad_lib.models.stems import (
+    StemFeatures, dihedral_views, random_angles, random_dihedral, random_rotation, rotate, stem_outputs, to_float_images,
+)
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
 from osad_lib.validate import ConfigError, choose
@@ -90,6 +96,7 @@ class DevNetConfig:
     lr_gamma: float = 0.1
     grad_clip: float | None = 1.0
     rotation_degrees: float = 180.0
+    dihedral: bool = False  # also the 8 exact 90° rotations/flips (not in the paper; module docstring)
     frozen_stages: int = 0  # backbone stages kept frozen (paper/code: 0, all fine-tuned)
     amp: bool = True
     anomaly_only: bool = False  # AnoOnly's loss and BN (not in the DevNet paper; module docstring)
@@ -249,70 +256,12 @@ class DevNet(nn.Module):
 # augmentation and batched inference
 
 
-def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Rotate each image ``[B, C, H, W]`` by its angle (degrees, counter-clockwise) about the centre.
-
-    Nearest-neighbour sampling, zero fill, same size — torchvision's ``RandomRotation``
-    defaults (no ``expand``), on batched tensors via ``affine_grid``.
-    """
-    theta = torch.deg2rad(degrees.to(device=images.device, dtype=torch.float32))
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    zero = torch.zeros_like(cos)
-    height, width = images.shape[-2:]
-    # output pixel (x, y) samples the input at R(-θ)·(x, y); normalised coordinates are scaled
-    # by the aspect ratio so non-square images rotate rigidly.
-    aspect = width / height
-    matrix = torch.stack([
-        torch.stack([cos, -sin / aspect, zero], dim=1),
-        torch.stack([sin * aspect, cos, zero], dim=1),
-    ], dim=1)
-    grid = F.affine_grid(matrix, list(images.shape), align_corners=False)
-    rotated = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return rotated.to(images.dtype)
-
-
-def random_angles(n: int, max_degrees: float) -> torch.Tensor:
-    """``n`` angles ~ U(−max_degrees, max_degrees) from torch's global (seeded) generator."""
-    return (torch.rand(n) * 2 - 1) * max_degrees
-
-
-def random_rotation(images: torch.Tensor, max_degrees: float) -> torch.Tensor:
-    """``RandomRotation(max_degrees)`` on a batch: each image rotated by its own random angle."""
-    if max_degrees <= 0:
-        return images
-    return rotate(images, random_angles(images.shape[0], max_degrees))
-
-
-def to_float_images(images: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 ``[B, 3, S, S]`` (as stored in ``ImageSet``) → float in [0, 1] on ``device``."""
-    images = images.to(device)
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-
-
-@dataclass(frozen=True)
-class StemFeatures:
-    """Outputs of a frozen stem for N images, per pyramid scale (rows aligned with an ImageSet).
-
-    Stored as float16 on the CPU; :meth:`take` returns float32 rows on a device.
-    """
-
-    per_scale: tuple[torch.Tensor, ...]
-
-    def __len__(self) -> int:
-        return self.per_scale[0].shape[0]
-
-    def take(self, indices: Sequence[int] | slice, device: str | torch.device = "cpu") -> list[torch.Tensor]:
-        return [f[indices].to(device).float() for f in self.per_scale]
-
-    def select(self, indices: Sequence[int]) -> StemFeatures:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return StemFeatures(tuple(f[index] for f in self.per_scale))
-
-
 @torch.no_grad()
 def stem_features(model: DevNet, images: torch.Tensor, batch_size: int = 64,
-                  device: str | torch.device = "cpu", progress: bool = False) -> StemFeatures:
-    """The frozen stem of ``model`` on every scale of ``images`` (uint8), computed once.
+                  device: str | torch.device = "cpu", progress: bool = False,
+                  view_rows: Sequence[int] = ()) -> StemFeatures:
+    """The frozen stem of ``model`` on every scale of ``images`` (uint8), computed once; the rows
+    ``view_rows`` also get their 7 other dihedral views (:func:`osad_lib.models.stems.dihedral_views`).
 
     Only meaningful with ``frozen_stages > 0``: the stem's weights never change, so training and
     evaluation can start from these features (what makes the demo profile fit on a CPU).
@@ -320,11 +269,12 @@ def stem_features(model: DevNet, images: torch.Tensor, batch_size: int = 64,
     if model.config.frozen_stages == 0:
         raise ConfigError("stem_features needs frozen_stages > 0; with a trainable backbone there is nothing to cache")
     model.eval()
-    chunks: list[list[torch.Tensor]] = []
-    for start in tqdm(range(0, images.shape[0], batch_size), desc="frozen stem", leave=False, disable=not progress):
-        batch = to_float_images(images[start:start + batch_size], device)
-        chunks.append([f.half().cpu() for f in model.stem_pyramid(batch)])
-    return StemFeatures(tuple(torch.cat(level) for level in zip(*chunks)))
+    stems = StemFeatures(stem_outputs(model.stem_pyramid, images, batch_size, device, progress=progress))
+    if not len(view_rows):
+        return stems
+    rows = [int(r) for r in view_rows]
+    views = dihedral_views(model.stem_pyramid, images[torch.as_tensor(rows)], batch_size, device)
+    return stems.with_views(dict(zip(rows, views, strict=True)))
 
 
 @torch.no_grad()
@@ -368,14 +318,17 @@ def train_devnet(
     :func:`osad_lib.training.fit` (checkpoint/resume, NaN check).
 
     With ``frozen_stages > 0`` the frozen stem runs once over ``train`` (or ``stems`` is used:
-    precomputed :func:`stem_features` whose rows match ``train``) and the rotation is applied to
-    the stem's feature maps (nearest, same angle at every scale) instead of the images.
+    precomputed :func:`stem_features` whose rows match ``train``), a rotation is applied to the
+    stem's feature maps (nearest, same angle at every scale) instead of the images, and
+    ``dihedral`` draws among the rows' precomputed dihedral views (computed here for the labelled
+    anomalies when ``stems`` is not given).
     Returns (model in eval mode, mean loss per epoch).
     """
     seed_everything(seed)
     model = DevNet(config).to(device)
     if config.frozen_stages and stems is None:
-        stems = stem_features(model, train.images, config.eval_batch_size, device)
+        anomalies = torch.nonzero(train.labels.cpu() == 1).flatten().tolist() if config.dihedral else ()
+        stems = stem_features(model, train.images, config.eval_batch_size, device, view_rows=anomalies)
     if stems is not None and len(stems) != len(train):
         raise ConfigError(f"stems has {len(stems)} rows but the training set {len(train)}; compute them for this ImageSet")
     labels = train.labels.cpu()
@@ -391,9 +344,11 @@ def train_devnet(
         y = targets[indices].to(device)
         if stems is None:
             images = to_float_images(train.images[indices], device)  # uint8 to the device, then augment there
+            if config.dihedral:
+                images = random_dihedral(images)
             return net.loss(random_rotation(images, config.rotation_degrees), y)
         angles = random_angles(len(indices), config.rotation_degrees)
-        feats = stems.take(indices, device)
+        feats = stems.sample(indices, device) if config.dihedral else stems.take(indices, device)
         if config.rotation_degrees > 0:
             feats = [rotate(f, angles) for f in feats]
         return net.loss_from_stem(feats, y)
@@ -404,6 +359,5 @@ def train_devnet(
 
 
 __all__ = [
-    "DEVNET_CRITERIA", "VARIANTS", "DevNet", "DevNetConfig", "StemFeatures", "random_angles",
-    "random_rotation", "rotate", "score_images", "stem_features", "to_float_images", "train_devnet",
+    "DEVNET_CRITERIA", "VARIANTS", "DevNet", "DevNetConfig", "score_images", "stem_features", "train_devnet",
 ]

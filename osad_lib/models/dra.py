@@ -43,7 +43,11 @@ from osad_lib.data.pseudo import apply_batch
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.models.backbones import build_backbone
-from osad_lib.models.devnet import StemFeatures, random_angles, random_rotation, rotate, to_float_images
+from osad_lib.models.stems import (
+    DIHEDRAL_VIEWS, StemFeatures, dihedral_views, random_angles, random_dihedral, random_rotation, rotate, stem_outputs,
+    to_float_images,
+)
+from osad_lib.models.stems import dihedral as dihedral_transform
 from osad_lib.models.heads import TopKMILHead, average_scales, image_pyramid
 from osad_lib.seeding import seed_everything, torch_generator
 from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
@@ -107,9 +111,19 @@ class DRAConfig:
     recorded in ``deviations``). The training pipeline is unchanged: pseudo anomalies and
     rotation act on images, which then pass the frozen stem. ``cache_stems`` (also not in the
     paper, needs ``frozen_stages`` > 0) trains on cached stem outputs instead: those of every
-    training image, and of a fixed, seeded pool of ``pseudo_pool`` pseudo anomalies (0 = one
-    per training normal) made once instead of a fresh one at every draw; rotation then acts on
-    the stem's feature maps (DevNet's demo does the same).
+    training image, and of one pseudo anomaly made once from each training normal
+    (:func:`pseudo_stem_pool`); a batch then holds a fixed ``round(pseudo_prob × 2B//3)`` pseudo
+    slots drawn without repetition until every pseudo anomaly was used (the code: each normal
+    slot replaced with probability ``pseudo_prob`` by a fresh one); rotation acts on the stem's
+    feature maps.
+
+    ``dihedral`` (not in the paper): each training image, reference and pseudo anomaly under one
+    of the 8 exact rotations by multiples of 90° and mirror images; with ``cache_stems`` the
+    rows' precomputed views are drawn instead (:meth:`~osad_lib.models.stems.StemFeatures.sample`;
+    the demo has them for the labelled anomalies, and its pseudo anomalies are made under a random
+    transform). ``composite_channels`` (not in the paper; 0 = the backbone's width): a learned
+    1×1 projection to that many channels in front of the composite head, whose 3×3 convolution on
+    a 1280-channel map (EfficientNet-Lite0) would cost 15 M parameters.
     """
 
     mode: str = "faithful"
@@ -125,7 +139,8 @@ class DRAConfig:
     weights: str = "imagenet"
     frozen_stages: int = 0
     cache_stems: bool = False
-    pseudo_pool: int = 0
+    dihedral: bool = False
+    composite_channels: int = 0
     epochs: int = 30
     steps_per_epoch: int = 20
     batch_size: int = 48
@@ -152,6 +167,8 @@ class DRAConfig:
                               "set frozen_stages or cache_stems=False")
         if not 0.0 <= self.pseudo_prob <= 1.0:
             raise ConfigError(f"pseudo_prob must be in [0, 1], got {self.pseudo_prob}; the code uses 0.5")
+        if self.composite_channels < 0:
+            raise ConfigError(f"composite_channels must be >= 0 (0 = the backbone's width), got {self.composite_channels}")
 
     @property
     def n_normal_slots(self) -> int:
@@ -162,6 +179,11 @@ class DRAConfig:
     def n_anomaly_slots(self) -> int:
         """Seen-anomaly slots per batch: B − 2B//3 (16 of 48)."""
         return self.batch_size - self.n_normal_slots
+
+    @property
+    def n_pseudo_slots(self) -> int:
+        """Pseudo slots of a cached batch (``cache_stems``): round(pseudo_prob × 2B//3), 16 of 48."""
+        return round(self.pseudo_prob * self.n_normal_slots) if self.uses_pseudo else 0
 
     @property
     def uses_pseudo(self) -> bool:
@@ -222,19 +244,26 @@ def latent_residual(features: torch.Tensor, reference_features: torch.Tensor) ->
 
 
 class CompositeHead(nn.Module):
-    """Latent-residual head (Eq. 8; code §2.6): residual → Conv3×3 → BN → ReLU → top-K MIL → ``[B]``."""
+    """Latent-residual head (Eq. 8; code §2.6): residual → Conv3×3 → BN → ReLU → top-K MIL → ``[B]``.
 
-    def __init__(self, in_channels: int, topk_ratio: float = 0.1):
+    ``channels`` > 0 (not in the paper): a learned 1×1 projection of the backbone's features to
+    that many channels first (linear, so projecting the residual or the features is the same).
+    """
+
+    def __init__(self, in_channels: int, topk_ratio: float = 0.1, channels: int = 0):
         super().__init__()
+        width = channels or in_channels
+        self.project = nn.Conv2d(in_channels, width, kernel_size=1, bias=False) if channels else nn.Identity()
         self.transform = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1),
-            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(width, width, kernel_size=3, padding=1),
+            nn.BatchNorm2d(width),
             nn.ReLU(),
         )
-        self.scorer = TopKMILHead(in_channels, topk_ratio)
+        self.scorer = TopKMILHead(width, topk_ratio)
 
     def forward(self, features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
-        return self.scorer(self.transform(latent_residual(features, reference_features)))
+        residual = latent_residual(self.project(features), self.project(reference_features))
+        return self.scorer(self.transform(residual))
 
 
 class DRA(nn.Module):
@@ -253,7 +282,7 @@ class DRA(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, heads: Sequence[str] = HEADS, topk_ratio: float = 0.1,
-                 n_scales: int = 2, frozen_stages: int = 0):
+                 n_scales: int = 2, frozen_stages: int = 0, composite_channels: int = 0):
         super().__init__()
         self.backbone = backbone
         self.head_names = validate_heads(heads)
@@ -268,7 +297,7 @@ class DRA(nn.Module):
             "holistic": lambda: HolisticHead(channels),
             "seen": lambda: TopKMILHead(channels, topk_ratio),
             "pseudo": lambda: TopKMILHead(channels, topk_ratio),
-            "composite": lambda: CompositeHead(channels, topk_ratio),
+            "composite": lambda: CompositeHead(channels, topk_ratio, composite_channels),
         }
         self.heads = nn.ModuleDict({name: builders[name]() for name in self.head_names})
 
@@ -397,12 +426,16 @@ class DRATrainingData:
         self.stems, self.pseudo_stems = stems, pseudo_stems
 
     def sampler(self) -> BalancedBatchSampler:
-        """2B//3 normal slots then B − 2B//3 anomaly slots per batch (code §1.4, §2.5)."""
-        return BalancedBatchSampler(
-            groups={"normal": self.normal_idx, "anomaly": self.anomaly_idx},
-            slots={"normal": self.config.n_normal_slots, "anomaly": self.config.n_anomaly_slots},
-            seed=self.seed,
-        )
+        """2B//3 normal slots then B − 2B//3 anomaly slots per batch (code §1.4, §2.5). Cached
+        training (``stems``) gives :attr:`DRAConfig.n_pseudo_slots` of the normal slots to the
+        pseudo-anomaly pool, whose rows are numbered after the training rows."""
+        groups = {"normal": self.normal_idx, "anomaly": self.anomaly_idx}
+        slots = {"normal": self.config.n_normal_slots, "anomaly": self.config.n_anomaly_slots}
+        if self.stems is not None and self.config.n_pseudo_slots:
+            groups["pseudo"] = len(self.stems) + np.arange(len(self.pseudo_stems))
+            slots = {"normal": self.config.n_normal_slots - self.config.n_pseudo_slots,
+                     "pseudo": self.config.n_pseudo_slots, "anomaly": self.config.n_anomaly_slots}
+        return BalancedBatchSampler(groups=groups, slots=slots, seed=self.seed)
 
     def pseudo_anomalies(self, images: torch.Tensor) -> torch.Tensor:
         """Pseudo anomalies made from normal images in [0, 1] (or drawn from the outlier pool)."""
@@ -415,36 +448,42 @@ class DRATrainingData:
     def augment(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training pipeline on float images: each normal replaced by a pseudo anomaly
         (label 2) with probability ``pseudo_prob`` (only when a head learns from them), then
-        RandomRotation(``rotation_degrees``) on every image (code §2.4: pseudo before rotation)."""
+        (``dihedral``) a random dihedral transform and RandomRotation(``rotation_degrees``) on
+        every image (code §2.4: pseudo before rotation)."""
         images, labels = images.clone(), labels.clone()
         if self.config.uses_pseudo:
             chosen = (labels == NORMAL) & (torch.rand(len(labels)) < self.config.pseudo_prob)
             if chosen.any():
                 images[chosen] = self.pseudo_anomalies(images[chosen])
                 labels[chosen] = PSEUDO
+        if self.config.dihedral:
+            images = random_dihedral(images)
         return random_rotation(images, self.config.rotation_degrees), labels
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
         """Inputs (images in [0, 1], or stem outputs per scale) and labels (0/1/2) of one
         training batch of sampler ``indices``."""
         index = torch.as_tensor(list(indices), dtype=torch.long)
-        labels = torch.as_tensor(np.isin(index.numpy(), self.anomaly_idx).astype(np.int64))
         if self.stems is not None:
-            return self._cached(index, labels)
+            return self._cached(index)
+        labels = torch.as_tensor(np.isin(index.numpy(), self.anomaly_idx).astype(np.int64))
         return self.augment(to_float_images(self.images[index]), labels)
 
-    def _cached(self, index: torch.Tensor, labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The cached counterpart of :meth:`augment`: a normal's stems are swapped for those of a
-        random pool pseudo anomaly with probability ``pseudo_prob``, then every map is rotated."""
-        labels = labels.clone()
-        feats = self.stems.take(index)
-        if self.config.uses_pseudo:
-            chosen = (labels == NORMAL) & (torch.rand(len(labels)) < self.config.pseudo_prob)
-            if chosen.any():
-                pseudo = self.pseudo_stems.take(torch.randint(len(self.pseudo_stems), (int(chosen.sum()),)))
-                for f, p in zip(feats, pseudo):
-                    f[chosen] = p
-                labels[chosen] = PSEUDO
+    def _cached(self, index: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The cached counterpart of :meth:`augment`: rows below ``len(stems)`` are training images
+        (each drawn among its views with ``dihedral``), the others pseudo-anomaly pool rows
+        (label 2); then every map is rotated by ``rotation_degrees``."""
+        n = len(self.stems)
+        pool = index >= n
+        labels = torch.as_tensor(np.isin(index.numpy(), self.anomaly_idx).astype(np.int64))
+        labels[pool] = PSEUDO
+        own = index[~pool].tolist()
+        feats = self.stems.sample(own) if self.config.dihedral else self.stems.take(own)
+        if pool.any():
+            pseudo = self.pseudo_stems.take((index[pool] - n).tolist())
+            feats = [torch.empty((len(index), *f.shape[1:]), dtype=f.dtype).index_copy_(
+                0, torch.nonzero(~pool).flatten(), f).index_copy_(0, torch.nonzero(pool).flatten(), p)
+                for f, p in zip(feats, pseudo, strict=True)]
         if self.config.rotation_degrees > 0:
             angles = random_angles(len(labels), self.config.rotation_degrees)
             feats = [rotate(f, angles) for f in feats]
@@ -455,16 +494,20 @@ class DRATrainingData:
         test batch.
 
         faithful (code §2.5, §10 item 1): fresh random training normals passed through the
-        training pipeline — about half become pseudo anomalies and all are rotated. clean: the
-        same un-augmented normals every time (paper Eq. 6: "reference normal images").
+        training pipeline — about half become pseudo anomalies (cached: a random pool row) and
+        all are rotated. clean: the same un-augmented normals every time (paper Eq. 6:
+        "reference normal images").
         """
         if self.config.mode == "clean":
             fixed = torch.as_tensor(self.fixed_reference_idx)
             return self.stems.take(fixed) if self.stems is not None else to_float_images(self.images[fixed])
         pick = torch.as_tensor(self.normal_idx)[torch.randperm(len(self.normal_idx))[: self.config.n_ref]]
-        normal = torch.zeros(len(pick), dtype=torch.long)
         if self.stems is not None:
-            return self._cached(pick, normal)[0]
+            if self.config.uses_pseudo:
+                swap = torch.rand(len(pick)) < self.config.pseudo_prob
+                pick = torch.where(swap, len(self.stems) + torch.randint(len(self.pseudo_stems), (len(pick),)), pick)
+            return self._cached(pick)[0]
+        normal = torch.zeros(len(pick), dtype=torch.long)
         return self.augment(to_float_images(self.images[pick]), normal)[0]
 
 
@@ -484,20 +527,22 @@ def make_pseudo_anomalies(images: torch.Tensor, source: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pseudo_stem_pool(model: DRA, normals: torch.Tensor, source: str, seed: int, size: int = 0,
-                     batch_size: int = 64, device: str = "cpu") -> StemFeatures:
-    """Frozen-stem outputs of ``size`` pseudo anomalies (``cache_stems``' fixed pool), each made
-    from a distinct random one of ``normals`` (uint8; all of them, in order, when ``size`` is 0 or
-    at least their number); the choice and the generator are seeded by ``seed``."""
+def pseudo_stem_pool(model: DRA, normals: torch.Tensor, source: str, seed: int, batch_size: int = 64,
+                     device: str = "cpu", dihedral: bool = False) -> StemFeatures:
+    """Frozen-stem outputs of one pseudo anomaly per normal of ``normals`` (uint8, in order) —
+    ``cache_stems``' pool —, under a random dihedral transform each with ``dihedral``; seeded by
+    ``seed``. (The notebooks use the per-image cache
+    :func:`osad_lib.experiments.stem_cache.pseudo_stems` instead, shared by every run.)"""
     name = PSEUDO_GENERATORS[choose("pseudo_source", source, tuple(PSEUDO_GENERATORS))]
     generator = torch_generator(seed)
-    if 0 < size < len(normals):
-        normals = normals[torch.randperm(len(normals), generator=generator)[:size].sort().values]
     was_training = model.training
     model.eval()
     chunks: list[list[torch.Tensor]] = []
     for start in range(0, len(normals), batch_size):
         images = apply_batch(name, to_float_images(normals[start:start + batch_size]), generator)[0]
+        if dihedral:
+            ks = torch.randint(DIHEDRAL_VIEWS, (len(images),), generator=generator).tolist()
+            images = torch.cat([dihedral_transform(images[i:i + 1], k) for i, k in enumerate(ks)])
         chunks.append([f.half().cpu() for f in model.stem_pyramid(images.to(device))])
     model.train(was_training)
     return StemFeatures(tuple(torch.cat(level) for level in zip(*chunks)))
@@ -536,7 +581,7 @@ def train_config(config: DRAConfig, progress: bool = True, desc: str = "dra") ->
 def build_dra(config: DRAConfig) -> DRA:
     """A fresh DRA (backbone ``config.backbone``/``config.weights``, heads ``config.heads``)."""
     return DRA(build_backbone(config.backbone, config.weights), config.heads, config.topk_ratio, config.n_scales,
-               config.frozen_stages)
+               config.frozen_stages, config.composite_channels)
 
 
 def train_dra(train: ImageSet, config: DRAConfig, seed: int, device: str = "cpu", outliers: ImageSet | None = None,
@@ -573,23 +618,21 @@ def cached_training_data(model: DRA, train: ImageSet, config: DRAConfig, seed: i
                          device: str = "cpu") -> DRATrainingData:
     """:class:`DRATrainingData` on cached stem outputs, computing those not given."""
     if stems is None:
-        stems = StemFeatures(tuple(torch.cat(level) for level in zip(*[
-            [f.half().cpu() for f in _no_grad_stems(model, train.images[i:i + config.eval_batch_size], device)]
-            for i in range(0, len(train), config.eval_batch_size)])))
+        was_training = model.training
+        model.eval()
+        anomalies = np.flatnonzero(np.asarray(train.labels) == SEEN).tolist() if config.dihedral else []
+        with torch.no_grad():
+            stems = StemFeatures(stem_outputs(model.stem_pyramid, train.images, config.eval_batch_size, device))
+            if anomalies:
+                views = dihedral_views(model.stem_pyramid, train.images[torch.as_tensor(anomalies)],
+                                       config.eval_batch_size, device)
+                stems = stems.with_views(dict(zip(anomalies, views, strict=True)))
+        model.train(was_training)
     if pseudo_stems is None:
         normals = train.images[torch.as_tensor(np.flatnonzero(np.asarray(train.labels) == NORMAL))]
-        pseudo_stems = pseudo_stem_pool(model, normals, config.pseudo_source, seed, config.pseudo_pool,
-                                        config.eval_batch_size, device)
+        pseudo_stems = pseudo_stem_pool(model, normals, config.pseudo_source, seed, config.eval_batch_size, device,
+                                        config.dihedral)
     return DRATrainingData(train, config, seed, stems=stems, pseudo_stems=pseudo_stems)
-
-
-@torch.no_grad()
-def _no_grad_stems(model: DRA, images: torch.Tensor, device: str) -> list[torch.Tensor]:
-    was_training = model.training
-    model.eval()
-    out = model.stem_pyramid(to_float_images(images, device))
-    model.train(was_training)
-    return out
 
 
 @torch.no_grad()

@@ -59,7 +59,7 @@ from torch import nn
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.models.backbones import build_backbone
-from osad_lib.models.devnet import StemFeatures, random_rotation, to_float_images
+from osad_lib.models.stems import StemFeatures, random_rotation, to_float_images
 from osad_lib.models.dra import (
     DRA, NORMAL, SEEN, DRAConfig, DRATrainingData, cached_training_data, to_device, train_config,
 )
