@@ -26,7 +26,7 @@ import torch
 
 from osad_lib import paths
 from osad_lib.results import ResultsStore, device_label, store_for
-from osad_lib.validate import ConfigError, choose, parse_int_list
+from osad_lib.validate import ConfigError, choose, parse_seeds
 from osad_lib.viz import enable_inline_figures
 
 PAPER_IMAGE_DATASETS = (
@@ -386,9 +386,7 @@ def configure(
         raise ConfigError(
             f"profile {prof.name!r} needs your datasets: pass data_root (run_all.py --data-root DIR) or set OSAD_DATA"
         )
-    seed_list = parse_int_list("seeds", seeds) if seeds not in ("", None) else prof.seeds
-    if not seed_list:
-        raise ConfigError("parameter 'seeds': no seed given; pass e.g. '0,1,2' or leave it empty for the profile's")
+    seed_list = parse_seeds("seeds", seeds) if seeds not in ("", None) else prof.seeds
     for name, value in (("resume", resume), ("interactive", interactive)):
         if not isinstance(value, bool):
             raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
