@@ -54,7 +54,8 @@ def require_writable(folder: Path, setting: str) -> Path:
     return folder
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (what newly created files and folders lose from their mode)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -71,7 +72,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
