@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from osad_lib.paths import atomic_write_text, format_size
+from osad_lib.paths import atomic_write, atomic_write_text, format_size
 from osad_lib.validate import notice
 
 
@@ -159,24 +159,14 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write a checkpoint (or any torch-saved cache) atomically, with its size and SHA-256 beside it.
-
-    The temporary file is removed when writing fails (a full disk, an interrupt) and the error
-    propagates; ``path`` keeps its previous content. The old digest is removed before the new
-    file replaces the old one, so a crash in between leaves a file without a digest (checked by
-    loading it), never a file with a wrong one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(dict(payload), tmp)
-        facts = _file_facts(tmp)
-        _digest_file(path).unlink(missing_ok=True)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    atomic_write_text(_digest_file(path), json.dumps(facts))
+    """Write a checkpoint (or any torch-saved cache) atomically (:func:`osad_lib.paths.atomic_write`:
+    a failed write, e.g. on a full disk, leaves no temporary file and ``path`` as it was), with
+    its size and SHA-256 beside it. The old digest is removed before the new file replaces the
+    old one, so a crash in between leaves a file without a digest (checked by loading it), never
+    a file with a wrong one."""
+    _digest_file(path).unlink(missing_ok=True)
+    atomic_write(path, lambda handle: torch.save(dict(payload), handle))
+    atomic_write_text(_digest_file(path), json.dumps(_file_facts(path)))
 
 
 def _damage(path: Path) -> str:
