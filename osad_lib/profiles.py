@@ -27,7 +27,7 @@ import torch
 from osad_lib import paths
 from osad_lib.results import ResultsStore, device_label, store_for
 from osad_lib.validate import ConfigError, choose, parse_seeds
-from osad_lib.viz import enable_inline_figures
+from osad_lib.viz import enable_inline_figures, show_full_text
 
 PAPER_IMAGE_DATASETS = (
     "mvtecad", "aitex", "sdd", "elpv", "optical", "mastcam", "brainmri", "headct", "hyperkvasir",
@@ -393,6 +393,7 @@ def configure(
     out = paths.output_root(output_dir)
     os.environ.setdefault("MPLBACKEND", "Agg")
     enable_inline_figures()
+    show_full_text()
     return NotebookConfig(
         notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
         data_root=root, output_dir=out, resume=resume, interactive=interactive,
