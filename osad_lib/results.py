@@ -291,9 +291,8 @@ class ResultsStore:
         if not migrate:
             raise ResultsSchemaError(
                 f"{self.path}: columns do not match the results schema (missing {_names(missing)}, unexpected "
-                f"{_names(extra)}); "
-                f"written by another version or tool? `python -m osad_lib.results migrate {self.path}` keeps every "
-                f"row it can and moves the rest to {self.quarantine_path.name}")
+                f"{_names(extra)}): written by another version or tool? `python -m osad_lib.results migrate "
+                f"FILE` rewrites it in this schema, keeping every row it can (the rest go to {self.quarantine_path.name})")
         return f"migrated: columns {_names(missing)} missing, {_names(extra)} dropped"
 
     def _load(self, migrate: bool = False) -> _Loaded:
