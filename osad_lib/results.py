@@ -182,9 +182,10 @@ def _is_number(text: str, kind: type) -> bool:
     return True
 
 
-def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, timestamped: bool) -> str:
+def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, ended: bool) -> str:
     """What is wrong with one row ('' when nothing): field count, required fields, id, status,
-    number columns, and the timestamp (the last column: a row cut inside it fails here)."""
+    number columns, and the timestamp — the last column, so a row cut inside it fails here; it
+    may be empty (a migrated row) only on a line that ends (``ended``: not cut after the comma)."""
     if n_fields != n_columns:
         return f"{n_fields} field(s) instead of {n_columns}: cut off or not a results row"
     empty = [c for c in _REQUIRED if not row.get(c)]
@@ -198,12 +199,13 @@ def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, timestam
         for c in columns:
             if row.get(c) and not _is_number(row[c], kind):
                 return f"{c} {_short(row[c])} is not {name}"
-    if timestamped and not _TIMESTAMP.fullmatch(row["timestamp"]):
-        return f"timestamp {_short(row['timestamp'])} is not a time (cut off?)"
+    stamp = row.get("timestamp", "")
+    if not _TIMESTAMP.fullmatch(stamp) and (stamp or not ended):
+        return f"timestamp {_short(stamp)} is not a time (cut off?)"
     return ""
 
 
-def _split_rows(lines: Sequence[str], header: Sequence[str], timestamped: bool) -> list[_Row]:
+def _split_rows(lines: Sequence[str], header: Sequence[str]) -> list[_Row]:
     """Every data row of ``lines`` (``lines[0]`` is the header) with its problem. A malformed
     row that spans several lines (a stray quote swallowing what follows) is judged line by line,
     so one bad line never takes the good rows after it along."""
@@ -217,7 +219,8 @@ def _split_rows(lines: Sequence[str], header: Sequence[str], timestamped: bool) 
                 consumed = reader.line_num
                 if not fields:
                     continue  # a blank line
-                problem = _row_problem(dict(zip(header, fields)), len(fields), len(header), timestamped)
+                ended = lines[first + n - 1].endswith("\n")
+                problem = _row_problem(dict(zip(header, fields)), len(fields), len(header), ended)
                 if problem and n > 1:
                     rows.append(_Row(first + 1, lines[first], [], "an unbalanced quote"))
                     restart = first + 1
@@ -232,13 +235,13 @@ def _split_rows(lines: Sequence[str], header: Sequence[str], timestamped: bool) 
 
 
 def _experiment_of(bad: _Row, position: int, rows: Sequence[_Row], header: Sequence[str]) -> str:
-    """The experiment a malformed row belonged to ('' if none is recognisable): its own id
-    when readable, else that of the nearest good row before or after it whose key fields the
-    damaged row starts with (an experiment's rows are written together, so a row cut short sits
-    among its own)."""
-    where = dict(zip(header, bad.fields))
-    if _EXPERIMENT_ID.fullmatch(where.get("experiment_id", "")):
-        return where["experiment_id"]
+    """The experiment a malformed row belonged to ('' if none is recognisable): the experiment
+    id among its fields (also when extra or missing fields shifted it), else that of the nearest
+    good row before or after it whose key fields the damaged row starts with (an experiment's
+    rows are written together, so a row cut short sits among its own)."""
+    ids = [f for f in bad.fields if _EXPERIMENT_ID.fullmatch(f)]
+    if ids:
+        return ids[0]
     keys = [(c, v) for c, v in zip(header, bad.fields) if c in KEY_COLUMNS]
     if not keys or not keys[0][1]:
         return ""
@@ -300,7 +303,7 @@ class ResultsStore:
         lines = self.path.read_text(errors="replace").splitlines(keepends=True)
         header = next(csv.reader(lines[:1]), [])
         schema_note = self._schema_note(header, lines, migrate)
-        rows = _split_rows(lines, header, timestamped="timestamp" in header)
+        rows = _split_rows(lines, header)
         unnamed = [c for c in _REQUIRED if c not in header]
         if unnamed:
             rows = [_Row(r.line, r.raw, r.fields, f"the file has no {_names(unnamed)} column(s), so the row names no experiment")
@@ -312,7 +315,8 @@ class ResultsStore:
         frame = pd.DataFrame([r.fields for r, k in zip(rows, keep) if k], columns=header or None, dtype=object)
         frame = frame.reindex(columns=list(COLUMNS)).replace({"": None})
         extra = [c for c in header if c not in COLUMNS]
-        original = f"the original file before migration (columns {extra} dropped):" if extra and rows else ""
+        original = (f"the original file before migration (columns {extra} dropped):" if extra and rows else
+                    "the damaged header line:" if schema_note.startswith("damaged header") else "")
         return _Loaded(_coerce(frame), quarantined, lost, schema_note, original)
 
     def _heal(self, loaded: _Loaded) -> None:
@@ -347,14 +351,20 @@ class ResultsStore:
         A damaged file is healed first (module docstring): malformed rows quarantined, an
         older schema migrated, one line on stderr.
         """
-        return self._read(lock=True)
+        return self._read(lock=True).frame
 
-    def _read(self, lock: bool) -> pd.DataFrame:
+    def damaged_experiments(self) -> set[str]:
+        """Heal the file as :meth:`read` does; return the ids of the experiments whose rows were
+        found damaged and moved aside (empty when the file is intact). A notebook marked
+        completed must rerun when this is not empty."""
+        return self._read(lock=True).lost
+
+    def _read(self, lock: bool) -> _Loaded:
         if not self.path.exists():
-            return _coerce(pd.DataFrame({c: [] for c in COLUMNS}))
+            return _Loaded(_coerce(pd.DataFrame({c: [] for c in COLUMNS})), [], set())
         loaded = self._load()
         if not loaded.damaged:
-            return loaded.frame
+            return loaded
         try:
             guard = _locked(self.path) if lock else contextlib.nullcontext()
             with guard:
@@ -363,7 +373,7 @@ class ResultsStore:
                     self._heal(loaded)
         except OSError:  # no lock file in a read-only folder: heal without it
             self._heal(loaded)
-        return loaded.frame
+        return loaded
 
     def migrate(self) -> pd.DataFrame:
         """Rewrite a file of another schema in the current one: unexpected columns dropped (the
@@ -378,7 +388,7 @@ class ResultsStore:
         """Append rows atomically; refuses to append to a file that fails validation."""
         new = validate_rows(rows)
         with _locked(self.path):
-            old = self._read(lock=False)
+            old = self._read(lock=False).frame
             merged = pd.concat([old, new], ignore_index=True) if len(old) else new
             atomic_write_text(self.path, merged.to_csv(index=False))
 

@@ -215,6 +215,14 @@ class RunState:
         atomic_write_text(self.path, json.dumps(self.state, indent=2, sort_keys=True))
 
 
+def _results_damaged(runs: Path, notebook: str) -> bool:
+    """Whether the notebook's results store had damaged rows (now moved aside): then a notebook
+    that completed earlier must run again to recompute their experiments."""
+    from osad_lib.results import ResultsStore
+
+    return bool(ResultsStore(runs / "results" / f"{notebook}.csv").damaged_experiments())
+
+
 def _newest_outputs(profile: str, output: str, since: float) -> list[Path]:
     folders = [paths.tables_dir(profile, output), paths.figures_dir(profile, output), paths.runs_dir(profile, output)]
     return [p for f in folders for p in f.glob("*") if p.is_file() and p.suffix in {".csv", ".md", ".png", ".pdf", ".html"}
@@ -289,7 +297,7 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
         state = RunState(runs / "run_state.json")
         for name in notebooks:
             fingerprint = _fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters())
-            if options.resume and state.is_done(name, fingerprint):
+            if options.resume and state.is_done(name, fingerprint) and not _results_damaged(runs, name):
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:
                 log(f"[run_all] {name}: running (profile {options.profile})")

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -165,8 +165,36 @@ def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     old one, so a crash in between leaves a file without a digest (checked by loading it), never
     a file with a wrong one."""
     _digest_file(path).unlink(missing_ok=True)
-    atomic_write(path, lambda handle: torch.save(dict(payload), handle))
+    atomic_write(path, lambda handle: _torch_save(dict(payload), handle))
     atomic_write_text(_digest_file(path), json.dumps(_file_facts(path)))
+
+
+class _WriteErrors:
+    """A file handle for ``torch.save`` that keeps the first write error: torch reports a full
+    disk only as ``unexpected pos …``, so the original ``OSError`` is raised instead."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(payload: dict, handle: BinaryIO) -> None:
+    writer = _WriteErrors(handle)
+    try:
+        torch.save(payload, writer)
+    except RuntimeError:
+        if writer.error is not None:
+            raise writer.error from None
+        raise
 
 
 def _damage(path: Path) -> str:
