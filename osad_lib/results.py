@@ -286,7 +286,9 @@ class ResultsStore:
         if header == list(COLUMNS):
             return ""
         if len(lines) <= 1:
-            return f"damaged header {_short(''.join(lines).strip())}" if lines else "empty file"
+            if not lines:
+                return "an empty file, rewritten with the header"
+            return f"a damaged header {_short(''.join(lines).strip())} and no rows, rewritten (the old line kept aside)"
         missing = [c for c in COLUMNS if c not in header]
         extra = [c for c in header if c not in COLUMNS]
         if not extra and set(missing) <= set(RECORDED_COLUMNS):
@@ -316,7 +318,7 @@ class ResultsStore:
         frame = frame.reindex(columns=list(COLUMNS)).replace({"": None})
         extra = [c for c in header if c not in COLUMNS]
         original = (f"the original file before migration (columns {extra} dropped):" if extra and rows else
-                    "the damaged header line:" if schema_note.startswith("damaged header") else "")
+                    "the damaged header line:" if schema_note.startswith("a damaged header") else "")
         return _Loaded(_coerce(frame), quarantined, lost, schema_note, original)
 
     def _heal(self, loaded: _Loaded) -> None:
