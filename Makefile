@@ -49,8 +49,9 @@ paper: venv
 test: venv
 	$(BIN)/python -m pytest
 
+# Containers often run as root, which Jupyter refuses without --allow-root.
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: venv
 	$(BIN)/python -m osad_lib.bench

@@ -9,13 +9,15 @@
 
 Executed notebooks go to runs/<profile>/, figures to figures/<profile>/ (PNG and PDF), tables to
 runs/<profile>/tables/ (CSV and Markdown), result rows to runs/<profile>/results/. Interrupted
-runs continue where they stopped (--resume, the default). Exit code 0 when every notebook
-succeeded, 1 when one failed, 2 for bad options.
+runs continue where they stopped (--resume, the default). Every option is checked before any
+notebook starts. Exit code 0 when every notebook succeeded, 1 when one failed (or the disk
+filled up), 2 for bad options, 130 when interrupted (Ctrl-C; rerun the same command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)} (default demo)")
-    parser.add_argument("--only", default="", help="comma-separated notebooks, e.g. 02_dra,05_ahl or 02,05")
+    parser.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 02_dra,05_ahl or 02,05")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--data-root", default="", help="your datasets in the MVTec layout (default: OSAD_DATA)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the profile's)")
@@ -44,22 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def options_from(args: argparse.Namespace) -> runner.RunOptions:
-    """Validate the command line up front; every error is one line (exit code 2)."""
-    choose("--profile", args.profile, PROFILES)
-    choose("--device", args.device, ("auto", "cpu", "cuda"))
+    """Validate the command line up front (:func:`osad_lib.runner.validate_options`); every
+    error is one line (exit code 2)."""
     choose("--executor", args.executor, ("local", "slurm"))
     if args.gpus < 1:
         raise ConfigError(f"--gpus: {args.gpus} is not a positive number of GPUs; use 1 for no fan-out")
-    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    notebooks_dir = Path(args.notebooks_dir)
-    runner.select_notebooks(only, runner.list_notebooks(notebooks_dir))
-    if args.seeds:
-        from osad_lib.validate import parse_int_list
-
-        parse_int_list("--seeds", args.seeds)
-    return runner.RunOptions(profile=args.profile, only=only, device=args.device, data_root=args.data_root,
-                             seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
-                             notebooks_dir=notebooks_dir)
+    only = () if args.only is None else tuple(s.strip() for s in args.only.split(","))
+    options = runner.RunOptions(profile=args.profile, only=only, device=args.device, data_root=args.data_root,
+                                seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
+                                notebooks_dir=Path(args.notebooks_dir))
+    return runner.validate_options(options, execute=not args.plan)
 
 
 def fan_out(args: argparse.Namespace, options: runner.RunOptions) -> bool:
@@ -119,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("run_all.py: interrupted; finished notebooks and stored experiments are kept, rerun the same command "
+              "to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:  # e.g. the disk filled up while recording progress
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        print(f"run_all.py: error: {exc.strerror} ({exc.filename}); finished notebooks and stored experiments are "
+              "kept: free space (or fix the folder) and rerun the same command to resume", file=sys.stderr)
+        return 1
     table = runner.summary(outcomes)
     print("\n" + (table.to_string(index=False) if len(table) else "no notebooks to run"))
     return 1 if not jobs_ok or (len(table) and (table["status"] == "failed").any()) else 0

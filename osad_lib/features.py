@@ -17,7 +17,8 @@ that step, reusable by any method that scores frozen features:
   are given). Unlike the code, no RandomRotation(180) follows and the DRAEM input is
   normalised like every other input (§10 AHL 8).
 * :func:`cached_features` — a :class:`FeatureBank` of one split under one trained model, stored
-  under ``cache_dir()/features/<key>.pt`` (atomic write) where the key hashes the split's
+  under ``cache_dir()/features/<key>.pt`` (atomic write, size and SHA-256 checked on load: a
+  damaged file is recomputed with one line on stderr) where the key hashes the split's
   manifest id, the model's weights (:func:`model_hash`), the generators, the normal subset, the
   test images and the seed; a second call with the same inputs loads it instead of recomputing.
 """
@@ -38,8 +39,8 @@ from tqdm.auto import tqdm
 
 from osad_lib import paths
 from osad_lib.data.pseudo import apply_batch
-from osad_lib.data.tensors import ImageSet
-from osad_lib.training import save_checkpoint
+from osad_lib.data.tensors import ImageSet, file_digests
+from osad_lib.training import load_checkpoint, save_checkpoint
 from osad_lib.validate import ConfigError, choose
 
 #: AHL's pseudo-anomaly generators (App. B.1) → :mod:`osad_lib.data.pseudo` names.
@@ -199,8 +200,8 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
     key = feature_key(manifest_id, model_hash(model), generators, normal_rows, reference_rows, image_size, seed,
                       test.paths, "cached-pseudo" if pseudo_stems is not None else "")
     file = feature_file(key)
-    if file.is_file():
-        state = torch.load(file, weights_only=False)
+    state = load_checkpoint(file, what="feature cache", consequence="recomputing it")
+    if state is not None:
         return FeatureBank(**state)
 
     def rows_of(rows: np.ndarray, images: ImageSet, stems: Any, desc: str) -> list[torch.Tensor]:
@@ -234,19 +235,15 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
 
 
 def dataset_key(root: Path, *settings: Any) -> str:
-    """A key for features of every image of the dataset at ``root``: the resolved root, every
-    image and mask file's path, size and modification time (sorted), and ``settings`` (backbone,
-    weights, image size, … — anything the features depend on). Editing, adding or removing a
-    file changes the key, so a stale cache is never used."""
+    """A key for features of every image of the dataset at ``root``: the relative path and
+    SHA-256 of every image and mask file (:func:`osad_lib.data.tensors.file_digests`) and
+    ``settings`` (backbone, weights, image size, … — anything the features depend on). Editing,
+    adding or removing a file changes the key, so a stale cache is never used; moving the
+    dataset or copying the cache does not."""
     from osad_lib.data.mvtec import read_mvtec_layout
 
-    entries = []
-    for sample in sorted(read_mvtec_layout(root), key=lambda s: s.path):
-        for rel in (sample.path, sample.mask_path):
-            if rel is not None:
-                st = (root / rel).stat()
-                entries.append((rel, st.st_size, st.st_mtime_ns))
-    text = json.dumps([FEATURE_VERSION, str(root.resolve()), [str(x) for x in settings], entries])
+    files = [rel for sample in read_mvtec_layout(root) for rel in (sample.path, sample.mask_path) if rel is not None]
+    text = json.dumps([FEATURE_VERSION, [str(x) for x in settings], sorted(file_digests(root, files).items())])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -257,9 +254,11 @@ def cached_dataset_features(namespace: str, key: str, compute: Callable[[], dict
     notebooks (issue: performance, frozen-feature cache). The first call returns what it saved,
     so cached and uncached runs see identical values."""
     file = paths.cache_dir() / namespace / f"{key}.pt"
-    if not file.is_file():
+    state = load_checkpoint(file, weights_only=True, what="feature cache", consequence="recomputing it")
+    if state is None:
         save_checkpoint(file, compute())
-    return torch.load(file, weights_only=True)
+        state = torch.load(file, weights_only=True)
+    return state
 
 
 __all__ = ["FEATURE_VERSION", "PSEUDO_GENERATORS", "FeatureBank", "cached_dataset_features", "cached_features",

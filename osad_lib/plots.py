@@ -57,11 +57,13 @@ SPLIT_PARTS = ("train", "test")
 
 
 def _part_items(split: Split, part: str) -> list[tuple[str, int, str]]:
-    """(path, label, row name) of the ``part`` of a split; training anomalies are named by role."""
+    """(path, label, row name) of the ``part`` of a split; training anomalies are named by role,
+    ``labelled`` or ``unlabelled`` (contamination among the normals — not "contamination", which is
+    also an anomaly class of some datasets)."""
     if part == "test":
         return [(p, label, cls) for p, label, cls in split.test]
     items = [(p, 0, "good") for p in split.train_normal]
-    items += [(p, 0, f"{cls} (contamination)") for p, cls in split.train_contamination]
+    items += [(p, 0, f"{cls} (unlabelled)") for p, cls in split.train_contamination]
     return items + [(p, 1, f"{cls} (labelled)") for p, cls in split.train_anomaly]
 
 
@@ -133,12 +135,21 @@ def _count_bars(ax: plt.Axes, counts: pd.DataFrame) -> None:
     ax.set_xlabel("images (train / test)")
     ax.set_title("images per class", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("black", *KIND_COLORS.values())]
-    ax.legend(handles, ["train", "test normal", "test seen class", "test unseen class"], fontsize=6, ncol=2,
-              loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    # below the whole figure (constrained layout makes room), never over the axis label
+    ax.figure.legend(handles, ["train", "test normal", "test seen class", "test unseen class"], fontsize=6, ncol=4,
+                     loc="outside lower right")
 
 
 # --------------------------------------------------------------------------------------------
 # pseudo-anomaly playground
+
+
+def _setting_text(value: object) -> str:
+    """A control value for a title: floats to 4 significant digits (a slider's 0.1 + 0.2 shows
+    as 0.3, not 0.30000000000000004), tuples element-wise."""
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(_setting_text(v) for v in value) + ")"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def pseudo_anomaly_example(name: str, folder: Path, samples: Sequence[Sample], generator: str = "cutpaste_same_image",
@@ -186,7 +197,7 @@ def pseudo_anomaly_example(name: str, folder: Path, samples: Sequence[Sample], g
         ax.set_xticks([])
         ax.set_yticks([])
     axes[1].contour(mask[0, 0].numpy(), levels=[0.5], colors="red", linewidths=0.7)
-    settings = ", ".join(f"{k}={v}" for k, v in shown.items()) + (", on foreground" if on_foreground else "")
+    settings = ", ".join(f"{k}={_setting_text(v)}" for k, v in shown.items()) + (", on foreground" if on_foreground else "")
     fig.suptitle(f"{generator} on {name} #{image_index}, seed {seed}" + (f"\n{settings}" if settings else "")
                  + f"\n{pseudo.GENERATORS[generator].description}", fontsize=8)
     return fig

@@ -26,8 +26,8 @@ import torch
 
 from osad_lib import paths
 from osad_lib.results import ResultsStore, device_label, store_for
-from osad_lib.validate import ConfigError, choose, parse_int_list
-from osad_lib.viz import enable_inline_figures
+from osad_lib.validate import ConfigError, choose, parse_seeds
+from osad_lib.viz import enable_inline_figures, show_full_text
 
 PAPER_IMAGE_DATASETS = (
     "mvtecad", "aitex", "sdd", "elpv", "optical", "mastcam", "brainmri", "headct", "hyperkvasir",
@@ -398,15 +398,14 @@ def configure(
         raise ConfigError(
             f"profile {prof.name!r} needs your datasets: pass data_root (run_all.py --data-root DIR) or set OSAD_DATA"
         )
-    seed_list = parse_int_list("seeds", seeds) if seeds not in ("", None) else prof.seeds
-    if not seed_list:
-        raise ConfigError("parameter 'seeds': no seed given; pass e.g. '0,1,2' or leave it empty for the profile's")
+    seed_list = parse_seeds("seeds", seeds) if seeds not in ("", None) else prof.seeds
     for name, value in (("resume", resume), ("interactive", interactive)):
         if not isinstance(value, bool):
             raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
     out = paths.output_root(output_dir)
     os.environ.setdefault("MPLBACKEND", "Agg")
     enable_inline_figures()
+    show_full_text()
     return NotebookConfig(
         notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
         data_root=root, output_dir=out, resume=resume, interactive=interactive,

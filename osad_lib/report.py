@@ -36,7 +36,7 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
 * **Versions disagree**: the primary and another version of a cell differ by more than
   ``max(2·std of either, tolerance)``.
 * **Table status**, from its measured primary cells: ``not run`` (none measured; the reason
-  lists why, e.g. ``dataset not present: mvtecad (needs --data-root)``), ``measured on
+  lists why, e.g. ``dataset not present: mvtecad (set the data_root parameter or run_all.py --data-root)``), ``measured on
   substitute settings`` (every measured cell has ``settings_differ``), else among the cells on
   paper settings ``reproduced`` (all reproduced), ``not reproduced`` (none) or ``partial``.
 * **Why a cell was not measured** (first that applies; from the notebooks' grids,
@@ -152,7 +152,12 @@ def coverage(profile: str, data_root: str | os.PathLike | None = None) -> Covera
             except ConfigError as exc:
                 notes.append(f"{notebook} ({name} profile): grid not listed: {exc}")
         frames = [f for f in frames if len(f)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["notebook", *PLAN_KEYS])
+        if not frames:
+            return pd.DataFrame(columns=["notebook", *PLAN_KEYS])
+        columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+        # all-empty columns (e.g. no shots in a notebook's grid) left out of the concatenation: pandas
+        # deprecates letting them decide the dtypes
+        return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)
 
     here = plan_of(profile)
     full = here if profile == "paper" else plan_of("paper")
@@ -161,7 +166,8 @@ def coverage(profile: str, data_root: str | os.PathLike | None = None) -> Covera
 
 def dataset_presence(paper_id: str, dataset: str, data_root: str | os.PathLike | None = None) -> str:
     """``""`` when ``dataset`` is at hand (embedded or under the data root), else the reason,
-    e.g. ``"dataset not present: mvtecad (needs --data-root)"``. Datasets the project does not
+    e.g. ``"dataset not present: mvtecad (set the data_root parameter or run_all.py --data-root)"``,
+    phrased for notebook and command-line users alike. Datasets the project does not
     know (AnoOnly's ``overall``) count as present: there is nothing to fetch."""
     from osad_lib.data import registry, tabular
 
@@ -170,13 +176,14 @@ def dataset_presence(paper_id: str, dataset: str, data_root: str | os.PathLike |
             found = tabular.group_files(dataset, tabular.user_adbench_dir(data_root=data_root))
         except ConfigError as exc:
             return f"dataset not present: {dataset} ({exc})"
-        return "" if found else f"dataset not present: {dataset} (no ADBench files of it; set {tabular.ADBENCH_ENV})"
+        return "" if found else (f"dataset not present: {dataset} (no ADBench files of it; set the adbench_dir parameter "
+                                 f"of 04_anoonly or {tabular.ADBENCH_ENV})")
     info = registry.DATASETS.get(dataset)
     if info is None or info.embedded:
         return ""
     root = paths.data_root(data_root)
     if root is None:
-        return f"dataset not present: {dataset} (needs --data-root)"
+        return f"dataset not present: {dataset} (set the data_root parameter or run_all.py --data-root)"
     if not any(registry.local_folder(name, root).is_dir() for name in info.names):
         return f"dataset not present: {dataset} (not found under {root})"
     return ""
@@ -460,7 +467,7 @@ class _Explainer:
         if not_run:
             return f"no results: notebook {', '.join(not_run)} not run"
         if key in self.failed:
-            return f"runs failed: {self.failed[key][:80]}"
+            return f"runs failed: {self.failed[key]}"
         if cell.subset == "mean" or cell.subset.endswith("/mean"):
             return "mean not computed: fewer than two of its parts measured"
         return f"no result rows in {', '.join(notebooks)}"

@@ -6,17 +6,27 @@ half-written one. An *experiment* (one training/evaluation run: dataset × setti
 seed × method × variant …) writes all of its rows in a single append, so it is either complete
 in the store or absent; :meth:`ResultsStore.run_experiment` skips experiments whose rows exist,
 which is what ``run_all.py --resume`` relies on.
+
+Nothing read is trusted blindly: every row is checked (field count, experiment id, status,
+value types, timestamp). A malformed row — a file cut inside its last row, a garbage line, a
+wrong type — is moved to a side file ``<name>.csv.quarantine`` (with its line number and what
+was wrong) together with the other rows of its experiment, with one line on stderr; the
+experiment then counts as not done, so a rerun recomputes it. A file of an older schema (without
+some of :data:`RECORDED_COLUMNS`) is migrated in place; any other column mismatch names the
+missing and unexpected columns and offers ``python -m osad_lib.results migrate FILE``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import csv
 import fcntl
 import hashlib
 import json
 import os
 import platform
-import tempfile
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +37,8 @@ from typing import Any
 import pandas as pd
 
 from osad_lib import __version__
+from osad_lib.paths import atomic_write_text
+from osad_lib.validate import notice
 
 #: Columns identifying an experiment (the key that resume checks).
 KEY_COLUMNS = (
@@ -40,6 +52,13 @@ COLUMNS = KEY_COLUMNS + (
 )
 _INT_COLUMNS = ("n_shots", "seed")
 _FLOAT_COLUMNS = ("value", "wall_time_s")
+#: Columns an older results file may lack: facts recorded beside a measurement, not part of an
+#: experiment's identity. Reading such a file migrates it (the columns are filled empty).
+RECORDED_COLUMNS = ("deviations", "device", "wall_time_s", "osad_version", "torch_version", "timestamp")
+#: Columns every row must fill.
+_REQUIRED = ("notebook", "paper", "method", "seed", "profile", "metric", "experiment_id", "status")
+_EXPERIMENT_ID = re.compile(r"[0-9a-f]{16}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}")
 
 
 class ResultsSchemaError(ValueError):
@@ -135,20 +154,119 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+@dataclass(frozen=True)
+class _Row:
+    """One row of a results file as read: where it starts, its text, its fields, what is wrong."""
+
+    line: int
+    raw: str
+    fields: list[str]
+    problem: str = ""
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 24 else value[:24] + "…")
+
+
+def _names(columns: Sequence[str], shown: int = 6) -> str:
+    """``['a', 'b', …]`` naming at most ``shown`` columns, with the count when there are more."""
+    more = f", … {len(columns)} in all" if len(columns) > shown else ""
+    return "[" + ", ".join(map(repr, columns[:shown])) + more + "]"
+
+
+def _is_number(text: str, kind: type) -> bool:
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, ended: bool) -> str:
+    """What is wrong with one row ('' when nothing): field count, required fields, id, status,
+    number columns, and the timestamp — the last column, so a row cut inside it fails here; it
+    may be empty (a migrated row) only on a line that ends (``ended``: not cut after the comma)."""
+    if n_fields != n_columns:
+        return f"{n_fields} field(s) instead of {n_columns}: cut off or not a results row"
+    empty = [c for c in _REQUIRED if not row.get(c)]
+    if empty:
+        return f"no {empty[0]}"
+    if not _EXPERIMENT_ID.fullmatch(row["experiment_id"]):
+        return f"experiment_id {_short(row['experiment_id'])} is not an experiment id"
+    if row["status"] != "ok" and not row["status"].startswith("failed"):
+        return f"status {_short(row['status'])} is neither ok nor failed"
+    for columns, kind, name in ((_INT_COLUMNS, int, "an integer"), (_FLOAT_COLUMNS, float, "a number")):
+        for c in columns:
+            if row.get(c) and not _is_number(row[c], kind):
+                return f"{c} {_short(row[c])} is not {name}"
+    stamp = row.get("timestamp", "")
+    if not _TIMESTAMP.fullmatch(stamp) and (stamp or not ended):
+        return f"timestamp {_short(stamp)} is not a time (cut off?)"
+    return ""
+
+
+def _split_rows(lines: Sequence[str], header: Sequence[str]) -> list[_Row]:
+    """Every data row of ``lines`` (``lines[0]`` is the header) with its problem. A malformed
+    row that spans several lines (a stray quote swallowing what follows) is judged line by line,
+    so one bad line never takes the good rows after it along."""
+    rows: list[_Row] = []
+    start = 1
+    while start < len(lines):
+        reader, consumed, restart = csv.reader(lines[start:]), 0, None
+        try:
+            for fields in reader:
+                first, n = start + consumed, reader.line_num - consumed
+                consumed = reader.line_num
+                if not fields:
+                    continue  # a blank line
+                ended = lines[first + n - 1].endswith("\n")
+                problem = _row_problem(dict(zip(header, fields)), len(fields), len(header), ended)
+                if problem and n > 1:
+                    rows.append(_Row(first + 1, lines[first], [], "an unbalanced quote"))
+                    restart = first + 1
+                    break
+                rows.append(_Row(first + 1, "".join(lines[first:first + n]), fields, problem))
+        except csv.Error as exc:
+            first = start + consumed
+            rows.append(_Row(first + 1, lines[first], [], f"unreadable ({exc})"))
+            restart = first + 1
+        start = len(lines) if restart is None else restart
+    return rows
+
+
+def _experiment_of(bad: _Row, position: int, rows: Sequence[_Row], header: Sequence[str]) -> str:
+    """The experiment a malformed row belonged to ('' if none is recognisable): the experiment
+    id among its fields (also when extra or missing fields shifted it), else that of the nearest
+    good row before or after it whose key fields the damaged row starts with (an experiment's
+    rows are written together, so a row cut short sits among its own)."""
+    ids = [f for f in bad.fields if _EXPERIMENT_ID.fullmatch(f)]
+    if ids:
+        return ids[0]
+    keys = [(c, v) for c, v in zip(header, bad.fields) if c in KEY_COLUMNS]
+    if not keys or not keys[0][1]:
+        return ""
+    before = next((r for r in reversed(rows[:position]) if not r.problem), None)
+    after = next((r for r in rows[position + 1:] if not r.problem), None)
+    for neighbour in (before, after):
+        theirs = dict(zip(header, neighbour.fields)) if neighbour else {}
+        if theirs and all(theirs[c] == v for c, v in keys[:-1]) and theirs[keys[-1][0]].startswith(keys[-1][1]):
+            return theirs["experiment_id"]
+    return ""
+
+
+@dataclass
+class _Loaded:
+    """A results file as read: the good rows, the rows to quarantine and why, schema notes."""
+
+    frame: pd.DataFrame
+    quarantined: list[tuple[_Row, str]]
+    lost: set[str]
+    schema_note: str = ""
+    original_note: str = ""
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.quarantined or self.schema_note)
 
 
 class ResultsStore:
@@ -157,30 +275,122 @@ class ResultsStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def read(self) -> pd.DataFrame:
-        """All rows (validated); an empty, typed frame if the file does not exist yet."""
-        if not self.path.exists():
-            return _coerce(pd.DataFrame({c: [] for c in COLUMNS}))
-        try:
-            df = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ResultsSchemaError(f"{self.path}: unreadable results file ({exc}); move it aside to start over") from None
-        if list(df.columns) != list(COLUMNS):
+    @property
+    def quarantine_path(self) -> Path:
+        """Where malformed rows go: ``<name>.csv.quarantine`` (not read as results)."""
+        return self.path.with_name(self.path.name + ".quarantine")
+
+    def _schema_note(self, header: list[str], lines: list[str], migrate: bool) -> str:
+        """'' for the current schema, else what reading the file migrates; refuses (one line
+        naming the missing and unexpected columns) what only :meth:`migrate` may change."""
+        if header == list(COLUMNS):
+            return ""
+        if len(lines) <= 1:
+            if not lines:
+                return "an empty file, rewritten with the header"
+            return f"a damaged header {_short(''.join(lines).strip())} and no rows, rewritten (the old line kept aside)"
+        missing = [c for c in COLUMNS if c not in header]
+        extra = [c for c in header if c not in COLUMNS]
+        if not extra and set(missing) <= set(RECORDED_COLUMNS):
+            return f"migrated from an older schema without columns {_names(missing)}" if missing else "columns reordered"
+        if not migrate:
             raise ResultsSchemaError(
-                f"{self.path}: columns {list(df.columns)} do not match the results schema; "
-                "move the file aside (it was written by another version) and rerun"
-            )
-        df = df.replace({"": None}).astype(object)
+                f"{self.path}: columns do not match the results schema (missing {_names(missing)}, unexpected "
+                f"{_names(extra)}): written by another version or tool? `python -m osad_lib.results migrate "
+                f"FILE` rewrites it in this schema, keeping every row it can (the rest go to {self.quarantine_path.name})")
+        return f"migrated: columns {_names(missing)} missing, {_names(extra)} dropped"
+
+    def _load(self, migrate: bool = False) -> _Loaded:
+        """Parse and check the file (``migrate``: see :meth:`migrate`)."""
+        lines = self.path.read_text(errors="replace").splitlines(keepends=True)
+        header = next(csv.reader(lines[:1]), [])
+        schema_note = self._schema_note(header, lines, migrate)
+        rows = _split_rows(lines, header)
+        unnamed = [c for c in _REQUIRED if c not in header]
+        if unnamed:
+            rows = [_Row(r.line, r.raw, r.fields, f"the file has no {_names(unnamed)} column(s), so the row names no experiment")
+                    for r in rows]
+        ids = [dict(zip(header, r.fields)).get("experiment_id") for r in rows]
+        lost = {_experiment_of(r, i, rows, header) for i, r in enumerate(rows) if r.problem} - {""}
+        keep = [not r.problem and i not in lost for r, i in zip(rows, ids)]
+        quarantined = [(r, r.problem or "another row of its experiment is malformed") for r, k in zip(rows, keep) if not k]
+        frame = pd.DataFrame([r.fields for r, k in zip(rows, keep) if k], columns=header or None, dtype=object)
+        frame = frame.reindex(columns=list(COLUMNS)).replace({"": None})
+        extra = [c for c in header if c not in COLUMNS]
+        original = (f"the original file before migration (columns {extra} dropped):" if extra and rows else
+                    "the damaged header line:" if schema_note.startswith("a damaged header") else "")
+        return _Loaded(_coerce(frame), quarantined, lost, schema_note, original)
+
+    def _heal(self, loaded: _Loaded) -> None:
+        """Move quarantined rows to the side file and rewrite the file in the current schema,
+        with one line on stderr; if the folder cannot be written, say so and read on."""
+        side = self.quarantine_path
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entries = [f"# {now} {self.path.name} line {row.line}: {why}\n{row.raw.rstrip(chr(10))}\n"
+                   for row, why in loaded.quarantined]
+        if loaded.original_note:
+            entries.insert(0, f"# {now} {loaded.original_note}\n{self.path.read_text(errors='replace')}")
+        bad = [r for r, _ in loaded.quarantined if r.problem]
+        shown = "; ".join(f"line {r.line}: {r.problem}" for r in bad[:3]) + ("; …" if len(bad) > 3 else "")
+        parts = [loaded.schema_note] if loaded.schema_note else []
+        if bad:
+            parts.append(f"{len(bad)} malformed row(s) moved to {side.name} ({shown})")
+            along = len(loaded.quarantined) - len(bad)
+            parts.append(f"the {len(loaded.lost)} experiment(s) they belong to ({along} more row(s) moved along) count "
+                         "as not done and are recomputed by the next run" if loaded.lost else "no stored experiment is affected")
         try:
-            return _coerce(df)
-        except (ValueError, TypeError) as exc:
-            raise ResultsSchemaError(f"{self.path}: a value does not fit the schema ({exc}); fix or move the file aside") from None
+            if entries:
+                old = side.read_text() if side.exists() else ""
+                atomic_write_text(side, old + "".join(entries))
+            atomic_write_text(self.path, loaded.frame.to_csv(index=False))
+        except OSError as exc:
+            parts.append(f"the file could not be rewritten ({exc.strerror}), so this repeats until it can")
+        notice(f"{self.path}: " + "; ".join(parts))
+
+    def read(self) -> pd.DataFrame:
+        """All good rows (validated); an empty, typed frame if the file does not exist yet.
+
+        A damaged file is healed first (module docstring): malformed rows quarantined, an
+        older schema migrated, one line on stderr.
+        """
+        return self._read(lock=True).frame
+
+    def damaged_experiments(self) -> set[str]:
+        """Heal the file as :meth:`read` does; return the ids of the experiments whose rows were
+        found damaged and moved aside (empty when the file is intact). A notebook marked
+        completed must rerun when this is not empty."""
+        return self._read(lock=True).lost
+
+    def _read(self, lock: bool) -> _Loaded:
+        if not self.path.exists():
+            return _Loaded(_coerce(pd.DataFrame({c: [] for c in COLUMNS})), [], set())
+        loaded = self._load()
+        if not loaded.damaged:
+            return loaded
+        try:
+            guard = _locked(self.path) if lock else contextlib.nullcontext()
+            with guard:
+                loaded = self._load()  # another process may have healed it meanwhile
+                if loaded.damaged:
+                    self._heal(loaded)
+        except OSError:  # no lock file in a read-only folder: heal without it
+            self._heal(loaded)
+        return loaded
+
+    def migrate(self) -> pd.DataFrame:
+        """Rewrite a file of another schema in the current one: unexpected columns dropped (the
+        original kept in the quarantine file), rows without an experiment id quarantined."""
+        with _locked(self.path):
+            loaded = self._load(migrate=True)
+            if loaded.damaged:
+                self._heal(loaded)
+        return loaded.frame
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows atomically; refuses to append to a file that fails validation."""
         new = validate_rows(rows)
         with _locked(self.path):
-            old = self.read()
+            old = self._read(lock=False).frame
             merged = pd.concat([old, new], ignore_index=True) if len(old) else new
             atomic_write_text(self.path, merged.to_csv(index=False))
 
@@ -256,7 +466,22 @@ def device_label(device: str) -> str:
     return f"cpu:{platform.machine()}"
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m osad_lib.results migrate FILE...``: rewrite results files in this schema."""
+    parser = argparse.ArgumentParser(prog="python -m osad_lib.results", description=main.__doc__)
+    parser.add_argument("command", choices=["migrate"])
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    for file in args.files:
+        rows = ResultsStore(file).migrate()
+        print(f"{file}: {len(rows)} rows in the current schema")
+    return 0
+
+
 __all__ = [
-    "COLUMNS", "KEY_COLUMNS", "Experiment", "ResultsSchemaError", "ResultsStore",
+    "COLUMNS", "KEY_COLUMNS", "RECORDED_COLUMNS", "Experiment", "ResultsSchemaError", "ResultsStore",
     "atomic_write_text", "device_label", "read_all", "store_for", "validate_rows",
 ]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from osad_lib import paths
-from osad_lib.results import atomic_write_text
-from osad_lib.validate import ConfigError, choose
+from osad_lib.paths import atomic_write_text
+from osad_lib.validate import ConfigError, choose, notice, parse_seeds
 
 NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
 
@@ -97,6 +97,42 @@ def select_notebooks(only: Sequence[str], available: Sequence[str]) -> list[str]
     return [n for n in available if n in chosen]
 
 
+def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
+    """Check every option of a run before any kernel starts; each failure is one ConfigError line
+    naming the option (``run_all.py`` exits 2). A new option adds its check here.
+
+    ``execute=False`` (``--plan``) leaves out what only running needs: the device, the datasets
+    of a profile that needs them, and writable output and cache folders.
+    """
+    from osad_lib.profiles import PROFILES, get_profile, resolve_device
+
+    profile = get_profile(choose("--profile", options.profile, PROFILES))
+    choose("--device", options.device, ("auto", "cpu", "cuda"))
+    if any(not entry for entry in options.only):
+        raise ConfigError("--only: an empty notebook name; list notebooks like --only 01_devnet,02 or leave --only out "
+                          "to run them all")
+    select_notebooks(options.only, list_notebooks(options.notebooks_dir))
+    if options.seeds:
+        parse_seeds("--seeds", options.seeds)
+    if not execute:
+        return options
+    try:
+        resolve_device(options.device)
+    except ConfigError:
+        raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device auto or cpu") from None
+    root = paths.data_root(options.data_root)
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"--data-root: {root} is not a directory; pass your datasets folder (or unset OSAD_DATA)")
+    if profile.needs_data_root and root is None:
+        raise ConfigError(f"--profile {profile.name} needs your datasets: pass --data-root DIR or set OSAD_DATA "
+                          f"(--plan lists its experiments without them)")
+    output = paths.output_root(options.output_dir)
+    for folder in (output / "runs" / profile.name, output / "figures" / profile.name):
+        paths.require_writable(folder, paths.OUTPUT_SETTING)
+    paths.require_writable(paths.cache_dir(), paths.CACHE_SETTING)
+    return options
+
+
 def check_parameters(notebook_path: Path) -> None:
     """Refuse a notebook whose ``parameters`` cell lacks a standard parameter (one line)."""
     import papermill
@@ -136,11 +172,48 @@ def exclusive_run(folder: Path) -> Iterator[None]:
 
 
 class RunState:
-    """``runs/<profile>/run_state.json``: which notebooks completed with which fingerprint."""
+    """``runs/<profile>/run_state.json``: which notebooks completed with which fingerprint.
+
+    A damaged file (empty, cut off, not JSON, not a mapping of notebooks) is named in one line and
+    reconstructed from the results store beside it (``results/``): no notebook counts as
+    completed, and those with stored results rerun only to assemble their tables and figures
+    from them (every stored experiment is skipped), so nothing computed is lost.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self.state = json.loads(path.read_text()) if path.exists() else {}
+        self.state = self._read()
+
+    def _read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            state = json.loads(self.path.read_text())
+            if isinstance(state, dict) and all(isinstance(v, dict) for v in state.values()):
+                return state
+            problem = "not a mapping of notebooks"
+        except (OSError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {str(exc)[:80]}"
+        state = self._from_results()
+        stored = ", ".join(f"{nb} ({entry['rows']} rows)" for nb, entry in state.items()) or "none"
+        notice(f"{self.path} is damaged ({problem}); reconstructed from the results store: notebooks with stored "
+               f"results ({stored}) rerun only to assemble their tables from them, the others run in full")
+        try:
+            atomic_write_text(self.path, json.dumps(state, indent=2, sort_keys=True))
+        except OSError:
+            pass  # rewritten by the next record()
+        return state
+
+    def _from_results(self) -> dict:
+        from osad_lib.results import ResultsStore
+
+        state = {}
+        for file in sorted((self.path.parent / "results").glob("*.csv")):
+            rows = ResultsStore(file).read()
+            if len(rows):
+                state[file.stem] = {"fingerprint": "", "status": "reconstructed", "rows": len(rows),
+                                    "message": f"run state reconstructed; {rows['experiment_id'].nunique()} experiments stored"}
+        return state
 
     def is_done(self, notebook: str, fingerprint: str) -> bool:
         entry = self.state.get(notebook, {})
@@ -152,16 +225,40 @@ class RunState:
         atomic_write_text(self.path, json.dumps(self.state, indent=2, sort_keys=True))
 
 
+def _results_damaged(runs: Path, notebook: str) -> bool:
+    """Whether the notebook's results store had damaged rows (now moved aside): then a notebook
+    that completed earlier must run again to recompute their experiments."""
+    from osad_lib.results import ResultsStore
+
+    return bool(ResultsStore(runs / "results" / f"{notebook}.csv").damaged_experiments())
+
+
 def _newest_outputs(profile: str, output: str, since: float) -> list[Path]:
     folders = [paths.tables_dir(profile, output), paths.figures_dir(profile, output), paths.runs_dir(profile, output)]
     return [p for f in folders for p in f.glob("*") if p.is_file() and p.suffix in {".csv", ".md", ".png", ".pdf", ".html"}
             and p.stat().st_mtime >= since]
 
 
+def _kernel_manager_class(log: Path) -> type:
+    """A kernel manager whose kernel process writes its own stderr (the kernel's log, messages of
+    C libraries, a crash) to ``log`` instead of the runner's terminal: the run's output stays one
+    line per notebook, also when Ctrl-C leaves a kernel to close its sockets after the runner."""
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
+            with open(log, "wb") as handle:
+                await super()._async_launch_kernel(kernel_cmd, **kw, stderr=handle)
+
+    return LoggedKernelManager
+
+
 def execute_notebook(notebook: str, options: RunOptions, output_name: str | None = None) -> NotebookOutcome:
     """Execute one notebook with papermill; never raises for a failure inside the notebook.
 
-    The executed copy goes to ``runs/<profile>/<output_name or notebook>.ipynb``.
+    The executed copy goes to ``runs/<profile>/<output_name or notebook>.ipynb``, the kernel's
+    own log beside it (``.kernel.log``). Ctrl-C (a ``KeyboardInterrupt`` here or in the kernel)
+    propagates: the run stops and a rerun resumes.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -169,6 +266,7 @@ def execute_notebook(notebook: str, options: RunOptions, output_name: str | None
     source = options.notebooks_dir / f"{notebook}.ipynb"
     output = paths.runs_dir(options.profile, options.output_dir) / f"{output_name or notebook}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
+    kernel_log = output.with_suffix(".kernel.log")
     start, wall = time.time(), time.perf_counter()
     env_backup = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)
@@ -176,12 +274,16 @@ def execute_notebook(notebook: str, options: RunOptions, output_name: str | None
         papermill.execute_notebook(
             str(source), str(output), parameters=options.parameters(), kernel_name="python3",
             cwd=str(options.notebooks_dir), progress_bar=sys.stderr.isatty(), log_output=False,
+            kernel_manager_class=_kernel_manager_class(kernel_log),
         )
     except PapermillExecutionError as exc:
+        if exc.ename == "KeyboardInterrupt":  # the kernel was interrupted with the runner: stop, do not go on
+            raise KeyboardInterrupt from None
         message = f"cell {exc.cell_index} (execution {exc.exec_count}) raised {exc.ename}: {exc.evalue}"
         return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output, message)
-    except Exception as exc:  # kernel failed to start, notebook unreadable, ...
-        return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # kernel failed to start or died, notebook unreadable, ...
+        return NotebookOutcome(notebook, "failed", time.perf_counter() - wall, output,
+                               f"{type(exc).__name__}: {exc} (kernel log: {kernel_log})")
     finally:
         for key, value in env_backup.items():
             if value is None:
@@ -205,16 +307,17 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
         state = RunState(runs / "run_state.json")
         for name in notebooks:
             fingerprint = _fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters())
-            if options.resume and state.is_done(name, fingerprint):
+            if options.resume and state.is_done(name, fingerprint) and not _results_damaged(runs, name):
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:
                 log(f"[run_all] {name}: running (profile {options.profile})")
                 outcome = execute_notebook(name, options)
-                state.record(name, fingerprint, outcome)
             detail = f" — {outcome.message}" if outcome.message else ""
             log(f"[run_all] {name}: {outcome.status} in {outcome.seconds:.1f} s{detail}")
             if outcome.status == "failed":
                 log(f"[run_all]   partial notebook: {outcome.output}")
+            if outcome.status != "skipped":  # after the log: a full disk must not hide the notebook's own error
+                state.record(name, fingerprint, outcome)
             outcomes.append(outcome)
     return outcomes
 

@@ -10,18 +10,25 @@ clipping at 1.0. Methods plug in a ``loss_fn(model, batch_indices) -> loss``; ev
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
+import pickle
 import random
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from osad_lib.paths import atomic_write, atomic_write_text, format_size
+from osad_lib.validate import notice
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -146,12 +153,90 @@ def _set_rng_states(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _digest_file(path: Path) -> Path:
+    """The size and SHA-256 written beside a checkpoint (``<name>.sha256``)."""
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as handle:
+        return {"size": path.stat().st_size, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}
+
+
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(dict(payload), tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint (or any torch-saved cache) atomically (:func:`osad_lib.paths.atomic_write`:
+    a failed write, e.g. on a full disk, leaves no temporary file and ``path`` as it was), with
+    its size and SHA-256 beside it. The old digest is removed before the new file replaces the
+    old one, so a crash in between leaves a file without a digest (checked by loading it), never
+    a file with a wrong one."""
+    _digest_file(path).unlink(missing_ok=True)
+    atomic_write(path, lambda handle: _torch_save(dict(payload), handle))
+    atomic_write_text(_digest_file(path), json.dumps(_file_facts(path)))
+
+
+class _WriteErrors:
+    """A file handle for ``torch.save`` that keeps the first write error: torch reports a full
+    disk only as ``unexpected pos …``, so the original ``OSError`` is raised instead."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(payload: dict, handle: BinaryIO) -> None:
+    writer = _WriteErrors(handle)
+    try:
+        torch.save(payload, writer)
+    except RuntimeError:
+        if writer.error is not None:
+            raise writer.error from None
+        raise
+
+
+def _damage(path: Path) -> str:
+    """Why the checkpoint at ``path`` cannot be trusted ('' when its digest matches; '' also when
+    it has none, e.g. written by an older version: then loading it is the check)."""
+    try:
+        expected = json.loads(_digest_file(path).read_text())
+        size, digest = int(expected["size"]), str(expected["sha256"])
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its digest {_digest_file(path).name} is unreadable"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{format_size(actual)} where {format_size(size)} were written"
+    return "" if _file_facts(path)["sha256"] == digest else "its SHA-256 differs from the one written"
+
+
+def load_checkpoint(path: Path, map_location: Any = None, weights_only: bool = False,
+                    what: str = "checkpoint", consequence: str = "starting again") -> Any:
+    """The payload saved by :func:`save_checkpoint` at ``path``, or None when there is none or
+    it is damaged (size or SHA-256 differ, or it cannot be read): then the file is deleted and
+    one line on stderr names it, ``what`` it was and the ``consequence``."""
+    if not path.is_file():
+        return None
+    problem = _damage(path)
+    if not problem:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
+        except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            if _digest_file(path).is_file():
+                raise  # the file is intact: the error is not damage
+            problem = f"unreadable: {type(exc).__name__} {str(exc)[:60]}".strip()
+    notice(f"{what} {path} is damaged ({problem}); discarded, {consequence}")
+    path.unlink(missing_ok=True)
+    _digest_file(path).unlink(missing_ok=True)
+    return None
 
 
 def fit(
@@ -177,8 +262,9 @@ def fit(
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_size, gamma=config.lr_gamma)
     start_epoch, history = 0, []
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = None if checkpoint is None else load_checkpoint(
+        checkpoint, map_location=device, consequence="the experiment restarts from its first epoch")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 
 class ConfigError(ValueError):
     """A user-facing configuration error; its message is one line that says how to fix it."""
+
+
+def notice(message: str) -> None:
+    """Say in one line on stderr what was found wrong and what was done about it (a damaged cache
+    rebuilt, a malformed result row quarantined, a damaged checkpoint discarded); work goes on."""
+    print(f"osad-companion: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def closest(value: str, allowed: Iterable[str]) -> str | None:
@@ -40,6 +47,20 @@ def parse_int_list(parameter: str, value: str | int | Iterable[int]) -> tuple[in
         raise ConfigError(
             f"parameter {parameter!r}: {value!r} is not a comma-separated list of integers, e.g. '0,1,2'"
         ) from None
+
+
+def parse_seeds(parameter: str, value: str | int | Iterable[int]) -> tuple[int, ...]:
+    """Seeds as a non-empty tuple of non-negative integers (numpy and torch refuse negative
+    seeds), with a one-line error naming ``parameter``."""
+    seeds = parse_int_list(parameter, value)
+    if not seeds:
+        raise ConfigError(f"parameter {parameter!r}: {value!r} names no seed; pass e.g. '0,1,2' or leave it out "
+                          "for the profile's seeds")
+    negative = [s for s in seeds if s < 0]
+    if negative:
+        raise ConfigError(f"parameter {parameter!r}: seeds must be non-negative integers, got {negative[0]}; "
+                          "pass e.g. '0,1,2'")
+    return seeds
 
 
 def require_type(parameter: str, value: Any, expected: type | tuple[type, ...]) -> Any:

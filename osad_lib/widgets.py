@@ -113,6 +113,9 @@ def _box(rows: Sequence[Any], panel: _Panel) -> Any:
 
 
 _STYLE = {"description_width": "initial"}
+#: Sliders report a value when released, not at every step of a drag: each value is a full
+#: redraw (a figure, often a model pass), and a drag would queue dozens of them.
+_ON_RELEASE = {"continuous_update": False}
 
 # --------------------------------------------------------------------------------------------
 # datasets
@@ -188,11 +191,11 @@ def dataset_browser(data_root: str | os.PathLike | None = None, names: Sequence[
     setting = w.ToggleButtons(options=SETTINGS, value=first["setting"], description="setting",
                               style={**_STYLE, "button_width": "70px"})
     seen = w.Dropdown(options=[first["seen_class"]], value=first["seen_class"], description="seen class", style=_STYLE)
-    shots = w.IntSlider(value=first["n_shots"], min=1, max=max(first["n_shots"], 1), description="n-shot")
+    shots = w.IntSlider(value=first["n_shots"], min=1, max=max(first["n_shots"], 1), description="n-shot", **_ON_RELEASE)
     seed_box = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", layout={"width": "160px"})
     part = w.ToggleButtons(options=plots.SPLIT_PARTS, value=first["part"], description="part",
                            style={**_STYLE, "button_width": "60px"})
-    per_class = w.IntSlider(value=first["per_class"], min=1, max=6, description="images/class", style=_STYLE)
+    per_class = w.IntSlider(value=first["per_class"], min=1, max=6, description="images/class", style=_STYLE, **_ON_RELEASE)
 
     def draw() -> list[dict]:
         folder, samples = data(dataset.value)
@@ -266,11 +269,12 @@ def _parameter_control(name: str, spec: tuple, value: Any) -> Any:
 
     kind = spec[0]
     if kind == "range":
-        return w.FloatRangeSlider(value=tuple(value), min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE)
+        return w.FloatRangeSlider(value=tuple(value), min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE,
+                                  **_ON_RELEASE)
     if kind == "float":
-        return w.FloatSlider(value=value, min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE)
+        return w.FloatSlider(value=value, min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE, **_ON_RELEASE)
     if kind == "int":
-        return w.IntSlider(value=value, min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE)
+        return w.IntSlider(value=value, min=spec[1], max=spec[2], step=spec[3], description=name, style=_STYLE, **_ON_RELEASE)
     if kind == "choice":
         return w.Dropdown(options=spec[1], value=value, description=name, style=_STYLE)
     return w.Checkbox(value=value, description=name, style=_STYLE, indent=False)
@@ -309,8 +313,8 @@ def pseudo_playground(data_root: str | os.PathLike | None = None, names: Sequenc
     start = _playground_dataset(names)
     dataset = w.Dropdown(options=names, value=start, description="dataset")
     generator = w.Dropdown(options=list(GENERATORS), value="cutpaste_same_image", description="generator", style=_STYLE)
-    seed_slider = w.IntSlider(value=seed, min=0, max=max(99, seed), description="seed")
-    image = w.IntSlider(value=0, min=0, max=_n_normals(data(start)[1]) - 1, description="image")
+    seed_slider = w.IntSlider(value=seed, min=0, max=max(99, seed), description="seed", **_ON_RELEASE)
+    image = w.IntSlider(value=0, min=0, max=_n_normals(data(start)[1]) - 1, description="image", **_ON_RELEASE)
     parameters = w.HBox([], layout={"flex_flow": "row wrap"})
 
     def draw() -> list[dict]:
@@ -374,8 +378,8 @@ def score_explorer(scores: pd.DataFrame, images: Any = None, maps: Any = None, m
 
     frame = plots.check_score_frame(scores)
     column = w.Dropdown(options=plots.score_columns(frame), value="score", description="ROC of", style=_STYLE)
-    bins = w.IntSlider(value=30, min=5, max=100, step=5, description="bins")
-    alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="map opacity", style=_STYLE)
+    bins = w.IntSlider(value=30, min=5, max=100, step=5, description="bins", **_ON_RELEASE)
+    alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="map opacity", style=_STYLE, **_ON_RELEASE)
     rows = plots.mapped_rows(frame) if maps is not None else []
     index = w.Dropdown(options=[(_row_label(frame, r), r) for r in rows], value=rows[0] if rows else None,
                        description="image", layout={"width": "600px"}, disabled=not rows)

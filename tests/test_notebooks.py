@@ -1,6 +1,8 @@
 """The notebook series: static checks, and every notebook executing end to end on the smoke profile."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
+#: The kernel `make venv` installs (its display name is what JupyterLab writes into a notebook).
+KERNEL_DISPLAY_NAME = re.search(r'--display-name "([^"]+)"', (ROOT / "Makefile").read_text()).group(1)
 
 
 def test_series_exists():
@@ -24,7 +28,9 @@ def test_series_exists():
 def test_notebook_is_clean_and_parameterised(name):
     path = ROOT / "notebooks" / f"{name}.ipynb"
     nb = json.loads(path.read_text())
-    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    # what JupyterLab writes on opening with the project's kernel, so the notebook is not marked modified
+    assert nb["metadata"]["kernelspec"] == {"display_name": KERNEL_DISPLAY_NAME, "language": "python", "name": "python3"}
+    assert {"codemirror_mode", "mimetype", "pygments_lexer", "version"} <= set(nb["metadata"]["language_info"])
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and not c.get("execution_count") for c in code), "commit without outputs"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -32,6 +38,8 @@ def test_notebook_is_clean_and_parameterised(name):
     declared = papermill.inspect_notebook(str(path))
     assert set(STANDARD_PARAMETERS) <= set(declared)
     assert declared["profile"]["default"] == '"demo"'
+    assert declared["interactive"]["default"] == "True"  # widgets in Jupyter; run_all.py passes False
+    assert any("viz.profile_banner(cfg)" in "".join(c["source"]) for c in code)
     assert nb["cells"][0]["cell_type"] == "markdown"  # opens with the paper's claim
 
 
@@ -62,6 +70,24 @@ def test_smoke_run_writes_results_tables_and_figures(smoke_run, name):
         assert rows["value"].between(0, 1).all()
         assert (rows["profile"] == "smoke").all() and (rows["dataset"] != "").all()
     assert any((out / "figures" / "smoke").glob("*.png")) and any((out / "runs" / "smoke" / "tables").glob("*.csv"))
+
+
+def test_make_lab_works_as_root():
+    dry = subprocess.run(["make", "-n", "-o", "venv", "-o", ".venv/.osad-installed", "lab"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert dry.returncode == 0 and "jupyter lab notebooks/" in dry.stdout
+    assert ("--allow-root" in dry.stdout) == (os.geteuid() == 0)
+
+
+def test_smoke_notebooks_print_no_warning_and_show_the_smoke_banner(smoke_run):
+    out, _ = smoke_run
+    for name in NOTEBOOKS:
+        nb = json.loads((out / "runs" / "smoke" / f"{name}.ipynb").read_text())
+        outputs = [o for cell in nb["cells"] for o in cell.get("outputs", [])]
+        stderr = ["".join(o["text"]) for o in outputs if o.get("name") == "stderr"]
+        assert stderr == [], (name, stderr[0][:1000])  # warnings, notices and tracebacks all go to stderr
+        shown = ["".join(o.get("data", {}).get("text/markdown", "")) for o in outputs]
+        assert any("smoke profile: every number below is meaningless" in text for text in shown), name
 
 
 def test_smoke_results_have_no_widget_errors(smoke_run):

@@ -188,7 +188,7 @@ def test_reasons_of_unmeasured_cells(cells):
         return _cell(cells, table_id, **keys)["reason"]
 
     assert reason("devnet_table2", method="devnet", dataset="mvtecad", subset="carpet") == \
-        "dataset not present: mvtecad (needs --data-root)"
+        "dataset not present: mvtecad (set the data_root parameter or run_all.py --data-root)"
     assert reason("devnet_table2", method="kdad", dataset="elpv") == "method not implemented: kdad"
     assert reason("devnet_table2", method="devnet", dataset="aitex") == "not in any notebook's grid: aitex 10-shot general"
     assert reason("devnet_table5", method="devnet", dataset="elpv", variant="rep") == "variant not implemented: devnet rep"

@@ -144,6 +144,41 @@ def test_pseudo_playground_swaps_parameters_and_regenerates(data_root, monkeypat
     assert controls(box)["image"].max == 2
 
 
+def test_browser_words_and_legend_are_unambiguous(data_root):
+    """'contamination' is also an anomaly class (MVTec pill, the synthetic sets): the browser calls
+    unlabelled training anomalies 'unlabelled'; the legend sits below the figure, clear of the axis label."""
+    from osad_lib.data.mvtec import read_mvtec_layout
+
+    folder = data_root / "mvtecad" / "bottle"
+    samples = read_mvtec_layout(folder)
+    fig = plots.split_overview("mvtecad/bottle", folder, samples, "hard", 2, 0, "contamination", "train", per_class=2)
+    assert "contamination +" not in fig.get_suptitle() and "unlabelled anomalies" in fig.get_suptitle()
+    from osad_lib.data.protocols import make_split
+
+    items = plots._part_items(make_split(samples, "general", 2, 0, contamination=0.2), "train")
+    assert {name.split(" ")[-1] for _, _, name in items} == {"good", "(unlabelled)", "(labelled)"}
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    label = fig.axes[-1].xaxis.label.get_window_extent(renderer)
+    assert not legend.get_window_extent(renderer).overlaps(label)
+    plt.close("all")
+
+
+def test_sliders_redraw_on_release_and_titles_have_no_float_noise(data_root):
+    box = widgets.pseudo_playground(data_root, names=["mvtecad/bottle"])
+    browser = widgets.dataset_browser(data_root, names=["mvtecad/bottle"])
+    sliders = [c for b in (box, browser) for c in controls(b).values() if "Slider" in type(c).__name__]
+    assert len(sliders) >= 6 and not any(s.continuous_update for s in sliders)
+    from osad_lib.data.mvtec import read_mvtec_layout
+
+    folder = data_root / "mvtecad" / "bottle"
+    fig = plots.pseudo_anomaly_example("mvtecad/bottle", folder, read_mvtec_layout(folder), aspect_ratio=0.1 + 0.2,
+                                       area_range=(0.1 + 0.2, 0.5))
+    assert "aspect_ratio=0.3," in fig.get_suptitle() and "area_range=(0.3, 0.5)" in fig.get_suptitle()
+    plt.close("all")
+
+
 def test_pseudo_anomaly_example_errors_are_one_line(data_root):
     from osad_lib.data.mvtec import read_mvtec_layout
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from osad_lib.data.images import IMAGE_EXTENSIONS, is_image_file
-from osad_lib.results import atomic_write_text
+from osad_lib.paths import atomic_write_text, current_umask
 from osad_lib.validate import ConfigError
 
 #: Folder names of normal images (MVTec "good", BTAD "ok").
@@ -182,7 +182,8 @@ def build_folder_once(dest: Path, key: dict[str, Any], build: Callable[[Path], d
     If ``dest`` holds a marker (:data:`MARKER`) whose ``key`` equals ``key`` it is returned as
     is. Otherwise ``build(tmp)`` writes into a temporary sibling folder and returns facts
     (counts) for the marker; the folder is then renamed to ``dest`` (an outdated ``dest`` from
-    an older key is replaced). A failed build leaves ``dest`` as it was; concurrent processes
+    an older key is replaced). A failed build leaves ``dest`` as it was and removes its
+    temporary folder (one left by a killed build is removed by the next); concurrent processes
     wait for each other (file lock) instead of building twice.
     """
     marker = read_marker(dest)
@@ -192,7 +193,10 @@ def build_folder_once(dest: Path, key: dict[str, Any], build: Callable[[Path], d
         marker = read_marker(dest)  # built by another process while we waited
         if marker is not None and marker.get("key") == key:
             return dest
+        for leftover in dest.parent.glob(f".{dest.name}.building-*"):  # of a build killed outright (SIGKILL)
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache from its other users
         try:
             facts = build(tmp)
             atomic_write_text(tmp / MARKER, json.dumps({"key": key, **facts}, indent=1, sort_keys=True))

@@ -98,7 +98,7 @@ class Split:
         n_test_anomalies = sum(label for _, label, _ in self.test)
         return (
             f"{_name(self.dataset, self.subset)} {self.setting} {self.n_shots}-shot seed={self.seed}{seen}: "
-            f"train {len(self.train_normal)} normal + {len(self.train_contamination)} contamination + "
+            f"train {len(self.train_normal)} normal + {len(self.train_contamination)} unlabelled anomalies + "
             f"{len(self.train_anomaly)} labelled; test {len(self.test) - n_test_anomalies} normal + "
             f"{n_test_anomalies} anomalies [{self.manifest_id}]"
         )

@@ -2,8 +2,12 @@
 
 :func:`load_images` decodes each file of a dataset once per resolution (PIL, antialiased
 bilinear for images, nearest for masks) into uint8 ``.npy`` arrays under
-``cache_dir()/tensors/<key>/``, keyed by the dataset root, the sorted file list (names, sizes,
-modification times) and the size; later calls memory-map the cache instead of decoding.
+``cache_dir()/tensors/<key>/``, keyed by the content of the dataset's files (their relative paths
+and SHA-256, :func:`file_digests`) and the size — not by where the dataset lies, so a moved
+dataset or a copied, read-only cache is reused; later calls memory-map the cache instead of
+decoding. The cache records the size and SHA-256 of its arrays: a damaged one is named in one
+line and rebuilt, and a build first checks the free space it needs (an out-of-space memmap would
+kill the process).
 :func:`load_split` turns a :class:`~osad_lib.data.protocols.Split` manifest into training and
 test :class:`ImageSet` s. Images stay uint8 until a batch is taken (:meth:`ImageSet.batch`
 gives float [0, 1], the input range of ``osad_lib.models.backbones``).
@@ -11,6 +15,7 @@ gives float [0, 1], the input range of ``osad_lib.models.backbones``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,12 +30,14 @@ from tqdm.auto import tqdm
 
 from osad_lib import paths
 from osad_lib.data.images import load_mask, load_rgb
-from osad_lib.data.mvtec import Sample, build_folder_once, read_mvtec_layout
+from osad_lib.data.mvtec import MARKER, Sample, build_folder_once, read_marker, read_mvtec_layout
 from osad_lib.data.protocols import Split
-from osad_lib.validate import ConfigError
+from osad_lib.validate import ConfigError, notice
 
-#: Bump when decoding/resizing changes, so cached tensors are rebuilt.
-CACHE_VERSION = 1
+#: Bump when decoding/resizing or the cache layout changes, so cached tensors are rebuilt.
+CACHE_VERSION = 2
+#: Tensor caches whose SHA-256 this process has checked (each is hashed once per process).
+_VERIFIED: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -87,14 +94,40 @@ def decode_sample(root: Path, sample: Sample, image_size: int) -> tuple[np.ndarr
     return resized, small[None]
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_digests(root: Path, relative: Sequence[str]) -> dict[str, str]:
+    """SHA-256 of each file (paths relative to ``root``): what a cache key built from content
+    uses. Digests are remembered per file size and modification time in
+    ``cache_dir()/digests/`` (a file is read again only when it changes); when that folder is
+    read-only they are simply recomputed."""
+    memo_file = paths.cache_dir() / "digests" / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    digests, changed = {}, False
+    for rel in sorted(relative):
+        st = (root / rel).stat()
+        stamp = f"{st.st_size}|{st.st_mtime_ns}"
+        entry = memo.get(rel)
+        if not isinstance(entry, list) or len(entry) != 2 or entry[0] != stamp:
+            memo[rel], changed = [stamp, _sha256(root / rel)], True
+        digests[rel] = memo[rel][1]
+    if changed:
+        try:
+            paths.atomic_write_text(memo_file, json.dumps(memo))
+        except OSError:
+            pass  # a read-only cache: digests are recomputed next time
+    return digests
+
+
 def _cache_key(root: Path, samples: Sequence[Sample], image_size: int) -> str:
-    entries = []
-    for s in sorted(samples, key=lambda s: s.path):
-        for rel in (s.path, s.mask_path):
-            if rel is not None:
-                st = (root / rel).stat()
-                entries.append(f"{rel}|{st.st_size}|{st.st_mtime_ns}")
-    text = json.dumps([str(root.resolve()), image_size, CACHE_VERSION, entries])
+    files = [rel for s in samples for rel in (s.path, s.mask_path) if rel is not None]
+    text = json.dumps([image_size, CACHE_VERSION, sorted(file_digests(root, files).items())])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -107,15 +140,71 @@ def _decode_all(root: Path, samples: Sequence[Sample], image_size: int, images: 
             masks[i] = mask
 
 
+def _array_file(file: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A uint8 ``.npy`` memmap of ``shape`` with its disk blocks reserved up front: a full disk
+    is then an ``OSError`` here, not a SIGBUS (a dead kernel) half-way through decoding."""
+    array = np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=shape)
+    with open(file, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, file.stat().st_size)
+    return array
+
+
 def _write_cache(folder: Path, root: Path, ordered: list[Sample], image_size: int, with_masks: bool) -> dict:
     n, s = len(ordered), image_size
-    images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
-    masks = np.lib.format.open_memmap(folder / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, 1, s, s)) if with_masks else None
-    _decode_all(root, ordered, image_size, images, masks)
-    for array in (images, masks):
-        if array is not None:
+    shapes = {"images.npy": (n, 3, s, s), **({"masks.npy": (n, 1, s, s)} if with_masks else {})}
+    needed = sum(int(np.prod(shape)) for shape in shapes.values())
+    what = f"the tensor cache of {root.name} at {s} px"
+    paths.require_free_space(folder, needed, what)
+    try:
+        arrays = {name: _array_file(folder / name, shape) for name, shape in shapes.items()}
+        _decode_all(root, ordered, image_size, arrays["images.npy"], arrays.get("masks.npy"))
+        for array in arrays.values():
             array.flush()
-    return {"root": str(root), "image_size": s, "paths": [x.path for x in ordered]}
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise ConfigError(f"{what} needs {paths.format_size(needed)} in {folder.parent} but the disk is full "
+                          "(No space left on device); free some space or point OSAD_CACHE at a larger disk") from None
+    files = {name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)} for name in shapes}
+    return {"root": str(root), "image_size": s, "paths": [x.path for x in ordered], "files": files}
+
+
+def _cache_problem(folder: Path) -> str:
+    """Why the tensor cache in ``folder`` cannot be trusted ('' when sizes match and, once per
+    process, the SHA-256 of each array matches what was written)."""
+    files = (read_marker(folder) or {}).get("files", {})
+    if not files:
+        return "its marker lists no files"
+    for name, facts in files.items():
+        file = folder / name
+        size = file.stat().st_size if file.is_file() else 0
+        if size != facts["size"]:
+            return f"{name} is {paths.format_size(size)} where {paths.format_size(facts['size'])} were written"
+    if folder not in _VERIFIED:
+        wrong = [name for name, facts in files.items() if _sha256(folder / name) != facts["sha256"]]
+        if wrong:
+            return f"the SHA-256 of {wrong[0]} differs from the one written"
+        _VERIFIED.add(folder)
+    return ""
+
+
+def _tensor_cache(root: Path, ordered: list[Sample], image_size: int, with_masks: bool) -> Path:
+    """The cache folder of these samples at this size: built once, checked on every use, and
+    rebuilt (one line on stderr) when damaged."""
+    key = _cache_key(root, ordered, image_size)
+    dest = paths.cache_dir() / "tensors" / key
+
+    def build(tmp: Path) -> dict:
+        return _write_cache(tmp, root, ordered, image_size, with_masks)
+
+    folder = build_folder_once(dest, {"tensors": key}, build)
+    problem = _cache_problem(folder)
+    if problem:
+        notice(f"tensor cache {folder} is damaged ({problem}); rebuilding it")
+        _VERIFIED.discard(folder)
+        (folder / MARKER).unlink(missing_ok=True)
+        folder = build_folder_once(dest, {"tensors": key}, build)
+    return folder
 
 
 def _decoded(root: Path, samples: Sequence[Sample], image_size: int, cache: bool
@@ -128,9 +217,7 @@ def _decoded(root: Path, samples: Sequence[Sample], image_size: int, cache: bool
     ordered = sorted(samples, key=lambda s: s.path)
     with_masks = any(s.mask_path is not None for s in ordered)
     if cache:
-        key = _cache_key(root, ordered, image_size)
-        folder = build_folder_once(paths.cache_dir() / "tensors" / key, {"tensors": key},
-                                   lambda tmp: _write_cache(tmp, root, ordered, image_size, with_masks))
+        folder = _tensor_cache(root, ordered, image_size, with_masks)
         images = np.load(folder / "images.npy", mmap_mode="r")
         masks = np.load(folder / "masks.npy", mmap_mode="r") if with_masks else None
     else:

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from osad_lib.profiles import NotebookConfig
-from osad_lib.training import save_checkpoint
+from osad_lib.training import load_checkpoint, save_checkpoint
 
 #: Bump when training changes in a way that the settings do not show, so stored models are retrained.
 MODEL_VERSION = 1
@@ -48,9 +47,11 @@ def load_or_train(cfg: NotebookConfig, method: str, settings: Any, manifest_id: 
     model is trained and not stored.
     """
     file = model_file(cfg, method, settings, manifest_id, seed)
-    if manifest_id and file.is_file():
+    state = load_checkpoint(file, map_location=cfg.device, weights_only=True, what="stored model",
+                            consequence="training it again") if manifest_id else None
+    if state is not None:
         model = build()
-        model.load_state_dict(torch.load(file, map_location=cfg.device, weights_only=True))
+        model.load_state_dict(state)
         return model.eval(), True
     model = train()
     if manifest_id:

@@ -39,7 +39,7 @@ from osad_lib.features import cached_dataset_features, dataset_key
 from osad_lib.models.backbones import build_backbone
 from osad_lib.models.heads import image_pyramid
 from osad_lib.models.stems import DIHEDRAL_VIEWS, StemFeatures, dihedral, dihedral_views, stem_outputs, to_float_images
-from osad_lib.training import save_checkpoint
+from osad_lib.training import load_checkpoint, save_checkpoint
 from osad_lib.validate import ConfigError
 
 #: Bump when stems are computed differently, so cached ones are rebuilt.
@@ -136,11 +136,17 @@ def _per_image(root: Path, config: StemConfig, kind: str, image_paths: Sequence[
     def file(p: str) -> Path:
         return folder / f"{hashlib.sha1(p.encode()).hexdigest()[:20]}.pt"
 
-    missing = [p for p in dict.fromkeys(image_paths) if not file(p).is_file()]
+    found: dict[str, tuple[torch.Tensor, ...]] = {}
+    for p in dict.fromkeys(image_paths):
+        state = load_checkpoint(file(p), weights_only=True, what="stem cache file", consequence="recomputing it")
+        if state is not None:
+            found[p] = tuple(state["per_scale"])
+    missing = [p for p in dict.fromkeys(image_paths) if p not in found]
     if missing:
         for path, tensors in zip(missing, compute(missing), strict=True):
-            save_checkpoint(file(path), {"path": path, "per_scale": [t.clone() for t in tensors]})
-    return [tuple(torch.load(file(p), weights_only=True)["per_scale"]) for p in image_paths]
+            found[path] = tuple(t.clone() for t in tensors)
+            save_checkpoint(file(path), {"path": path, "per_scale": list(found[path])})
+    return [found[p] for p in image_paths]
 
 
 def dataset_stem_views(root: Path, config: StemConfig, image_paths: Sequence[str],
