@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import pickle
 import random
 import time
