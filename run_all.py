@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     table = runner.summary(outcomes)
     print("\n" + (table.to_string(index=False) if len(table) else "no notebooks to run"))
+    if len(table):
+        print("\n".join(runner.closing_lines(options, outcomes)))
     return 1 if not jobs_ok or (len(table) and (table["status"] == "failed").any()) else 0
 
 

@@ -12,10 +12,12 @@ skipped (:meth:`osad_lib.results.ResultsStore.run_experiment`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -72,11 +74,17 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class NotebookOutcome:
+    """One notebook of a run: status (ok | skipped | failed), wall and CPU seconds (the kernel's
+    user + system time), and how many experiments it ran and found stored (reused)."""
+
     notebook: str
-    status: str  # ok | skipped | failed
+    status: str
     seconds: float
     output: Path
     message: str = ""
+    cpu_seconds: float = 0.0
+    experiments_run: int = 0
+    experiments_reused: int = 0
 
 
 def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[str]:
@@ -311,7 +319,7 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:
                 log(f"[run_all] {name}: running (profile {options.profile})")
-                outcome = execute_notebook(name, options)
+                outcome = _measured(name, options)
             detail = f" — {outcome.message}" if outcome.message else ""
             log(f"[run_all] {name}: {outcome.status} in {outcome.seconds:.1f} s{detail}")
             if outcome.status == "failed":
@@ -319,12 +327,80 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
             if outcome.status != "skipped":  # after the log: a full disk must not hide the notebook's own error
                 state.record(name, fingerprint, outcome)
             outcomes.append(outcome)
+        write_timings(runs / "timings.csv", outcomes, state)
     return outcomes
 
 
+def _experiment_counts(notebook: str, options: RunOptions, since: float) -> tuple[int, int]:
+    """(experiments whose rows were written since ``since``, experiments found stored from before)."""
+    from osad_lib.results import store_for
+
+    rows = store_for(notebook, options.profile, paths.output_root(options.output_dir)).read()
+    if not len(rows):
+        return 0, 0
+    written = pd.to_datetime(rows["timestamp"], utc=True, errors="coerce").groupby(rows["experiment_id"]).max()
+    fresh = int((written >= pd.Timestamp(since, unit="s", tz="UTC").floor("s")).sum())
+    return fresh, len(written) - fresh
+
+
+def _measured(notebook: str, options: RunOptions) -> NotebookOutcome:
+    """:func:`execute_notebook` with its kernel's CPU time (the children's rusage, reaped when the
+    kernel exits) and the experiments it ran or found stored (by the rows' timestamps)."""
+    start = time.time()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    outcome = execute_notebook(notebook, options)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    run, reused = _experiment_counts(notebook, options, start)
+    return dataclasses.replace(outcome, cpu_seconds=cpu, experiments_run=run, experiments_reused=reused)
+
+
+def write_timings(path: Path, outcomes: Sequence[NotebookOutcome], state: RunState) -> None:
+    """``runs/<profile>/timings.csv``: per notebook of this run, wall and CPU seconds and the
+    experiments run and reused (a skipped notebook: its earlier wall time, 0 experiments run)."""
+    rows = []
+    for o in outcomes:
+        earlier = state.state.get(o.notebook, {}).get("seconds", 0.0) if o.status == "skipped" else o.seconds
+        rows.append({"notebook": o.notebook, "status": o.status, "wall_s": round(float(earlier), 1),
+                     "cpu_s": round(o.cpu_seconds, 1), "experiments_run": o.experiments_run,
+                     "experiments_reused": o.experiments_reused})
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+
+
 def summary(outcomes: Sequence[NotebookOutcome]) -> pd.DataFrame:
-    return pd.DataFrame([{"notebook": o.notebook, "status": o.status, "seconds": round(o.seconds, 1),
-                          "output": str(o.output), "message": o.message} for o in outcomes])
+    """The run's notebooks for the terminal: status, wall and CPU minutes, experiments run/reused."""
+    return pd.DataFrame([{"notebook": o.notebook, "status": o.status, "wall": _minutes(o.seconds),
+                          "cpu": _minutes(o.cpu_seconds), "run": o.experiments_run, "reused": o.experiments_reused,
+                          "message": o.message} for o in outcomes])
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> list[str]:
+    """What the terminal shows after a run: totals, the headline paper-vs-measured rows that
+    08_report wrote (``tables/headline.csv``: one line per paper — claim, paper, ours, verdict),
+    and where the report, tables and figures are."""
+    runs = paths.runs_dir(options.profile, options.output_dir)
+    wall, cpu = sum(o.seconds for o in outcomes), sum(o.cpu_seconds for o in outcomes)
+    failed = [o.notebook for o in outcomes if o.status == "failed"]
+    lines = [f"{len(outcomes)} notebooks in {_minutes(wall)} wall, {_minutes(cpu)} CPU; "
+             + (f"failed: {', '.join(failed)}" if failed else "all ok")]
+    headline = paths.tables_dir(options.profile, options.output_dir) / "headline.csv"
+    if headline.is_file():
+        lines.append("")
+        lines.append(f"Headline ({options.profile} profile; full report below):")
+        for row in pd.read_csv(headline).fillna("").itertuples():
+            lines.append(f"  {row.paper}: {row.claim} — paper {row.paper_value}, ours {row.measured} — {row.verdict}")
+    lines.append("")
+    for label, path in (("report", runs / "REPORT.md"), ("report (HTML)", runs / "REPORT.html"),
+                        ("tables", paths.tables_dir(options.profile, options.output_dir)),
+                        ("figures", paths.figures_dir(options.profile, options.output_dir)),
+                        ("timings", runs / "timings.csv")):
+        if path.exists():
+            lines.append(f"{label:>14}: {path}")
+    return lines
 
 
 def trains_something(notebook: str, options: RunOptions) -> bool:

@@ -45,6 +45,22 @@ def test_second_run_skips_finished_notebooks(tmp_path):
     assert again.returncode == 0 and "01_toy: skipped" in again.stdout
 
 
+def test_timings_and_closing_summary(tmp_path):
+    """runs/<profile>/timings.csv has wall and CPU seconds and the experiments run/reused per
+    notebook; the terminal ends with the totals and where the outputs are."""
+    first = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
+    timings = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook")
+    row = timings.loc["01_toy"]
+    assert row["status"] == "ok" and row["experiments_run"] == 6 and row["experiments_reused"] == 0
+    assert row["wall_s"] > 6 * 0.4 and row["cpu_s"] > 0  # the kernel's CPU time (imports at least)
+    assert "1 notebooks in" in first.stdout and "all ok" in first.stdout
+    assert f"tables: {tmp_path / 'runs' / 'smoke' / 'tables'}" in first.stdout
+    (tmp_path / "runs" / "smoke" / "run_state.json").unlink()  # the notebook reruns, its experiments are stored
+    again = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
+    row = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook").loc["01_toy"]
+    assert again.returncode == 0 and row["experiments_run"] == 0 and row["experiments_reused"] == 6
+
+
 @pytest.mark.parametrize("args, message", [
     (["--profile", "dmeo"], "did you mean 'demo'"),
     (["--only", "01_tyo"], "did you mean '01_toy'"),
