@@ -144,8 +144,8 @@ def bench_setting(setting: BenchSetting, device: str, steps: int, warmup: int, w
     """Every measurement of one method and setting on one device (see the module docstring)."""
     seed_everything(0)
     model, loss_of = BUILDERS[method](setting, device)
+    model.to(memory_format=torch.channels_last)  # as the training loop does, on CUDA and the CPU
     if device.startswith("cuda"):
-        model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     b = setting.batch_size

@@ -245,9 +245,10 @@ def test_baseline_rows_join_the_paper_tables_and_kdad_stays_paper_only(tmp_path)
     cfg = configure("01_devnet", profile="demo", output_dir=str(tmp_path), check_data=False)
     _store_fake_rows(cfg, experiments)
     table2 = experiments.paper_table(cfg, "table2").set_index("method")
+    seeds_of = experiments.grid_option(cfg, "method_seeds")
     for method in ("deepsvdd", "deepsad", "minns", "flos", "devnet"):  # the paper's Table 2 ELPV row
         row = table2.loc[method]
-        assert row["n_seeds"] == 3 and not np.isnan(row["paper_mean"]) and row["note"] == "", method
+        assert row["n_seeds"] == seeds_of.get(method, len(cfg.seeds)) and not np.isnan(row["paper_mean"]) and row["note"] == "", method
         assert row["delta"] == pytest.approx(row["measured_mean"] - row["paper_mean"])
     assert table2.loc["deepsvdd", "n_shots"] == 0 and table2.loc["deepsad", "n_shots"] == 10
     assert table2.loc["deepsvdd", "paper_mean"] == pytest.approx(0.75)  # DevNet Table 2, ELPV
@@ -257,7 +258,7 @@ def test_baseline_rows_join_the_paper_tables_and_kdad_stays_paper_only(tmp_path)
     assert table2.loc["patchcore", "note"] == "measured only: no paper row"
     table3 = experiments.paper_table(cfg, "table3")
     minns_mean = table3[(table3["method"] == "minns") & (table3["subset"] == "mean")].iloc[0]
-    assert minns_mean["n_seeds"] == 3 and minns_mean["paper_mean"] == pytest.approx(0.663)
+    assert minns_mean["n_seeds"] == seeds_of["minns"] and minns_mean["paper_mean"] == pytest.approx(0.663)
     assert table3[table3["method"] == "kdad"]["note"].str.startswith("paper only").all()
 
 
@@ -269,11 +270,13 @@ def test_wilcoxon_pairs_devnet_with_every_measured_baseline(tmp_path):
     _store_fake_rows(cfg, experiments)
     tests = experiments.wilcoxon_table(cfg, "table2").set_index("method")
     assert set(tests.index) == set(experiments.grid_option(cfg, "methods")) - {"devnet"}
-    assert (tests["n_runs"] == 3).all() and (tests["n_datasets"] == 1).all()
+    seeds_of = experiments.grid_option(cfg, "method_seeds")  # pairs only where both ran
+    assert tests["n_runs"].to_dict() == {m: seeds_of.get(m, len(cfg.seeds)) for m in tests.index}
+    assert (tests["n_datasets"] == 1).all() and tests.loc["flos", "n_runs"] == 3
     methods = list(experiments.grid_option(cfg, "methods"))
-    gap = 0.025 * (methods.index("devnet") - methods.index("minns"))  # mean over seeds 0, 1, 2
-    assert tests.loc["minns", "devnet_minus_method"] == pytest.approx(gap)
-    assert tests.loc["minns", "p_value_runs"] == pytest.approx(0.25)  # 3 pairs, all of one sign
+    gap = 0.025 * (methods.index("devnet") - methods.index("flos"))  # mean over seeds 0, 1, 2
+    assert tests.loc["flos", "devnet_minus_method"] == pytest.approx(gap)
+    assert tests.loc["flos", "p_value_runs"] == pytest.approx(0.25)  # 3 pairs, all of one sign
 
 
 def test_score_frame_kinds_and_map_positions():

@@ -114,15 +114,17 @@ def variant_options(variant: str) -> dict[str, Any]:
 
 
 def ahl_config(cfg: NotebookConfig, base: str, variant: str = "") -> AHLConfig:
-    """AHL's paper defaults ← ``METHOD_OVERRIDES["ahl"][profile]`` (its general keys, then those
-    under ``base``) ← the variant's options
+    """AHL's paper defaults ← the DRA base's composite-head width (g has the base's architecture)
+    ← ``METHOD_OVERRIDES["ahl"][profile]`` (its general keys, then those under ``base``) ← the
+    variant's options
     (:func:`variant_options`; ``faithful`` = :meth:`AHLConfig.faithful` with the code's numbers)."""
     overrides = _overrides(cfg)
     settings = {k: v for k, v in overrides.items() if k not in GRID_KEYS and k not in BASES}
     settings.update(overrides.get(base, {}))
     options = variant_options(variant)
     faithful = options.pop("mode", "") == "faithful"
-    merged = {**settings, **options, "base": base}
+    inherited = {"composite_channels": xdra.dra_config(cfg).composite_channels} if base == "dra" else {}
+    merged = {**inherited, **settings, **options, "base": base}
     return AHLConfig.faithful(**merged) if faithful else AHLConfig(**merged)
 
 
@@ -180,7 +182,7 @@ def _runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
     ``extra_hard`` datasets, seen-class limit), restricted to AHL's ``settings`` and shot counts, so
     that AHL plugs into the base models 01/02 trained (the run's model store)."""
     shots = {"general": grid_option(cfg, "general_n_shots"), "hard": grid_option(cfg, "hard_n_shots")}
-    extra = dict(xdra.grid_option(cfg, "extra_hard"))
+    extra = {name for name, _, _ in xdra.grid_option(cfg, "extra_hard")}
     return [(name, setting, n, seen) for name, setting, n, seen in xdra.split_runs(cfg)
             if setting in grid_option(cfg, "settings") and (n in shots[setting] or name in extra)]
 

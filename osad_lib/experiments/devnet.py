@@ -72,8 +72,9 @@ N_OVERLAYS = 6
 #: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig:
 #: ``methods`` (default: all of :data:`METHODS`), ``max_seen_classes`` (0: all),
 #: ``method_tables`` (method → the tables it runs on; default: every table of the grid) and
-#: ``method_seeds`` (method → how many of the profile's seeds it runs, the first ones; default all).
-GRID_KEYS = ("methods", "max_seen_classes", "method_tables", "method_seeds")
+#: ``method_seeds`` (method → how many of the profile's seeds it runs, the first ones; default all)
+#: and ``table_seeds`` (table → the same limit for every method of that table).
+GRID_KEYS = ("methods", "max_seen_classes", "method_tables", "method_seeds", "table_seeds")
 #: Table 5 ablation labels (paper ``variant`` column) → DevNetConfig options (§6.8.1).
 TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
     "rep": {"variant": "rep"},
@@ -113,7 +114,8 @@ def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
     """A grid-shaping option (:data:`GRID_KEYS`) of the profile, with its default."""
-    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}, "method_seeds": {}}
+    defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}, "method_seeds": {},
+                "table_seeds": {}}
     value = cfg.profile.method("devnet").get(choose("grid option", key, GRID_KEYS), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -125,11 +127,12 @@ def _method_tables(cfg: NotebookConfig, method: str) -> tuple[str, ...]:
     return tuple(grid_option(cfg, "method_tables").get(method, ("table2", "table3", "table4")))
 
 
-def method_seeds(cfg: NotebookConfig, method: str) -> tuple[int, ...]:
-    """The seeds ``method`` runs under the profile: the first ``method_seeds[method]`` of the
-    notebook's seeds (all by default)."""
-    limit = grid_option(cfg, "method_seeds").get(method, 0)
-    return cfg.seeds[:limit] if limit else cfg.seeds
+def method_seeds(cfg: NotebookConfig, method: str, table: str = "") -> tuple[int, ...]:
+    """The seeds ``method`` runs in ``table`` under the profile: the first
+    ``min(method_seeds[method], table_seeds[table])`` of the notebook's seeds (all by default)."""
+    limits = [n for n in (grid_option(cfg, "method_seeds").get(method, 0), grid_option(cfg, "table_seeds").get(table, 0))
+              if n]
+    return cfg.seeds[:min(limits)] if limits else cfg.seeds
 
 
 def table_shots(cfg: NotebookConfig) -> int:
@@ -252,7 +255,7 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                 samples[name], setting, shots, seed, seen_class=seen, dataset=info.dataset, subset=info.subset,
             ).manifest_id
             for method in (choose("method", m, METHODS) for m in grid_option(cfg, "methods")):
-                if table not in _method_tables(cfg, method) or seed not in method_seeds(cfg, method):
+                if table not in _method_tables(cfg, method) or seed not in method_seeds(cfg, method, table):
                     continue
                 config = method_config(cfg, method)
                 extra = {"name": name, "seen_class": seen or ""}

@@ -67,13 +67,16 @@ APPENDIX_METHODS = ("deepsad", "minns")
 #: of Tables 7/8 and of the :data:`APPENDIX_METHODS` runs) and ``clean_runs`` (default
 #: ``(("general", 10),)``: the (setting, shots) pairs where DRA also runs in the other mode than
 #: the profile's — ``clean`` beside the faithful default). ``extra_hard``: (dataset, shots) pairs run
-#: in the hard setting only, beside the profile's datasets (demo: the synthetic hard setting on
-#: ``synthetic/object``). Seeds: every method runs the notebook's seeds except those in
+#: in the hard setting only, beside the profile's datasets, as (dataset, shots, seen classes — the
+#: first that many, 0 = all) (demo: the synthetic hard setting on
+#: ``synthetic/object``; DRA and DevNet only, :data:`EXTRA_HARD_METHODS`). Seeds: every method runs the notebook's seeds except those in
 #: ``method_seeds`` (method → the first that many), one-shot runs (``one_shot_seeds``) and the
 #: other-mode DRA runs (``clean_seeds``); 0 = all.
 GRID_KEYS = ("general_n_shots", "hard_n_shots", "methods", "max_seen_classes", "max_test_images",
              "appendix_n_shots", "clean_runs", "extra_hard", "method_seeds", "one_shot_seeds", "clean_seeds")
 TABLES = {"general": "table1", "hard": "table2"}
+#: What the ``extra_hard`` datasets run: the pair of the paired verdict (:func:`dra_vs_devnet`).
+EXTRA_HARD_METHODS = ("dra", "devnet")
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,8 +104,10 @@ def grid_option(cfg: NotebookConfig, key: str) -> Any:
                 "appendix_n_shots": 10, "clean_runs": (("general", 10),), "extra_hard": (), "method_seeds": {},
                 "one_shot_seeds": 0, "clean_seeds": 0}
     value = _overrides(cfg).get(key, defaults[key])
-    if key in ("clean_runs", "extra_hard"):
-        return tuple((str(first), int(shots)) for first, shots in value)
+    if key == "clean_runs":
+        return tuple((str(setting), int(shots)) for setting, shots in value)
+    if key == "extra_hard":
+        return tuple((str(name), int(shots), int(classes)) for name, shots, classes in value)
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -182,7 +187,7 @@ def make_dataset_split(cfg: NotebookConfig, name: str, setting: str, n_shots: in
 def _nested_in(cfg: NotebookConfig, name: str, setting: str, n_shots: int) -> int:
     """The draw the labelled anomalies come from: the setting's largest shot count (one-shot ⊂
     ten-shot), or the shots themselves for an ``extra_hard`` dataset."""
-    if setting == "hard" and name in dict(grid_option(cfg, "extra_hard")):
+    if setting == "hard" and name in {extra[0] for extra in grid_option(cfg, "extra_hard")}:
         return n_shots
     shots = grid_option(cfg, "general_n_shots" if setting == "general" else "hard_n_shots")
     return max(max(shots), n_shots)
@@ -190,8 +195,8 @@ def _nested_in(cfg: NotebookConfig, name: str, setting: str, n_shots: int) -> in
 
 def split_runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
     """(registry name, setting, shots, seen class) of every split of the grid, before seeds:
-    the profile's datasets in its settings, then the ``extra_hard`` datasets (hard only).
-    ``max_seen_classes`` limits the seen classes of every dataset (0 = all)."""
+    the profile's datasets in its settings (``max_seen_classes`` limits their seen classes, 0 =
+    all), then the ``extra_hard`` datasets (hard only, their own shots and number of seen classes)."""
     limit = grid_option(cfg, "max_seen_classes")
     runs: list[tuple[str, str, int, str | None]] = []
     for name in dataset_names(cfg.profile.image_datasets):
@@ -201,9 +206,9 @@ def split_runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
         if "hard" in cfg.profile.settings:
             runs += [(name, "hard", n, c) for c in (seen[:limit] if limit else seen)
                      for n in grid_option(cfg, "hard_n_shots")]
-    for name, n_shots in grid_option(cfg, "extra_hard"):
+    for name, n_shots, n_classes in grid_option(cfg, "extra_hard"):
         seen = subset_info(name).hard_seen_classes
-        runs += [(name, "hard", n_shots, c) for c in (seen[:limit] if limit else seen)]
+        runs += [(name, "hard", n_shots, c) for c in (seen[:n_classes] if n_classes else seen)]
     return runs
 
 
@@ -236,10 +241,11 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
     items: list[GridItem] = []
     config = dra_config(cfg)
     methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
+    extra = {name for name, _, _ in grid_option(cfg, "extra_hard")}
     for name, setting, n_shots, seen_class in split_runs(cfg):
         for seed in cfg.seeds:
             manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen_class)
-            for method in methods:
+            for method in [m for m in methods if name not in extra or m in EXTRA_HARD_METHODS]:
                 appendix_ok = method not in APPENDIX_METHODS or n_shots == grid_option(cfg, "appendix_n_shots")
                 if appendix_ok and seed in run_seeds(cfg, method, n_shots):
                     items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))

@@ -69,7 +69,7 @@ from osad_lib.losses.ssad import deepsad_loss
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.backbones import build_backbone
 from osad_lib.models.devnet import score_images, stem_features
-from osad_lib.models.stems import StemFeatures, random_angles, random_rotation, rotate, to_float_images
+from osad_lib.models.stems import StemFeatures, random_angles, random_dihedral, random_rotation, rotate, to_float_images
 from osad_lib.models.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.models.patchcore import PatchCore, PatchCoreConfig
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
@@ -93,7 +93,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "minns": {"balanced": True},
 }
 #: DevNet settings every baseline takes from the profile; MINNS also takes DevNet's optimiser and pyramid.
-SHARED_WITH_DEVNET = ("backbone", "weights", "image_size", "frozen_stages", "epochs", "steps_per_epoch",
+SHARED_WITH_DEVNET = ("backbone", "weights", "image_size", "frozen_stages", "dihedral", "epochs", "steps_per_epoch",
                       "batch_size", "eval_batch_size", "grad_clip", "amp")
 MINNS_FROM_DEVNET = ("n_scales", "lr", "weight_decay", "lr_step_size", "lr_gamma", "rotation_degrees")
 #: PatchCore settings that are the paper's (the others only bound memory).
@@ -118,7 +118,9 @@ class BaselineConfig:
     ``balanced``: DevNet's half-normal/half-anomaly batches (else uniform batches over the
     training set; Deep SVDD always uses normals only). ``rep_dim``, ``center_eps``: Deep SVDD/SAD
     embedding size and centre rule; ``eta``, ``eps``: Deep SAD's anomaly weight and stabiliser.
-    ``mil_*``, ``dropout``, ``topk_ratio``: MINNS (module docstring).
+    ``mil_*``, ``dropout``, ``topk_ratio``: MINNS (module docstring). ``dihedral``: DevNet's
+    option (:class:`osad_lib.models.devnet.DevNetConfig`), the 8 exact rotations/flips of the
+    labelled anomalies (on cached stems: their precomputed views).
     """
 
     method: str
@@ -127,6 +129,7 @@ class BaselineConfig:
     image_size: int = 448
     n_scales: int = 2
     frozen_stages: int = 0
+    dihedral: bool = False
     rotation_degrees: float = 180.0
     epochs: int = 50
     steps_per_epoch: int = 20
@@ -436,7 +439,8 @@ def train_baseline(
     seed_everything(seed)
     model = build_model(config).to(device)
     if config.frozen_stages and stems is None:
-        stems = stem_features(model, train.images, config.eval_batch_size, device)
+        anomalies = torch.nonzero(train.labels.cpu() == 1).flatten().tolist() if config.dihedral else ()
+        stems = stem_features(model, train.images, config.eval_batch_size, device, view_rows=anomalies)
     if stems is not None and len(stems) != len(train):
         raise ConfigError(f"stems has {len(stems)} rows but the training set {len(train)}; compute them for this ImageSet")
     labels = train.labels.cpu()
@@ -450,8 +454,9 @@ def train_baseline(
     def loss_fn(net: BackboneModel, indices: list[int]) -> torch.Tensor:
         y = targets[indices].to(device)
         if stems is None:
-            return net.loss_from_stem(net.stem_pyramid(random_rotation(train.batch(indices), config.rotation_degrees).to(device)), y)
-        feats = stems.take(indices, device)
+            images = random_dihedral(train.batch(indices)) if config.dihedral else train.batch(indices)
+            return net.loss_from_stem(net.stem_pyramid(random_rotation(images, config.rotation_degrees).to(device)), y)
+        feats = stems.sample(indices, device) if config.dihedral else stems.take(indices, device)
         if config.rotation_degrees > 0:
             angles = random_angles(len(indices), config.rotation_degrees)
             feats = [rotate(f, angles) for f in feats]
@@ -549,13 +554,15 @@ def _subsample(test: ImageSet, max_test_images: int, seed: int) -> ImageSet:
     return subsample(test, max_test_images, seed)
 
 
-def _stems(cfg: NotebookConfig, root: Path, config: BaselineConfig, images: ImageSet) -> StemFeatures | None:
-    """Cached frozen-stem features (shared with DevNet/DRA), or None when nothing is frozen."""
+def _stems(cfg: NotebookConfig, root: Path, config: BaselineConfig, images: ImageSet,
+           anomaly_views: bool = False) -> StemFeatures | None:
+    """Cached frozen-stem features (shared with DevNet/DRA), with the labelled anomalies' dihedral
+    views when ``anomaly_views``, or None when nothing is frozen."""
     if not config.frozen_stages:
         return None
-    from osad_lib.experiments.stem_cache import StemConfig, dataset_stems
+    from osad_lib.experiments.stem_cache import StemConfig, training_stems
 
-    return dataset_stems(root, StemConfig.of(config), images, cfg.device)
+    return training_stems(root, StemConfig.of(config), images, cfg.device, anomaly_views)
 
 
 def run_baseline(
@@ -576,11 +583,15 @@ def run_baseline(
     ``max_test_images``: class-stratified test subsample. Unsupervised Deep SVDD ignores the
     split's labelled anomalies and is tested on the same test set as the others.
     """
+    from osad_lib.experiments.model_store import load_or_train
+
     train, test = load_split(split, root, config.image_size)
     test = _subsample(test, max_test_images, split.seed)
-    model, _ = train_baseline(config, train, split.seed, cfg.device, checkpoint=checkpoint,
-                              progress=cfg.interactive, desc=f"{config.method} {split.dataset}",
-                              stems=_stems(cfg, root, config, train))
+    model, _ = load_or_train(  # 01_devnet and 02_dra run the same baselines on the same splits: train once
+        cfg, config.method, config, split.manifest_id, split.seed, lambda: build_model(config).to(cfg.device),
+        lambda: train_baseline(config, train, split.seed, cfg.device, checkpoint=checkpoint, progress=cfg.interactive,
+                               desc=f"{config.method} {split.dataset}",
+                               stems=_stems(cfg, root, config, train, config.dihedral))[0])
     stems = _stems(cfg, root, config, test)
     inputs = stems if stems is not None else test.images
     scores = score_images(model, inputs, config.eval_batch_size, cfg.device, config.amp)
