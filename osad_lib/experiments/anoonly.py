@@ -1,23 +1,32 @@
 """Notebook ``04_anoonly``: AnoOnly's Tables 1, 3, 4 and Figs. 4 and 10 beside the paper.
 
 The grid: for every ADBench file present (``osad_lib.data.tabular``; without data, every file
-AnoOnly's groups list), each data protocol (``faithful`` = ADBench's resample-then-split, the
-paper's; ``clean`` = split first), each seed, each head (Deep SAD, DevNet, FEAWAD, PReNet) with
-and without AnoOnly. One experiment = one file × protocol × seed × head × variant; it measures
-AUROC (Table 1), AUCPR w.r.t. anomalies (Table 3), AUCPR w.r.t. normals as the code computes it
-(Table 4) and AP of the normals ranked by the negated score (``aupr_normal_neg``, which the paper
-does not report).
+AnoOnly's groups list), each *data setting*, each seed, each head (Deep SAD, DevNet, FEAWAD,
+PReNet) with and without AnoOnly. A data setting is one point of the generator's two axes
+(:func:`osad_lib.data.tabular.adbench_split`): the **organisation** — ``clean`` (unlabelled
+training anomalies dropped: the paper's Tables 1, 3, 4 and §4.3–4.5) or ``contaminated`` (kept
+as label-0 rows: the label-noise experiment of §4.6 / Fig. 8) — and the **split** — ``paper``
+(ADBench's resample-then-split) or ``no_leak`` (split first; beyond the paper). One experiment =
+one file × data setting × seed × head × variant; it measures AUROC (Table 1), AUCPR w.r.t.
+anomalies (Table 3), AUCPR w.r.t. normals as the code computes it (Table 4) and AP of the
+normals ranked by the negated score (``aupr_normal_neg``, which the paper does not report).
 
 Rows: ``paper="anoonly"``, ``table="table1"`` (the experiment's key; :func:`measured_rows`
 files ``aupr`` under ``table3`` and ``aupr_normal`` under ``table4``), ``dataset`` = group
 (``mvtecad``, ``cifar10``, …), ``subset`` = file stem, ``method`` = head, ``variant`` = ``""`` or
-``"anoonly"``, ``setting`` = ``semi_supervised`` (faithful protocol, joins the paper tables) or
-``semi_supervised_clean`` (clean protocol), ``backbone`` = the embedding network. Group means
-(``subset=""``) are built per seed by :func:`group_means` before :func:`osad_lib.paper.compare`;
-a group computed from fewer files than ADBench ships is marked partial.
+``"anoonly"``, ``setting`` = :data:`SETTINGS` of (organisation, split) — only
+``semi_supervised`` (clean, paper split) joins the paper's tables —, ``backbone`` = the
+embedding network; ``extra_key`` holds ``organisation``, ``split``, ``anomaly_only``, the data
+and head options. Group means (``subset=""``) are built per seed by :func:`group_means` before
+:func:`osad_lib.paper.compare`; a group computed from fewer files than ADBench ships is marked
+partial.
 
-``fidelity`` experiments (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one
-implementation detail changed at a time: the "what changes the number" table.
+Defaults are the paper's method (appendix B); every departure from it — an official-code
+behaviour (:data:`osad_lib.models.ssad.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
+the contaminated organisation — is named in the row's ``deviations``
+(``docs/official_code/anoonly.md`` explains what the code does). ``fidelity`` experiments
+(``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one such option changed at a
+time: the "what changes the number" table.
 
 Beyond the paper (``table="image_devnet"``, :data:`IMAGE_TABLE`): the image DevNet of notebook
 ``01_devnet`` (:func:`osad_lib.experiments.devnet.run_devnet`) with and without AnoOnly
@@ -45,13 +54,13 @@ import torch
 from osad_lib import paper, paths
 from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
 from osad_lib.data.tabular import (
-    ADBENCH_ENV, GROUPS, PROTOCOLS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of, load_npz,
-    user_adbench_dir,
+    ADBENCH_ENV, GROUPS, ORGANISATIONS, SPLITS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of,
+    load_npz, user_adbench_dir,
 )
 from osad_lib.experiments import GridItem
 from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
-from osad_lib.models.ssad import HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
+from osad_lib.models.ssad import CODE_BEHAVIOUR, HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -60,28 +69,52 @@ NOTEBOOK = "04_anoonly"
 PAPER = "anoonly"
 #: Where each measured metric appears in the paper.
 TABLE_OF_METRIC = {"auroc": "table1", "aupr": "table3", "aupr_normal": "table4"}
-#: ``setting`` column per data protocol (the faithful one is the paper's and joins its tables).
-PROTOCOL_SETTINGS = {"faithful": "semi_supervised", "clean": "semi_supervised_clean"}
+#: ``setting`` of a result row for each (organisation, split); only the paper's own —
+#: clean organisation, paper split — joins the paper's tables.
+SETTINGS: dict[tuple[str, str], str] = {
+    ("clean", "paper"): "semi_supervised",
+    ("clean", "no_leak"): "semi_supervised_no_leak",
+    ("contaminated", "paper"): "label_noise",
+    ("contaminated", "no_leak"): "label_noise_no_leak",
+}
+#: (organisation, split) of each ``setting`` value.
+SETTING_AXES: dict[str, tuple[str, str]] = {v: k for k, v in SETTINGS.items()}
+#: Readable name of each data setting (fidelity table rows, figure panels).
+SETTING_LABELS: dict[str, str] = {
+    "semi_supervised": "default", "semi_supervised_no_leak": "split=no_leak",
+    "label_noise": "organisation=contaminated", "label_noise_no_leak": "organisation=contaminated, split=no_leak",
+}
+#: Column titles of the two splits in the comparison tables (clean organisation).
+SPLIT_TITLES = {"paper": "paper split", "no_leak": "no-leak split"}
 #: ``table`` of the beyond-the-paper image DevNet ± AnoOnly experiments.
 IMAGE_TABLE = "image_devnet"
 #: Open-set settings of the image experiments (DevNet notebook protocols).
 IMAGE_SETTINGS = ("general", "hard")
-#: What the official code does where our default follows the paper (``official_code_facts.md`` §6.3, §10).
-CODE_BEHAVIOUR: dict[str, dict[str, Any]] = {"feawad": {"base_bn": True, "fixed_batches": True}}
 
-#: Fidelity factors: name → (heads it applies to, SSADConfig changes, data changes).
-FACTORS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
-    "loss_form=paper": (("devnet", "feawad"), {"loss_form": "paper"}, {}),
-    "l2=0": (("devnet",), {"l2": 0.0}, {}),
-    "select_best_loss=off": (("devnet", "feawad"), {"select_best_loss": False}, {}),
-    "keras=off": (("devnet", "feawad"), {"keras": False}, {}),
-    "balanced=off": (("devnet",), {"balanced": False}, {}),
-    "base_bn=on": (("devnet", "feawad", "prenet"), {"base_bn": True}, {}),
-    "fixed_batches=on": (("feawad",), {"fixed_batches": True}, {}),
-    "norm=bn": (("deepsad",), {"norm": "bn"}, {}),
-    "lr=1e-3": (("deepsad",), {"lr": 1e-3}, {}),
-    "epochs=30": (("prenet",), {"epochs": 30}, {}),
-    "normal_clean=on": (HEADS, {}, {"normal_clean": True}),
+
+def _same(heads: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {h: dict(options) for h in heads}
+
+
+#: Fidelity factors: name → {head: SSADConfig changes}. Each reruns the MVTec column with one
+#: departure from the defaults (the paper's method); ``code`` = every official-code behaviour of
+#: the head at once (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`).
+FACTORS: dict[str, dict[str, dict[str, Any]]] = {
+    "code": {h: dict(o) for h, o in CODE_BEHAVIOUR.items()},
+    "loss_form=code": _same(("devnet", "feawad"), {"loss_form": "code"}),
+    "l2=0": _same(("devnet",), {"l2": 0.0}),
+    "select_best_loss=off": _same(("devnet", "feawad"), {"select_best_loss": False}),
+    "keras=off": _same(("devnet", "feawad"), {"keras": False}),
+    "balanced=off": _same(("devnet",), {"balanced": False}),
+    "base_bn=on": _same(("devnet", "feawad", "prenet"), {"base_bn": True}),
+    "fixed_batches=on": _same(("feawad",), {"fixed_batches": True}),
+    "epochs=50": _same(("prenet",), {"epochs": 50}),
+    "distinct_anomaly_pairs=off": _same(("prenet",), {"distinct_anomaly_pairs": False}),
+    "score_refs=shared": _same(("prenet",), {"score_refs": "shared"}),
+    "lr=1e-4": _same(("deepsad",), {"lr": 1e-4}),
+    "norm=bn_no_affine": _same(("deepsad",), {"norm": "bn_no_affine"}),
+    "pretrain_epochs=100": _same(("deepsad",), {"pretrain_epochs": 100}),
+    "center=batch": _same(("deepsad",), {"center": "batch"}),
 }
 
 #: Table 2 of the paper: variant label (without "anoonly,") → Deep SAD ``norm``.
@@ -92,7 +125,7 @@ ABLATION_VALUES: dict[str, tuple[Any, ...]] = {
     "fig5": (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0),              # γ_la
     "fig6": (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0),                # γ_n
     "fig7": (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),           # λ_n (0 = AnoOnly itself)
-    "fig8": (False, True),                                        # normal_clean (False = label noise)
+    "fig8": ORGANISATIONS,                                        # clean vs contaminated (label noise)
     "fig9": (1, 2, 4, 8, 16, 32, 64, 128),                        # batch size
 }
 
@@ -102,16 +135,18 @@ class AnoOnlyConfig:
     """What the notebook runs; profiles override fields through ``METHOD_OVERRIDES["anoonly"]``.
 
     ``groups``: dataset groups (files present are used). ``files``: explicit file stems instead.
-    ``max_files``: per group (0 = all). ``schedule``: fraction of each head's epochs (also the
-    FEAWAD AE pre-training), 1.0 = the paper/code schedule. ``head_options``: SSADConfig
-    overrides per head. ``factors``: fidelity factors to run (names of :data:`FACTORS`),
-    ``factor_group`` where, ``factor_seeds`` with how many seeds (0 = all) and ``factor_heads``
-    on which heads (each factor runs on those of its heads that are listed). ``max_seeds``: run
-    only the first that many of the configured seeds (0 = all; the demo profile uses 1).
-    ``threads``: torch and BLAS threads while a head trains or t-SNE runs (these small problems
-    run fastest single-threaded; the previous counts are restored). ``adbench_dir``: the ADBench
-    folder searched before the embedded copy (default: ``$OSAD_ADBENCH``, else ``<data_root>/adbench``;
-    :func:`osad_lib.data.tabular.user_adbench_dir`).
+    ``max_files``: per group (0 = all). ``settings``: the data settings of the Tables 1/3/4 grid
+    (values of :data:`SETTINGS`; default: the paper's, the no-leak split and the contaminated
+    organisation; the no-leak split runs only on files the paper's split resamples).
+    ``schedule``: fraction of each head's epochs (also the AE pre-training), 1.0 = the paper's
+    schedule. ``head_options``: SSADConfig overrides per head. ``factors``: fidelity factors to
+    run (names of :data:`FACTORS`), ``factor_group`` where, ``factor_seeds`` with how many seeds
+    (0 = all) and ``factor_heads`` on which heads (each factor runs on those of its heads that are
+    listed). ``max_seeds``: run only the first that many of the configured seeds (0 = all; the
+    demo profile uses 1). ``threads``: torch and BLAS threads while a head trains or t-SNE runs
+    (these small problems run fastest single-threaded; the previous counts are restored).
+    ``adbench_dir``: the ADBench folder searched before the embedded copy (default:
+    ``$OSAD_ADBENCH``, else ``<data_root>/adbench``; :func:`osad_lib.data.tabular.user_adbench_dir`).
 
     Beyond the paper, image DevNet ± AnoOnly: ``image_datasets`` (registry names),
     ``image_settings`` (general/hard), ``image_max_seen_classes`` (hard-setting seen classes per
@@ -123,7 +158,7 @@ class AnoOnlyConfig:
     files: tuple[str, ...] = ()
     max_files: int = 0
     heads: tuple[str, ...] = HEADS
-    protocols: tuple[str, ...] = PROTOCOLS
+    settings: tuple[str, ...] = ("semi_supervised", "semi_supervised_no_leak", "label_noise")
     la: float = 0.1
     schedule: float = 1.0
     head_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -147,8 +182,8 @@ class AnoOnlyConfig:
             choose("group", g, GROUPS)
         for h in (*self.heads, *self.factor_heads):
             choose("head", h, HEADS)
-        for p in self.protocols:
-            choose("protocol", p, PROTOCOLS)
+        for s in self.settings:
+            choose("data setting", s, SETTING_AXES)
         for f in self.factors:
             choose("factor", f, FACTORS)
         if not 0 < self.schedule <= 1:
@@ -167,38 +202,44 @@ def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
 
 
 def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]:
-    """SSADConfig overrides of ``head``: the schedule fraction, the profile's options, ``changes``."""
-    opts: dict[str, Any] = {}
+    """SSADConfig overrides of ``head``: the schedule fraction, the profile's options, ``changes``.
+
+    The schedule scales the epochs the head ends up with (a factor's ``epochs`` too) and its
+    autoencoder pre-training, if any."""
+    opts = {**dict(ac.head_options.get(head, {})), **changes}
     if ac.schedule < 1:
         d = HEAD_DEFAULTS[head]
-        opts["epochs"] = max(1, round(d["epochs"] * ac.schedule))
-        if "pretrain_epochs" in d:
-            opts["pretrain_epochs"] = max(1, round(d["pretrain_epochs"] * ac.schedule))
-    return {**opts, **dict(ac.head_options.get(head, {})), **changes}
+        opts["epochs"] = max(1, round(opts.get("epochs", d["epochs"]) * ac.schedule))
+        pretrain = opts.get("pretrain_epochs", d.get("pretrain_epochs"))
+        if pretrain:
+            opts["pretrain_epochs"] = max(1, round(pretrain * ac.schedule))
+    return opts
 
 
-def paper_text_differences(config: SSADConfig) -> list[str]:
-    """Where ``config`` follows the code rather than appendix B's text (recorded in ``deviations``)."""
-    c = config.resolved()
+def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
+    """How ``config`` departs from the paper's method (appendix B), one ``name=value (paper: …)``
+    part per field; ``, official code`` marks the official code's own value
+    (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`). ``base_bn`` is left out for AnoOnly heads
+    (they have the BN either way); epochs shortened by ``schedule`` are one ``schedule`` part."""
+    paper_cfg = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
+    code = CODE_BEHAVIOUR.get(config.head, {})
+    mine = config.resolved()
     out = []
-    if c.head == "deepsad" and c.lr == 1e-4:
-        out.append("lr 1e-4 (code: Adam 1e-3 with MultiStepLR([0]); paper text: 1e-3)")
-    if c.head in ("devnet", "feawad") and c.loss_form == "code":
-        out.append("loss as in the code" + (" (|5 − s|; AnoOnly: 5 − s; paper: hinge)" if c.head == "devnet" else
-                                            " (max(0, 5 − s); paper: max(0, 5 − |s|))"))
-    if c.head == "prenet" and c.epochs == 50:
-        out.append("50 epochs + cosine LR (code; paper text: 30 epochs)")
+    if schedule < 1:
+        out.append(f"schedule x{schedule:g} of the paper's epochs")
+    for f in dataclasses.fields(SSADConfig):
+        value, expected = getattr(mine, f.name), getattr(paper_cfg, f.name)
+        if value == expected or (f.name == "base_bn" and mine.anomaly_only):
+            continue
+        if schedule < 1 and f.name in ("epochs", "pretrain_epochs") and _scaled(expected, schedule) == value:
+            continue
+        note = ", official code" if f.name in code and code[f.name] == value else ""
+        out.append(f"{f.name}={value} (paper: {expected}{note})")
     return out
 
 
-def config_deviations(config: SSADConfig) -> list[str]:
-    """How ``config`` differs from the official code's run of that head, as ``name=value (code: …)``
-    (``base_bn`` is left out for AnoOnly heads, which have the BN either way)."""
-    code = dataclasses.replace(SSADConfig(config.head, anomaly_only=config.anomaly_only),
-                               **CODE_BEHAVIOUR.get(config.head, {})).resolved()
-    mine = config.resolved()
-    return [f"{f.name}={getattr(mine, f.name)} (code: {getattr(code, f.name)})" for f in dataclasses.fields(SSADConfig)
-            if getattr(mine, f.name) != getattr(code, f.name) and not (f.name == "base_bn" and mine.anomaly_only)]
+def _scaled(epochs: int | None, schedule: float) -> int | None:
+    return max(1, round(epochs * schedule)) if epochs else epochs
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,14 +273,15 @@ def make_item(
     head: str,
     anomaly_only: bool,
     seed: int,
-    protocol: str = "faithful",
+    organisation: str = "clean",
+    split: str = "paper",
     table: str = "table1",
     label: str = "",
     data_options: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     ac: AnoOnlyConfig | None = None,
 ) -> GridItem:
-    """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``protocol`` and ``seed``.
+    """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``organisation`` × ``split`` and ``seed``.
 
     ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
     the config's), ``options`` to :class:`~osad_lib.models.ssad.SSADConfig` on top of the
@@ -247,40 +289,45 @@ def make_item(
     """
     ac = ac or anoonly_config(cfg)
     group = group_of(stem)
+    organisation = choose("organisation", organisation, ORGANISATIONS)
+    split = choose("split", split, SPLITS)
     data = {"la": ac.la, **dict(data_options or {})}
     opts = head_options(ac, head, **dict(options or {}))
     config = SSADConfig(head, anomaly_only=anomaly_only, **opts)
     deviations = []
-    if protocol == "clean":
-        deviations.append("clean protocol: split before resampling (paper: resample then split)")
-    if ac.schedule < 1:
-        deviations.append(f"schedule x{ac.schedule} of the code's epochs")
+    if split == "no_leak":
+        deviations.append("split=no_leak: rows split before resampling (paper: resampled, then split)")
+    if organisation == "contaminated":
+        deviations.append("organisation=contaminated: unlabelled training anomalies kept as label 0 "
+                          "(paper Tables 1/3/4: dropped; Fig. 8: label noise)")
     deviations += [f"{k}={v}" for k, v in data.items() if k != "la" or v != 0.1]
-    deviations += paper_text_differences(config) + config_deviations(config)
+    deviations += paper_deviations(config, ac.schedule)
     experiment = Experiment(
         notebook=NOTEBOOK, paper=PAPER, table=table, dataset=group.name, subset=stem,
-        setting=PROTOCOL_SETTINGS[choose("protocol", protocol, PROTOCOLS)], method=head,
+        setting=SETTINGS[(organisation, split)], method=head,
         variant=variant_label(anomaly_only, label), backbone=group.backbone, seed=seed,
         profile=cfg.profile.name, deviations="; ".join(deviations), device=cfg.device_label,
-        extra_key={"protocol": protocol, "data": data, "options": opts, "adbench_dir": ac.adbench_dir},
+        extra_key={"organisation": organisation, "split": split, "anomaly_only": anomaly_only, "data": data,
+                   "options": opts, "adbench_dir": ac.adbench_dir},
     )
     return GridItem(experiment, *_cost(config, group.name))
 
 
 def _cost(config: SSADConfig, group: str) -> tuple[int, int]:
-    """(rows through training, rows scored): epochs × steps × batch (+ FEAWAD pre-training)."""
+    """(rows through training, rows scored): epochs × steps × batch (+ AE pre-training)."""
     c = config.resolved()
     n_train, n_test = (700, 300) if group == "mvtecad" or group == "20news" else (3500, 1500)
     steps = c.steps_per_epoch or max(n_train // c.batch_size, 1)
     rows = c.epochs * steps * c.batch_size * (2 if c.head == "prenet" else 1)
-    if c.head == "feawad" and c.pretrain_epochs:
-        rows += c.pretrain_epochs * c.steps_per_epoch * c.batch_size
+    if c.pretrain_epochs:
+        rows += c.pretrain_epochs * steps * c.batch_size
     return rows, n_test * (2 * c.n_score_refs if c.head == "prenet" else 1)
 
 
-def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
-    """The protocols worth running on ``stem``: the clean one only where the faithful generator
-    resamples (fewer than 1,000 or more than 10,000 rows); otherwise both split the same way.
+def settings_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
+    """The data settings worth running on ``stem``: those with the no-leak split only where the
+    paper's split resamples (fewer than 1,000 or more than 10,000 rows); otherwise both splits
+    are the same.
 
     Row counts come from the file when present, else from the group (MVTec AD and 20news files
     are all small)."""
@@ -292,7 +339,7 @@ def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
         resampled = n < 1000 or n > 10000
     else:
         resampled = group.name in ("mvtecad", "20news")
-    return tuple(p for p in ac.protocols if p == "faithful" or resampled)
+    return tuple(s for s in ac.settings if SETTING_AXES[s][1] == "paper" or resampled)
 
 
 def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
@@ -301,28 +348,25 @@ def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
 
 
 def grid(cfg: NotebookConfig) -> list[GridItem]:
-    """Tables 1/3/4 (every file × protocol × seed × head × variant), the fidelity factors and the
-    beyond-the-paper image DevNet ± AnoOnly runs."""
+    """Tables 1/3/4 (every file × data setting × seed × head × variant), the fidelity factors and
+    the beyond-the-paper image DevNet ± AnoOnly runs."""
     ac = anoonly_config(cfg)
-    items = [make_item(cfg, stem, head, ao, seed, protocol, ac=ac)
-             for stem in selected_stems(cfg, ac) for protocol in protocols_for(stem, ac) for seed in run_seeds(cfg, ac)
-             for head in ac.heads for ao in (False, True)]
+    items = [make_item(cfg, stem, head, ao, seed, *SETTING_AXES[setting], ac=ac)
+             for stem in selected_stems(cfg, ac) for setting in settings_for(stem, ac)
+             for seed in run_seeds(cfg, ac) for head in ac.heads for ao in (False, True)]
     return items + factor_grid(cfg, ac) + image_grid(cfg, ac)
 
 
 def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[GridItem]:
-    """The fidelity experiments: each factor of ``ac.factors`` on ``ac.factor_group``, faithful protocol."""
+    """The fidelity experiments: each factor of ``ac.factors`` on ``ac.factor_group``, clean
+    organisation, paper split."""
     ac = ac or anoonly_config(cfg)
     stems = [s for s in selected_stems(cfg, ac) if group_of(s).name == ac.factor_group]
     seeds = run_seeds(cfg, ac)[:ac.factor_seeds] if ac.factor_seeds else run_seeds(cfg, ac)
-    items = []
-    for name in ac.factors:
-        heads, options, data = FACTORS[name]
-        items += [make_item(cfg, stem, head, ao, seed, "faithful", table="fidelity", label=name,
-                            data_options=data, options=options, ac=ac)
-                  for stem in stems for seed in seeds for head in heads
-                  if head in ac.heads and head in ac.factor_heads for ao in (False, True)]
-    return items
+    return [make_item(cfg, stem, head, ao, seed, table="fidelity", label=name, options=options, ac=ac)
+            for name in ac.factors for head, options in FACTORS[name].items()
+            if head in ac.heads and head in ac.factor_heads
+            for stem in stems for seed in seeds for ao in (False, True)]
 
 
 def image_devnet_config(cfg: NotebookConfig, anomaly_only: bool) -> Any:
@@ -392,23 +436,26 @@ def image_pairs(df: pd.DataFrame, metric: str = "auroc") -> tuple[pd.DataFrame, 
 
 
 def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None = None,
-                  heads: Sequence[str] | None = None, protocol: str = "faithful") -> list[GridItem]:
-    """Experiments of one ablation of the paper for the ablations notebook.
+                  heads: Sequence[str] | None = None, split: str = "paper") -> list[GridItem]:
+    """Experiments of one ablation of the paper for the ablations notebook (clean organisation,
+    as the paper's §4.3–4.5, unless the element is Fig. 8).
 
     ``element``: ``table2`` (Deep SAD ± AnoOnly with each normalisation of :data:`TABLE2_NORMS`;
     variant labels as the paper table), ``fig5`` (γ_la), ``fig6`` (γ_n, Deep SAD), ``fig7``
-    (λ_n, Deep SAD), ``fig8`` (label noise: ``normal_clean`` off/on), ``fig9`` (batch size,
-    Deep SAD + AnoOnly); values in :data:`ABLATION_VALUES`. ``stems`` default to the
-    notebook's files, ``heads`` to the paper's for that element.
+    (λ_n, Deep SAD), ``fig8`` (both organisations: clean and contaminated = label noise; the
+    organisation is the row's ``setting``), ``fig9`` (batch size, Deep SAD + AnoOnly); values in
+    :data:`ABLATION_VALUES`. ``stems`` default to the notebook's files, ``heads`` to the paper's
+    for that element.
     """
     element = choose("ablation", element, ("table2", *ABLATION_VALUES))
     ac = anoonly_config(cfg)
     stems = list(stems) if stems is not None else selected_stems(cfg, ac)
     items: list[GridItem] = []
 
-    def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None) -> None:
-        items.extend(make_item(cfg, s, head, ao, seed, protocol, table=element, label=label, data_options=data,
-                               options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
+    def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None,
+            organisation: str = "clean") -> None:
+        items.extend(make_item(cfg, s, head, ao, seed, organisation, split, table=element, label=label,
+                               data_options=data, options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
 
     if element == "table2":
         for label, norm in TABLE2_NORMS.items():
@@ -429,9 +476,9 @@ def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None
         add("deepsad", True, "normal_weight=0")
     elif element == "fig8":
         for head in heads or HEADS:
-            for clean in ABLATION_VALUES["fig8"]:
+            for organisation in ABLATION_VALUES["fig8"]:
                 for ao in (False, True):
-                    add(head, ao, "clean" if clean else "label_noise", data={"normal_clean": clean})
+                    add(head, ao, "", organisation=organisation)
     else:
         for b in ABLATION_VALUES["fig9"]:
             add("deepsad", True, f"batch_size={b}", opts={"batch_size": b})
@@ -469,10 +516,11 @@ def limited_threads(n: int | None) -> Iterator[None]:
 
 
 def load_split(experiment: Experiment) -> TabularSplit:
-    """The data split of ``experiment`` (file, protocol, seed and data options from its key)."""
+    """The data split of ``experiment`` (file, organisation, split, seed and data options from its key)."""
     extra = experiment.extra_key
     X, y = load_npz(_file(experiment.subset, extra.get("adbench_dir", "")))
-    return adbench_split(X, y, experiment.seed, protocol=extra["protocol"], **extra["data"])
+    return adbench_split(X, y, experiment.seed, split=extra["split"], organisation=extra["organisation"],
+                         **extra["data"])
 
 
 def _file(stem: str, adbench_dir: str) -> Path:
@@ -487,7 +535,7 @@ def _file(stem: str, adbench_dir: str) -> Path:
 
 def ssad_config(experiment: Experiment) -> SSADConfig:
     """The head configuration of ``experiment``."""
-    return SSADConfig(experiment.method, anomaly_only=experiment.variant.split(",")[0] == "anoonly",
+    return SSADConfig(experiment.method, anomaly_only=experiment.extra_key["anomaly_only"],
                       **experiment.extra_key["options"])
 
 
