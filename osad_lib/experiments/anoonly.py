@@ -602,33 +602,38 @@ def group_means(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
-    """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``), faithful and clean side by side.
+    """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``): the clean organisation, the
+    paper's split (the paper's setting) beside the no-leak split.
 
-    Columns: dataset, method, variant, paper, faithful (mean ± std over seeds), Δ faithful,
-    clean, Δ clean, n_seeds, n_files, partial. Only groups that were measured are kept.
+    Columns: dataset, method, variant, paper, ``paper split`` (mean ± std over seeds),
+    ``Δ paper split``, ``no-leak split``, ``Δ no-leak split``, ``paper_mean``/``no_leak_mean``
+    (helpers), n_seeds, files. Only groups that were measured are kept; rows of the contaminated
+    organisation never enter (they are Fig. 8's label noise, not Table 1).
     """
     rows = group_means(measured_rows(df))
     if rows.empty:
         return pd.DataFrame()
     parts = []
-    for protocol, setting in PROTOCOL_SETTINGS.items():
-        mine = rows[rows["setting"] == setting].assign(setting="semi_supervised")
+    for split in SPLITS:
+        mine = rows[rows["setting"] == SETTINGS[("clean", split)]].assign(setting=SETTINGS[("clean", "paper")])
         if mine.empty:
             continue
         cmp = paper.compare(mine, table_id)
         cmp = cmp[cmp["n_seeds"] > 0]
-        parts.append(cmp.assign(protocol=protocol))
+        parts.append(cmp.assign(split=split))
+    if not parts:
+        return pd.DataFrame()
     both = pd.concat(parts, ignore_index=True)
     files = rows.groupby(["dataset", "method", "variant"])["n_files"].max()
     out = []
     for (dataset, method, variant), g in both.groupby(["dataset", "method", "variant"], sort=False):
         rec = {"dataset": dataset, "method": method, "variant": variant,
                "paper": g["paper_mean"].iloc[0]}
-        for protocol in PROTOCOL_SETTINGS:
-            p = g[g["protocol"] == protocol]
-            rec[protocol] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
-            rec[f"Δ {protocol}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
-            rec[f"{protocol}_mean"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
+        for split, title in SPLIT_TITLES.items():
+            p = g[g["split"] == split]
+            rec[title] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
+            rec[f"Δ {title}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
+            rec[f"{split}_mean"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
         rec["n_seeds"] = int(g["n_seeds"].max())
         n = int(files.get((dataset, method, variant), 0))
         rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
@@ -642,17 +647,38 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown.round({c: 3 for c in shown.columns if c.startswith("Δ")})
 
 
+def paired_gains(df: pd.DataFrame, metric: str = "auroc", setting: str = "semi_supervised") -> pd.DataFrame:
+    """AnoOnly − base per group and head under one data ``setting``, paired per seed on the group
+    means: mean and std (ddof 1) of the per-seed differences, seeds, seeds where AnoOnly is ahead.
+
+    Only the main grid's rows (``table="table1"``) count."""
+    rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == metric)
+              & (df["setting"] == setting)]
+    means = group_means(rows)
+    if means.empty:
+        return pd.DataFrame(columns=["dataset", "method", "gain_mean", "gain_std", "n_seeds", "improved"])
+    wide = means.pivot_table(index=["dataset", "method", "seed"], columns="variant", values="value").reset_index()
+    if "" not in wide or "anoonly" not in wide:
+        return pd.DataFrame(columns=["dataset", "method", "gain_mean", "gain_std", "n_seeds", "improved"])
+    wide["gain"] = wide["anoonly"] - wide[""]
+    wide = wide.dropna(subset=["gain"])
+    return (wide.groupby(["dataset", "method"], sort=False)["gain"]
+            .agg(gain_mean="mean", gain_std="std", n_seeds="count", improved=lambda d: int((d > 0).sum()))
+            .reset_index())
+
+
 def gains(table: pd.DataFrame) -> pd.DataFrame:
-    """AnoOnly − base per group and head, measured (each protocol) beside the paper's gain."""
+    """AnoOnly − base per group and head from a :func:`comparison` table (difference of the seed
+    means, each split) beside the paper's gain; ``direction as the paper`` on the paper's split."""
     recs = []
     for (dataset, method), g in table.groupby(["dataset", "method"], sort=False):
         base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
         if base.empty or ao.empty:
             continue
         rec = {"dataset": dataset, "method": method, "paper gain": ao["paper"].iloc[0] - base["paper"].iloc[0]}
-        for protocol in PROTOCOL_SETTINGS:
-            rec[f"{protocol} gain"] = ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0]
-        rec["direction reproduced (faithful)"] = bool(np.sign(rec["faithful gain"]) == np.sign(rec["paper gain"]))
+        for split, title in SPLIT_TITLES.items():
+            rec[f"{title} gain"] = ao[f"{split}_mean"].iloc[0] - base[f"{split}_mean"].iloc[0]
+        rec["direction as the paper"] = bool(np.sign(rec["paper split gain"]) == np.sign(rec["paper gain"]))
         recs.append(rec)
     return pd.DataFrame(recs)
 
@@ -661,13 +687,14 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
 FIDELITY_BANDS = {"anoonly_table1": 3.0, "anoonly_table3": 4.0}
 
 
-def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", protocol: str = "faithful") -> pd.DataFrame:
+def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", split: str = "paper") -> pd.DataFrame:
     """Pass/fail of the measured ``group`` column against the paper within :data:`FIDELITY_BANDS`.
 
     ``tables``: ``{"anoonly_table1": comparison(df, "anoonly_table1"), "anoonly_table3": …}``.
     One row per table, head and variant (``level``: |measured − paper| ≤ band, in points) and one
-    per table and head for the AnoOnly gain (``direction``: same sign as the paper's gain).
-    Meaningful at the paper schedule only (the demo/smoke profiles shorten training).
+    per table and head for the AnoOnly gain (``gain direction``: same sign as the paper's gain),
+    on the clean organisation and ``split``. Meaningful at the paper schedule only (the
+    demo/smoke profiles shorten training).
     """
     recs = []
     for table_id, table in tables.items():
@@ -676,24 +703,70 @@ def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", p
         band = FIDELITY_BANDS[table_id]
         mine = table[table["dataset"] == group]
         for _, r in mine.iterrows():
-            delta = 100 * (r[f"{protocol}_mean"] - r["paper"])
+            delta = 100 * (r[f"{split}_mean"] - r["paper"])
             recs.append({"table": table_id, "method": r["method"], "check": "level", "variant": r["variant"] or "base",
-                         "paper": 100 * r["paper"], "measured": 100 * r[f"{protocol}_mean"], "Δ points": delta,
-                         "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "files": r["files"]})
+                         "paper": 100 * r["paper"], "measured": 100 * r[f"{split}_mean"], "Δ points": delta,
+                         "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "n_seeds": r["n_seeds"],
+                         "files": r["files"]})
         for method, g in mine.groupby("method", sort=False):
             base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
             if base.empty or ao.empty:
                 continue
             paper_gain = 100 * (ao["paper"].iloc[0] - base["paper"].iloc[0])
-            gain = 100 * (ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0])
+            gain = 100 * (ao[f"{split}_mean"].iloc[0] - base[f"{split}_mean"].iloc[0])
             recs.append({"table": table_id, "method": method, "check": "gain direction", "variant": "anoonly − base",
                          "paper": paper_gain, "measured": gain, "Δ points": gain - paper_gain, "band": "same sign",
-                         "pass": bool(np.sign(gain) == np.sign(paper_gain)), "files": ao["files"].iloc[0]})
+                         "pass": bool(np.sign(gain) == np.sign(paper_gain)), "n_seeds": ao["n_seeds"].iloc[0],
+                         "files": ao["files"].iloc[0]})
     return pd.DataFrame(recs).round({"paper": 1, "measured": 1, "Δ points": 1})
 
 
+def verdict(bands: pd.DataFrame, gains_by_seed: pd.DataFrame, schedule: float, group: str = "mvtecad") -> str:
+    """The notebook's verdict on the ``group`` column, written from the measured numbers.
+
+    ``bands``: :func:`fidelity_bands`; ``gains_by_seed``: :func:`paired_gains` of AUROC on the
+    paper's setting. Names the rows within their band, the heads whose AnoOnly gain has the
+    paper's sign and, with two or more seeds, the paired gain and its spread. At a shortened
+    ``schedule`` it says that the numbers check the wiring, not the paper.
+    """
+    if bands.empty:
+        return f"No {group} rows measured: no verdict."
+    lines = []
+    if schedule < 1:
+        lines.append(f"Shortened schedule (x{schedule:g} of the paper's epochs): these numbers show the wiring "
+                     "and the direction of each effect at this budget; they are not a fidelity verdict.")
+    for table_id, title in (("anoonly_table1", "Table 1 (AUROC)"), ("anoonly_table3", "Table 3 (AUCPR)")):
+        part = bands[bands["table"] == table_id]
+        if part.empty:
+            continue
+        level = part[part["check"] == "level"]
+        inside = level[level["pass"]]
+        outside = level[~level["pass"]]
+        band = f"±{FIDELITY_BANDS[table_id]:g}"
+        text = f"{title}: {len(inside)}/{len(level)} rows within {band} points of the paper"
+        if len(outside):
+            text += " (outside: " + ", ".join(f"{m} {v} {d:+.1f}" for m, v, d in
+                                              zip(outside["method"], outside["variant"], outside["Δ points"])) + ")"
+        direction = part[part["check"] == "gain direction"]
+        same = direction[direction["pass"]]["method"].tolist()
+        other = direction[~direction["pass"]]["method"].tolist()
+        text += f"; AnoOnly gain with the paper's sign: {', '.join(same) or 'none'}"
+        if other:
+            text += f"; opposite sign: {', '.join(other)}"
+        lines.append(text + ".")
+    gains_here = gains_by_seed[gains_by_seed["dataset"] == group] if len(gains_by_seed) else gains_by_seed
+    multi = gains_here[gains_here["n_seeds"] >= 2] if len(gains_here) else gains_here
+    if len(multi):
+        lines.append("Paired AUROC gain over seeds (AnoOnly − base, mean ± std, seeds ahead): " + "; ".join(
+            f"{r.method} {100 * r.gain_mean:+.1f} ± {100 * r.gain_std:.1f} ({r.improved}/{r.n_seeds})"
+            for r in multi.itertuples()) + ".")
+    elif len(gains_here):
+        lines.append("One seed only: the gains above are single runs, without a spread.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per group, protocol, head and variant: AUCPR w.r.t. normals as coded (un-negated scores,
+    """Per group, data setting, head and variant: AUCPR w.r.t. normals as coded (un-negated scores,
     Table 4) beside ``aupr_normal_neg`` (normals ranked by −score); group means, mean over seeds."""
     rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & df["metric"].isin(["aupr_normal", "aupr_normal_neg"])]
     if rows.empty:
@@ -702,18 +775,19 @@ def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:
     out = (means.groupby(["dataset", "setting", "method", "variant", "metric"], sort=False)["value"].mean()
            .unstack("metric").reset_index())
     out.columns.name = None
-    out["setting"] = out["setting"].map({v: k for k, v in PROTOCOL_SETTINGS.items()})
-    return out.rename(columns={"setting": "protocol", "aupr_normal": "as coded (Table 4)",
+    out["setting"] = out["setting"].map(SETTING_LABELS)
+    return out.rename(columns={"setting": "data", "aupr_normal": "as coded (Table 4)",
                                "aupr_normal_neg": "negated scores"})
 
 
 def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
     """What changes the number: per head and factor, base and AnoOnly AUROC (group mean ± std over
-    seeds) and the AnoOnly gain (mean over seeds of the paired difference), with the default
-    (faithful protocol) and the clean protocol as the first rows of each head."""
+    seeds) and the AnoOnly gain (mean ± std over seeds of the paired difference). The first rows of
+    each head are the data settings of the main grid (``default`` = clean organisation, paper
+    split: the paper's), then each factor of :data:`FACTORS` (clean organisation, paper split)."""
     ok = df[(df["paper"] == PAPER) & (df["metric"] == "auroc") & (df["dataset"] == group)]
     main = ok[ok["table"] == "table1"].copy()
-    main["factor"] = np.where(main["setting"] == PROTOCOL_SETTINGS["clean"], "protocol=clean", "default")
+    main["factor"] = main["setting"].map(SETTING_LABELS)
     fac = ok[ok["table"] == "fidelity"].copy()
     fac["factor"] = fac["variant"].str.replace("anoonly,", "", regex=False)
     fac["variant"] = np.where(fac["variant"].str.startswith("anoonly"), "anoonly", "")
@@ -730,16 +804,18 @@ def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
         recs.append({"method": method, "factor": factor,
                      "base": paper.format_mean_std(base.mean(), base.std() if len(base) > 1 else None),
                      "anoonly": paper.format_mean_std(ao.mean(), ao.std() if len(ao) > 1 else None),
-                     "gain": gain.mean() if len(gain) else np.nan, "n_seeds": len(gain),
+                     "gain": gain.mean() if len(gain) else np.nan,
+                     "gain std": gain.std() if len(gain) > 1 else np.nan, "n_seeds": len(gain),
                      "files": int(g["n_files"].min())})
     out = pd.DataFrame(recs)
     out["_head"] = out["method"].map({m: i for i, m in enumerate(HEADS)})
-    out["_rank"] = out["factor"].map({"default": 0, "protocol=clean": 1}).fillna(2)
+    out["_rank"] = out["factor"].map({label: i for i, label in enumerate(SETTING_LABELS.values())}).fillna(len(SETTINGS))
     return out.sort_values(["_head", "_rank"], kind="stable").drop(columns=["_head", "_rank"]).reset_index(drop=True)
 
 
 def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
-    """Per file: test rows with an identical training row under each protocol (faithful leaks)."""
+    """Per file: test rows with an identical training row under each split (clean organisation;
+    the paper's split leaks)."""
     from osad_lib.data.tabular import leakage
 
     ac = anoonly_config(cfg)
@@ -749,12 +825,12 @@ def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
         group = group_of(stem)
         X, y = load_npz(_file(stem, ac.adbench_dir))
         rec: dict[str, Any] = {"dataset": group.name, "file": stem, "rows": len(y)}
-        for protocol in PROTOCOLS:
-            split = adbench_split(X, y, seed, protocol=protocol, la=ac.la)
-            leak = leakage(split)
-            rec[f"{protocol}: test rows"] = len(split.y_test)
-            rec[f"{protocol}: shared"] = leak["shared_rows"]
-            rec[f"{protocol}: shared labelled"] = leak["shared_labeled"]
+        for split, title in SPLIT_TITLES.items():
+            made = adbench_split(X, y, seed, split=split, la=ac.la)
+            leak = leakage(made)
+            rec[f"{title}: test rows"] = len(made.y_test)
+            rec[f"{title}: shared"] = leak["shared_rows"]
+            rec[f"{title}: shared labelled"] = leak["shared_labeled"]
         recs.append(rec)
     return pd.DataFrame(recs)
 
@@ -764,7 +840,7 @@ def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
 
 
 def aupr_boxplot(df: pd.DataFrame) -> Any:
-    """Fig. 4: AUCPR (anomalies) of every file, base vs AnoOnly per head, one panel per protocol.
+    """Fig. 4: AUCPR (anomalies) of every file, base vs AnoOnly per head, one panel per data setting.
 
     Each point of a box is one file's AUCPR averaged over seeds (the paper's boxes are over its
     ten dataset groups, single run).
@@ -778,14 +854,14 @@ def aupr_boxplot(df: pd.DataFrame) -> Any:
     rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == "aupr") & (df["status"] == "ok")]
     per_file = rows.groupby(["setting", "method", "variant", "subset"], sort=False)["value"].mean().reset_index()
     per_file["AnoOnly"] = np.where(per_file["variant"] == "anoonly", "+AnoOnly", "base")
-    settings = [s for s in PROTOCOL_SETTINGS.values() if (per_file["setting"] == s).any()]
+    settings = [s for s in SETTINGS.values() if (per_file["setting"] == s).any()]
     fig, axes = plt.subplots(1, max(len(settings), 1), figsize=(5.5 * max(len(settings), 1), 3.8), squeeze=False)
     for ax, setting in zip(axes[0], settings):
         data = per_file[per_file["setting"] == setting]
         sns.boxplot(data=data, x="method", y="value", hue="AnoOnly", order=[h for h in HEADS if h in set(data["method"])],
                     hue_order=["base", "+AnoOnly"], palette={"base": "#c7c7c7", "+AnoOnly": "#9467bd"}, ax=ax)
-        protocol = next(p for p, s in PROTOCOL_SETTINGS.items() if s == setting)
-        ax.set_title(f"{protocol} protocol ({data['subset'].nunique()} files)")
+        organisation, split = SETTING_AXES[setting]
+        ax.set_title(f"{organisation} organisation, {SPLIT_TITLES[split]} ({data['subset'].nunique()} files)")
         ax.set_xlabel("head")
         ax.set_ylabel("AUCPR w.r.t. anomalies")
         ax.set_ylim(0, 1)
@@ -795,7 +871,7 @@ def aupr_boxplot(df: pd.DataFrame) -> Any:
 
 
 def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = None,
-               head: str = "deepsad", protocol: str = "faithful") -> Any:
+               head: str = "deepsad", organisation: str = "clean", split: str = "paper") -> Any:
     """Fig. 10 for one file: t-SNE of the test embeddings coloured by the anomaly score of the base
     head and of its AnoOnly twin (top), and t-SNE of each head's hidden features before its last
     layer (bottom); circles are normals, crosses anomalies. Scores are shown as ranks (0–1)."""
@@ -812,7 +888,7 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
     fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
     panels = {}
     for col, ao in enumerate((False, True)):
-        exp = make_item(cfg, stem, head, ao, seed, protocol, ac=ac).experiment
+        exp = make_item(cfg, stem, head, ao, seed, organisation, split, ac=ac).experiment
         split, trained = train_experiment(cfg, exp)
         scores = trained.score(split.X_test)
         panels[ao] = (split, rankdata(scores) / len(scores), trained.hidden(split.X_test))
@@ -837,5 +913,5 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
             ax.set_ylabel("t-SNE 2")
     axes[0, 0].legend(loc="best", fontsize=7)
     fig.colorbar(im, ax=axes, shrink=0.6, label="anomaly-score rank")
-    fig.suptitle(f"AnoOnly Fig. 10: {stem}, {protocol} protocol, seed {seed}")
+    fig.suptitle(f"AnoOnly Fig. 10: {stem}, {organisation} organisation, {SPLIT_TITLES[split]}, seed {seed}")
     return fig
