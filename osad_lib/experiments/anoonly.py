@@ -606,9 +606,10 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
     paper's split (the paper's setting) beside the no-leak split.
 
     Columns: dataset, method, variant, paper, ``paper split`` (mean ± std over seeds),
-    ``Δ paper split``, ``no-leak split``, ``Δ no-leak split``, ``paper_mean``/``no_leak_mean``
-    (helpers), n_seeds, files. Only groups that were measured are kept; rows of the contaminated
-    organisation never enter (they are Fig. 8's label noise, not Table 1).
+    ``Δ paper split``, ``no-leak split``, ``Δ no-leak split``, ``measured_paper_split`` /
+    ``measured_no_leak_split`` (the means as numbers), n_seeds, files. Only groups that were
+    measured are kept; rows of the contaminated organisation never enter (they are Fig. 8's label
+    noise, not Table 1).
     """
     rows = group_means(measured_rows(df))
     if rows.empty:
@@ -633,7 +634,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
             p = g[g["split"] == split]
             rec[title] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
             rec[f"Δ {title}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
-            rec[f"{split}_mean"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
+            rec[f"measured_{split}_split"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
         rec["n_seeds"] = int(g["n_seeds"].max())
         n = int(files.get((dataset, method, variant), 0))
         rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
@@ -642,8 +643,8 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`comparison` for reading: the helper ``*_mean`` columns dropped, deltas rounded."""
-    shown = table.drop(columns=[c for c in table.columns if c.endswith("_mean")])
+    """:func:`comparison` for reading: the numeric ``measured_*`` columns dropped, deltas rounded."""
+    shown = table.drop(columns=[c for c in table.columns if c.startswith("measured_")])
     return shown.round({c: 3 for c in shown.columns if c.startswith("Δ")})
 
 
@@ -677,7 +678,7 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
             continue
         rec = {"dataset": dataset, "method": method, "paper gain": ao["paper"].iloc[0] - base["paper"].iloc[0]}
         for split, title in SPLIT_TITLES.items():
-            rec[f"{title} gain"] = ao[f"{split}_mean"].iloc[0] - base[f"{split}_mean"].iloc[0]
+            rec[f"{title} gain"] = ao[f"measured_{split}_split"].iloc[0] - base[f"measured_{split}_split"].iloc[0]
         rec["direction as the paper"] = bool(np.sign(rec["paper split gain"]) == np.sign(rec["paper gain"]))
         recs.append(rec)
     return pd.DataFrame(recs)
@@ -703,9 +704,9 @@ def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", s
         band = FIDELITY_BANDS[table_id]
         mine = table[table["dataset"] == group]
         for _, r in mine.iterrows():
-            delta = 100 * (r[f"{split}_mean"] - r["paper"])
+            delta = 100 * (r[f"measured_{split}_split"] - r["paper"])
             recs.append({"table": table_id, "method": r["method"], "check": "level", "variant": r["variant"] or "base",
-                         "paper": 100 * r["paper"], "measured": 100 * r[f"{split}_mean"], "Δ points": delta,
+                         "paper": 100 * r["paper"], "measured": 100 * r[f"measured_{split}_split"], "Δ points": delta,
                          "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "n_seeds": r["n_seeds"],
                          "files": r["files"]})
         for method, g in mine.groupby("method", sort=False):
@@ -713,7 +714,7 @@ def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", s
             if base.empty or ao.empty:
                 continue
             paper_gain = 100 * (ao["paper"].iloc[0] - base["paper"].iloc[0])
-            gain = 100 * (ao[f"{split}_mean"].iloc[0] - base[f"{split}_mean"].iloc[0])
+            gain = 100 * (ao[f"measured_{split}_split"].iloc[0] - base[f"measured_{split}_split"].iloc[0])
             recs.append({"table": table_id, "method": method, "check": "gain direction", "variant": "anoonly − base",
                          "paper": paper_gain, "measured": gain, "Δ points": gain - paper_gain, "band": "same sign",
                          "pass": bool(np.sign(gain) == np.sign(paper_gain)), "n_seeds": ao["n_seeds"].iloc[0],

@@ -598,29 +598,42 @@ def _pretrain_file(cache: Path, split: TabularSplit, cfg: SSADConfig, seed: int)
     return Path(cache) / f"{digest.hexdigest()[:20]}.pt"
 
 
-def _train_prenet(split, cfg, X, y, rng, progress) -> TrainedHead:
-    """PReNet: batches of pairs (¼ (a,a) → 8, ¼ (a,u) → 4, ½ (u,u) → 0), RMSprop + cosine LR per
-    epoch (``T_max`` = the run's epochs, down to 1e-5)."""
-    model = PReNetNet(X.shape[1], cfg.norm)
+def prenet_pairs(split: TabularSplit, cfg: SSADConfig, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of PReNet batches (appendix B.4): index pairs ``(left, right)`` of training rows,
+    ¼ (labelled anomaly, labelled anomaly), ¼ (labelled anomaly, unlabelled), ½ (unlabelled,
+    unlabelled), drawn with replacement. With ``distinct_anomaly_pairs`` (the paper: "two different
+    abnormal instances") an anomaly–anomaly pair never repeats an anomaly when two or more are
+    labelled; without it (the code) both are drawn independently."""
     labeled, unlabeled = split.labeled, split.unlabeled
     n_aa = n_au = cfg.batch_size // 4
     n_uu = cfg.batch_size - n_aa - n_au
-    targets = torch.cat([torch.full((n_aa,), 8.0), torch.full((n_au,), 4.0), torch.zeros(n_uu)])
+    for _ in range(cfg.steps_per_epoch):
+        a1 = _draw(rng, labeled, n_aa)
+        a2 = _draw(rng, labeled, n_au)
+        u1, u2 = _draw(rng, unlabeled, n_uu), _draw(rng, unlabeled, n_uu)
+        partner = _other(rng, a1, labeled) if cfg.distinct_anomaly_pairs else _draw(rng, labeled, n_aa)
+        yield np.concatenate([a1, a2, u1]), np.concatenate([partner, _draw(rng, unlabeled, n_au), u2])
 
-    def other(r: np.random.Generator, first: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """A second index from ``pool`` that differs from ``first`` (when the pool has two or more)."""
-        if len(pool) < 2:
-            return first
-        pos = np.searchsorted(pool, first)
-        return pool[(pos + r.integers(1, len(pool), len(first))) % len(pool)]
+
+def _other(rng: np.random.Generator, first: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """A second index from sorted ``pool`` that differs from ``first`` (when the pool has two or more)."""
+    if len(pool) < 2:
+        return first
+    pos = np.searchsorted(pool, first)
+    return pool[(pos + rng.integers(1, len(pool), len(first))) % len(pool)]
+
+
+def _train_prenet(split, cfg, X, y, rng, progress) -> TrainedHead:
+    """PReNet: batches of :func:`prenet_pairs` with targets 8 (a,a), 4 (a,u), 0 (u,u), RMSprop +
+    cosine LR per epoch (``T_max`` = the run's epochs, down to 1e-5)."""
+    model = PReNetNet(X.shape[1], cfg.norm)
+    labeled, unlabeled = split.labeled, split.unlabeled
+    n_aa = n_au = cfg.batch_size // 4
+    targets = torch.cat([torch.full((n_aa,), 8.0), torch.full((n_au,), 4.0),
+                         torch.zeros(cfg.batch_size - n_aa - n_au)])
 
     def batches(r: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for _ in range(cfg.steps_per_epoch):
-            a1 = _draw(r, labeled, n_aa)
-            a2 = _draw(r, labeled, n_au)
-            u1, u2 = _draw(r, unlabeled, n_uu), _draw(r, unlabeled, n_uu)
-            partner = other(r, a1, labeled) if cfg.distinct_anomaly_pairs else _draw(r, labeled, n_aa)
-            yield np.concatenate([a1, a2, u1]), np.concatenate([partner, _draw(r, unlabeled, n_au), u2])
+        return prenet_pairs(split, cfg, r)
 
     def loss(pair: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
         left, right = pair
@@ -639,6 +652,7 @@ def _train_prenet(split, cfg, X, y, rng, progress) -> TrainedHead:
 
 
 __all__ = [
-    "CENTERS", "CODE_BEHAVIOUR", "HEADS", "HEAD_DEFAULTS", "NORMS", "SCORE_REFS", "deepsad_center", "DeepSADNet", "DevNetNet", "FEAWADNet", "Norm", "PReNetNet",
-    "SSADConfig", "Stage", "TrainedHead", "default_norm", "keras_dense", "run_stage", "train_head",
+    "CENTERS", "CODE_BEHAVIOUR", "HEADS", "HEAD_DEFAULTS", "NORMS", "SCORE_REFS", "DeepSADNet", "DevNetNet", "FEAWADNet",
+    "Norm", "PReNetNet", "SSADConfig", "Stage", "TrainedHead", "deepsad_center", "default_norm", "keras_dense",
+    "prenet_pairs", "run_stage", "train_head",
 ]
