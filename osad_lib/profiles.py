@@ -185,6 +185,8 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                             "subsets": ("hard_subsets", "unseen_subsets")},
             "bgad_table6": {"datasets": ("synthetic/object",), "config": {"coupling_blocks": 4, "pos_embed_dim": 32},
                             "rows": ((1, "bgspp"), (1, "bgspp+racp"))},
+            "bgad_standardize": {"datasets": ("synthetic/object",), "config": {"coupling_blocks": 4, "pos_embed_dim": 32},
+                                 "variants": ("standardize=on", "standardize=off")},
             # AnoOnly studies (ablations/anoonly.py): one MVTec file, the AnoOnly smoke schedule,
             # Deep SAD only and two values per sweep.
             "anoonly_table2": {"files": ("MVTec-AD_bottle",)},
@@ -195,7 +197,8 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "anoonly_fig9": {"files": ("MVTec-AD_bottle",), "values": (8, 128)},
         }},
         # demo: every study except the four costliest (DRA Table 4 and Fig. 3, AHL Table 9 and
-        # Fig. 4: ~40 CPU-min together on 2 cores); run them with studies=dra_table4,... .
+        # Fig. 4: ~40 CPU-min together on 2 cores) and BGAD's standardisation study (beyond the
+        # paper); run them with studies=dra_table4,... .
         "demo": {"studies": ("devnet_table5", "devnet_fig6", "devnet_fig7", "devnet_fig8", "dra_table3",
                              "bgad_table4", "bgad_table5", "bgad_table6", "anoonly_table2", "anoonly_fig5",
                              "anoonly_fig6", "anoonly_fig7", "anoonly_fig8", "anoonly_fig9", "ahl_table5",
@@ -218,6 +221,10 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "bgad_table4": {"datasets": ("synthetic/object",), "max_seeds": 1},
             "bgad_table5": {"datasets": ("synthetic/object",), "max_seeds": 1},
             "bgad_table6": {"datasets": ("synthetic/object",), "max_seeds": 1},
+            # Beyond the paper, on request only (studies=bgad_standardize): Table 3's ELPV 1-shot cell
+            # at 12 meta epochs (the study's default) with and without the standardisation and with
+            # the code's gradient reset, 3 seeds; ~9 runs of several CPU-minutes each.
+            "bgad_standardize": {"datasets": ("elpv",), "max_seeds": 3},
             # AnoOnly studies with the AnoOnly demo schedule (x0.2, one seed): the first file of each
             # ADBench group present for the Deep SAD sweeps, two MVTec files for the four heads.
             "anoonly_table2": {"max_files": 1},
