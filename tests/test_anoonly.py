@@ -292,30 +292,37 @@ def test_config_errors_are_one_line():
 
 # ------------------------------------------------------------------ the MVTec column on real embeddings
 @pytest.mark.slow
-def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
-    """Table 1, MVTec column, AnoOnly vs base for Deep SAD — the one head whose gain (paper +4.7
-    AUROC) our runs reproduce robustly: 72.5 → 77.8 at the paper schedule (seed 42, faithful);
-    at this test's schedule seeds 1 and 2 give 60.9 → 68.2 and 66.8 → 73.4. DevNet's and PReNet's
-    gains come out reversed in our paper-schedule runs (80.2 → 75.6, 74.9 → 73.1) and FEAWAD's is
-    not established, so they are not asserted here (notebook 04 reports them).
+def test_mvtec_column_devnet_gains_from_anoonly_on_clean_data_not_on_contaminated(tmp_path):
+    """Table 1, MVTec column, DevNet ± AnoOnly on the paper's clean organisation (§3.1) and on the
+    contaminated one (§4.6's label noise, the official code's default), the demo profile's fifth of
+    the schedule (10 epochs), seed 0, all 15 embedded files, the paper's hinge loss (~25 s of CPU).
 
-    CI-sized: all 15 files, seed 0, faithful protocol, the demo profile's fifth of the schedule
-    (10 Deep SAD epochs; about 15 s of CPU). Base and AnoOnly must both beat chance clearly and
-    AnoOnly must win the group mean by more than 2 points."""
+    What holds at this schedule (seeds 0–2, measured while writing this test): on clean data
+    AnoOnly raises the group-mean AUROC by +1.6 to +2.2 points (paper: +6.4); with the unlabelled
+    training anomalies kept as normals the gain shrinks to about zero (−0.3 for seed 0). At the
+    paper's 50 epochs the hinge-loss gain fades on clean data too (notebook 04 reports it, beside
+    the code's linear anomaly-only loss, whose gain stays positive) — so this pins the
+    organisation's effect at a CI budget, not the paper's number.
+    """
     from osad_lib.data.tabular import GROUPS
     from osad_lib.experiments import anoonly as ex
     from osad_lib.profiles import configure
 
     cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path), seeds="0")
     ac = ex.anoonly_config(cfg)  # the embedded MVTec AD files
-    auroc = {False: [], True: []}
-    for stem in GROUPS["mvtecad"].stems:
-        for anomaly_only in (False, True):
-            item = ex.make_item(cfg, stem, "deepsad", anomaly_only, seed=0, ac=ac)
-            auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
-    base, ao = np.mean(auroc[False]), np.mean(auroc[True])
-    assert 0.55 < base < 0.9 and 0.55 < ao < 0.95
-    assert ao - base > 0.02, f"Deep SAD + AnoOnly {ao:.3f} vs Deep SAD {base:.3f}"
+    assert ac.schedule == 0.2
+    gain = {}
+    for organisation in ("clean", "contaminated"):
+        auroc = {False: [], True: []}
+        for stem in GROUPS["mvtecad"].stems:
+            for anomaly_only in (False, True):
+                item = ex.make_item(cfg, stem, "devnet", anomaly_only, seed=0, organisation=organisation, ac=ac)
+                auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
+        base, ao = np.mean(auroc[False]), np.mean(auroc[True])
+        assert 0.65 < base < 0.9 and 0.65 < ao < 0.9
+        gain[organisation] = ao - base
+    assert gain["clean"] > 0.01, gain
+    assert gain["clean"] - gain["contaminated"] > 0.01, gain
 
 
 # ------------------------------------------------------------------ grid and tables
