@@ -540,7 +540,7 @@ def ssad_config(experiment: Experiment) -> SSADConfig:
 
 
 def ssad_metrics(y_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """AUROC, AUCPR (anomalies), AUCPR w.r.t. normals as coded (un-negated scores, §6.4), and
+    """AUROC, AUCPR (anomalies), AUCPR w.r.t. normals as coded (un-negated scores; ``docs/official_code/anoonly.md``), and
     ``aupr_normal_neg``: AP of the normals ranked by −score (what "precision on normals" means)."""
     return {"auroc": image_auroc(y_test, scores), "aupr": image_aupr(y_test, scores),
             "aupr_normal": aupr_normal(y_test, scores), "aupr_normal_neg": image_aupr(1 - y_test, -scores)}
