@@ -350,9 +350,12 @@ def test_paper_grid_covers_the_embedded_files_and_the_users(monkeypatch, tmp_pat
         extra = i.experiment.extra_key
         assert ex.SETTINGS[(extra["organisation"], extra["split"])] == i.experiment.setting
         assert extra["anomaly_only"] == (i.experiment.variant == "anoonly")
-    # the paper's own setting carries no deviation at the paper schedule; the others name theirs
-    paper_rows = [i for i in items if i.experiment.setting == "semi_supervised"]
-    assert all(i.experiment.deviations == "" for i in paper_rows)
+    # the paper's own setting carries no deviation at the paper schedule (FEAWAD: only its loss, whose
+    # written form defines no detector); the other settings name theirs
+    paper_rows = [i.experiment for i in items if i.experiment.setting == "semi_supervised"]
+    assert all(e.deviations == "" for e in paper_rows if e.method != "feawad")
+    assert all(e.deviations.startswith("loss_form=code (paper: paper") and ";" not in e.deviations
+               for e in paper_rows if e.method == "feawad")
     assert all("organisation=contaminated" in i.experiment.deviations
                for i in items if i.experiment.setting == "label_noise")
     assert all("split=no_leak" in i.experiment.deviations
@@ -371,6 +374,11 @@ def test_code_behaviours_are_options_named_in_deviations(tmp_path):
     assert "loss_form=code (paper: paper, official code)" in code["devnet"].experiment.deviations
     assert "distinct_anomaly_pairs=False (paper: True, official code)" in code["prenet"].experiment.deviations
     assert "schedule x0.1 of the paper's epochs" in code["devnet"].experiment.deviations
+    # FEAWAD's default loss departs from the paper's text (Eq. 20/21 leave the anomaly's sign free): always named
+    default = ex.make_item(cfg, "MVTec-AD_bottle", "feawad", True, 0).experiment.deviations
+    assert "loss_form=code (paper: paper, our default: Eq. 20/21" in default
+    literal = ex.make_item(cfg, "MVTec-AD_bottle", "feawad", True, 0, options={"loss_form": "paper"}).experiment
+    assert "loss_form" not in literal.deviations
     assert ex.ssad_config(code["deepsad"].experiment).resolved().lr == 1e-4
 
 

@@ -60,7 +60,9 @@ from osad_lib.data.tabular import (
 from osad_lib.experiments import GridItem
 from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
-from osad_lib.models.ssad import CODE_BEHAVIOUR, HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
+from osad_lib.models.ssad import (
+    CODE_BEHAVIOUR, DEFAULT_NOT_PAPER, HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head,
+)
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -101,7 +103,8 @@ def _same(heads: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[st
 #: the head at once (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`).
 FACTORS: dict[str, dict[str, dict[str, Any]]] = {
     "code": {h: dict(o) for h, o in CODE_BEHAVIOUR.items()},
-    "loss_form=code": _same(("devnet", "feawad"), {"loss_form": "code"}),
+    "loss_form=code": _same(("devnet",), {"loss_form": "code"}),
+    "loss_form=paper": _same(("feawad",), {"loss_form": "paper"}),
     "l2=0": _same(("devnet",), {"l2": 0.0}),
     "select_best_loss=off": _same(("devnet", "feawad"), {"select_best_loss": False}),
     "keras=off": _same(("devnet", "feawad"), {"keras": False}),
@@ -219,22 +222,26 @@ def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]
 def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
     """How ``config`` departs from the paper's method (appendix B), one ``name=value (paper: …)``
     part per field; ``, official code`` marks the official code's own value
-    (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`). ``base_bn`` is left out for AnoOnly heads
-    (they have the BN either way); epochs shortened by ``schedule`` are one ``schedule`` part."""
-    paper_cfg = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
+    (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`), and a default that departs from the paper's
+    text says why (:data:`~osad_lib.models.ssad.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
+    AnoOnly heads (they have the BN either way); epochs shortened by ``schedule`` are one
+    ``schedule`` part."""
+    default = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
     code = CODE_BEHAVIOUR.get(config.head, {})
     mine = config.resolved()
     out = []
     if schedule < 1:
         out.append(f"schedule x{schedule:g} of the paper's epochs")
     for f in dataclasses.fields(SSADConfig):
-        value, expected = getattr(mine, f.name), getattr(paper_cfg, f.name)
-        if value == expected or (f.name == "base_bn" and mine.anomaly_only):
+        value = getattr(mine, f.name)
+        text_value, why = DEFAULT_NOT_PAPER.get((config.head, f.name), (getattr(default, f.name), ""))
+        if value == text_value or (f.name == "base_bn" and mine.anomaly_only):
             continue
-        if schedule < 1 and f.name in ("epochs", "pretrain_epochs") and _scaled(expected, schedule) == value:
+        if schedule < 1 and f.name in ("epochs", "pretrain_epochs") and _scaled(text_value, schedule) == value:
             continue
         note = ", official code" if f.name in code and code[f.name] == value else ""
-        out.append(f"{f.name}={value} (paper: {expected}{note})")
+        note += f", our default: {why}" if why and value == getattr(default, f.name) else ""
+        out.append(f"{f.name}={value} (paper: {text_value}{note})")
     return out
 
 
