@@ -897,21 +897,21 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
     panels = {}
     for col, ao in enumerate((False, True)):
         exp = make_item(cfg, stem, head, ao, seed, organisation, split, ac=ac).experiment
-        split, trained = train_experiment(cfg, exp)
-        scores = trained.score(split.X_test)
-        panels[ao] = (split, rankdata(scores) / len(scores), trained.hidden(split.X_test))
+        data, trained = train_experiment(cfg, exp)
+        scores = trained.score(data.X_test)
+        panels[ao] = (data, rankdata(scores) / len(scores), trained.hidden(data.X_test))
     def tsne(x: np.ndarray) -> np.ndarray:
         with limited_threads(ac.threads):
             return TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(x)
 
     embedded = tsne(panels[False][0].X_test)
     for col, ao in enumerate((False, True)):
-        split, rank, hidden = panels[ao]
+        data, rank, hidden = panels[ao]
         h2 = tsne(hidden)
         for row, xy in enumerate((embedded, h2)):
             ax = axes[row, col]
             for label, marker in ((0, "o"), (1, "x")):
-                sel = split.y_test == label
+                sel = data.y_test == label
                 im = ax.scatter(xy[sel, 0], xy[sel, 1], c=rank[sel], cmap="Purples", vmin=0, vmax=1, s=14,
                                 marker=marker, linewidths=0.8 if marker == "x" else 0.2,
                                 edgecolors="k" if marker == "o" else None, label="anomaly" if label else "normal")
