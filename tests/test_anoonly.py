@@ -448,8 +448,8 @@ def test_fidelity_bands_pass_fail_gain_direction_and_verdict():
     paired = pd.DataFrame([{"dataset": "mvtecad", "method": "devnet", "gain_mean": 0.03, "gain_std": 0.01,
                             "n_seeds": 5, "improved": 5}])
     text = ex.verdict(bands, paired, schedule=1.0)
-    assert "Table 1 (AUROC): 1/2 rows within ±3 points" in text and "devnet base -4.6" in text
-    assert "Table 3 (AUCPR): 2/2 rows" in text and "gain with the paper's sign: devnet" in text
+    assert "Table 1 (AUROC), 15/15 files: 1/2 rows within ±3 points" in text and "devnet base -4.6" in text
+    assert "Table 3 (AUCPR), 15/15 files: 2/2 rows" in text and "gain with the paper's sign: devnet" in text
     assert "devnet +3.0 ± 1.0 (5/5)" in text and "Shortened" not in text
     assert "Shortened schedule (x0.2" in ex.verdict(bands, paired.iloc[:0], schedule=0.2)
 

@@ -751,7 +751,8 @@ def verdict(bands: pd.DataFrame, gains_by_seed: pd.DataFrame, schedule: float, g
         inside = level[level["pass"]]
         outside = level[~level["pass"]]
         band = f"±{FIDELITY_BANDS[table_id]:g}"
-        text = f"{title}: {len(inside)}/{len(level)} rows within {band} points of the paper"
+        files = ", ".join(sorted(set(level["files"].astype(str))))
+        text = f"{title}, {files} files: {len(inside)}/{len(level)} rows within {band} points of the paper"
         if len(outside):
             text += " (outside: " + ", ".join(f"{m} {v} {d:+.1f}" for m, v, d in
                                               zip(outside["method"], outside["variant"], outside["Δ points"])) + ")"
