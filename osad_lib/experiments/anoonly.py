@@ -205,17 +205,16 @@ def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
 
 
 def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]:
-    """SSADConfig overrides of ``head``: the schedule fraction, the profile's options, ``changes``.
-
-    The schedule scales the epochs the head ends up with (a factor's ``epochs`` too) and its
-    autoencoder pre-training, if any."""
-    opts = {**dict(ac.head_options.get(head, {})), **changes}
+    """SSADConfig overrides of ``head``: the schedule fraction of the default epochs (and AE
+    pre-training), the profile's ``head_options`` (absolute values), then ``changes`` (a factor's
+    or an ablation's; their epochs are scaled by the schedule too)."""
+    opts: dict[str, Any] = {}
+    scaled = ("epochs", "pretrain_epochs")
     if ac.schedule < 1:
         d = HEAD_DEFAULTS[head]
-        opts["epochs"] = max(1, round(opts.get("epochs", d["epochs"]) * ac.schedule))
-        pretrain = opts.get("pretrain_epochs", d.get("pretrain_epochs"))
-        if pretrain:
-            opts["pretrain_epochs"] = max(1, round(pretrain * ac.schedule))
+        opts.update({k: _scaled(d[k], ac.schedule) for k in scaled if d.get(k)})
+    opts.update(ac.head_options.get(head, {}))
+    opts.update({k: _scaled(v, ac.schedule) if k in scaled and ac.schedule < 1 else v for k, v in changes.items()})
     return opts
 
 
@@ -246,6 +245,7 @@ def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
 
 
 def _scaled(epochs: int | None, schedule: float) -> int | None:
+    """``epochs`` × ``schedule``, at least 1 (0 and None stay as they are)."""
     return max(1, round(epochs * schedule)) if epochs else epochs
 
 
