@@ -1,4 +1,4 @@
-"""BGAD (Tables 4–6) and AnoOnly (Table 2, Figs. 5–9) studies of notebook 06_ablations: grids
+"""BGAD (Tables 4–6, the standardisation study) and AnoOnly (Table 2, Figs. 5–9) studies of notebook 06_ablations: grids
 and their join keys with the paper tables, Table 5's splits, the mean-over-subsets / overall
 aggregation, and a smoke run of every study (AnoOnly's need the ADBench embeddings)."""
 
@@ -44,8 +44,27 @@ def _paper_rows(table_id: str) -> pd.DataFrame:
 
 def test_studies_are_registered_in_paper_order():
     keys = [k for k in ab.STUDIES if k.startswith(("bgad_", "anoonly_"))]
-    assert keys == BGAD + ANOONLY
-    assert [s.key for s in ab.select(configure("06_ablations", "smoke", check_data=False), "bgad")] == BGAD
+    assert keys == BGAD + ["bgad_standardize"] + ANOONLY
+    assert [s.key for s in ab.select(configure("06_ablations", "smoke", check_data=False), "bgad")] == [
+        *BGAD, "bgad_standardize"]
+    demo = configure("06_ablations", "demo", check_data=False)
+    assert "bgad_standardize" not in {s.key for s in ab.select(demo)}  # on request only
+    assert [s.key for s in ab.select(demo, "bgad_standardize")] == ["bgad_standardize"]
+
+
+def test_standardize_study_runs_table3_elpv_cell_longer_with_labelled_variants(tmp_path, monkeypatch):
+    cfg = _paper_cfg(tmp_path, monkeypatch)
+    assert ab.STUDIES["bgad_standardize"].unavailable(cfg) == ""  # ELPV is embedded
+    items = ab.STUDIES["bgad_standardize"].grid(cfg)
+    assert len(items) == 3 * len(cfg.seeds)
+    assert {(i.experiment.dataset, i.experiment.n_shots, i.experiment.method) for i in items} == {("elpv", 1, "bgad_fas")}
+    configs = {i.experiment.variant: bg.bgad_config(cfg, **i.experiment.extra_key["changes"]) for i in items}
+    assert {v: (c.standardize, c.set_to_none, c.meta_epochs) for v, c in configs.items()} == {
+        "standardize=on": (True, True, 12), "standardize=off": (False, True, 12),
+        "standardize=off,set_to_none=off": (False, False, 12)}
+    assert not {i.experiment.variant for i in items} & set(_paper_rows("bgad_table3")["variant"])  # joins no cell
+    faithful = next(i for i in items if i.experiment.variant == "standardize=off,set_to_none=off")
+    assert "set_to_none=False (default: True; the official code" in faithful.experiment.deviations
 
 
 # ------------------------------------------------------------------ BGAD grids and splits
@@ -126,7 +145,8 @@ def test_bgad_tables_average_categories_and_join_the_paper(tmp_path, monkeypatch
     row = out[(out["variant"] == "beta=0.01,tau=0.1") & (out["metric"] == "auroc")].iloc[0]
     assert row["subset"] == "mean" and row["n_seeds"] == 2
     assert row["measured_mean"] == pytest.approx(0.855) and row["paper_mean"] == pytest.approx(0.9916)
-    assert row["delta"] == pytest.approx(0.855 - 0.9916) and row["max_mean"] == pytest.approx(0.865)
+    assert row["delta"] == pytest.approx(0.855 - 0.9916) and row["max_over_epochs_mean"] == pytest.approx(0.865)
+    assert row["measured_report"] == "last_epoch"
     assert "mean over 2/15 subsets (bottle, carpet)" in row["deviations"]
     assert (out["n_seeds"] == 0).sum() == len(_paper_rows("bgad_table4")) - 3  # the other paper rows follow
 
@@ -162,7 +182,9 @@ def test_anoonly_grids_follow_the_paper(monkeypatch):
     assert [abl_ao.swept_value("fig7", i.experiment.variant) for i in fig7] == [1.0, 1e-6, 0.0]
     assert fig7[-1].experiment.variant == "anoonly,normal_weight=0"  # AnoOnly, always kept as the reference
     fig8 = ab.STUDIES["anoonly_fig8"].grid(cfg)
-    assert {abl_ao.swept_value("fig8", i.experiment.variant) for i in fig8} == {True, False}
+    assert {abl_ao.swept_value("fig8", i.experiment.variant, i.experiment.setting) for i in fig8} == {
+        "clean", "contaminated"}
+    assert {i.experiment.variant for i in fig8} == {"", "anoonly"}  # the organisation is the setting, not a label
     monkeypatch.setitem(options, "anoonly_fig9", {"values": (3,)})
     with pytest.raises(ConfigError, match="paper's"):
         ab.STUDIES["anoonly_fig9"].grid(cfg)
@@ -210,9 +232,18 @@ def test_bgad_smoke_runs_every_study(smoke_cfg, key):
     measured = table[table["n_seeds"] > 0]
     assert set(measured["dataset"]) == {"synthetic"} and measured["paper_mean"].isna().all()
     assert set(measured["metric"]) == {"auroc", "pixel_auroc", "pro"}
-    assert all(0 <= v <= 1 for v in measured["measured_mean"]) and measured["max_mean"].notna().all()
+    assert all(0 <= v <= 1 for v in measured["measured_mean"]) and measured["max_over_epochs_mean"].notna().all()
     assert measured["deviations"].str.contains("synthetic data (no paper row)", regex=False).all()
     assert (table["n_seeds"] == 0).sum() == len(_paper_rows(key))  # the paper's rows are still shown
+
+
+def test_bgad_standardize_smoke_run(smoke_cfg):
+    table, rows = _run(smoke_cfg, "bgad_standardize")
+    assert set(rows["variant"]) == {"standardize=on", "standardize=off"}
+    auroc = table[table["metric"] == "auroc"].set_index("variant")
+    assert auroc.loc["standardize=off", "vs standardize=off (last epoch)"] == "—"
+    assert auroc.loc["standardize=on", "vs standardize=off (last epoch)"].endswith("(1 seed)")
+    assert auroc["last_epoch"].notna().all() and auroc["max_over_epochs"].notna().all()
 
 
 @pytest.mark.parametrize("key", ANOONLY)
@@ -225,7 +256,8 @@ def test_anoonly_smoke_runs_every_study(smoke_cfg, key):
         assert joined["deviations"].str.contains("overall = mean over 1/10 groups (mvtecad)", regex=False).all()
     elif key == "anoonly_fig8":
         assert set(table["metric"]) == {"auroc", "aupr"}
-        assert (table["change"] == table["label_noise"] - table["clean"]).all()
+        assert (table["change"] == table["contaminated"] - table["clean"]).all()
+        assert set(rows["setting"]) == {"semi_supervised", "label_noise"}  # the organisation is the setting
     else:
         assert table["measured_mean"].between(0, 1).all()
         at_default = table.dropna(subset=["paper_tables_1_3"])

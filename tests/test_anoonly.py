@@ -50,16 +50,16 @@ def test_deepsad_anomaly_only_batch_without_anomalies_has_zero_gradient():
     assert loss.item() == 0.0 and torch.equal(dist.grad, torch.zeros(2))
 
 
-def test_devnet_loss_code_and_paper_forms():
+def test_devnet_loss_paper_and_code_forms():
     s, y = t([1.0, -2.0, 3.0, 7.0]), t([0, 0, 1, 1])
+    # paper Eq. 18/19 (the default): hinge max(0, 5 − s), kept under AnoOnly
+    assert devnet_loss(s, y).item() == pytest.approx((1 + 2 + 2 + 0) / 4)
+    assert devnet_loss(s, y, anomaly_only=True).item() == pytest.approx(2 / 4)
     # code: |s| for normals, |5 − s| for anomalies (no hinge)
-    assert devnet_loss(s, y).item() == pytest.approx((1 + 2 + 2 + 2) / 4)
+    assert devnet_loss(s, y, form="code").item() == pytest.approx((1 + 2 + 2 + 2) / 4)
     # code AnoOnly: y·(5 − s), linear (negative beyond the margin), normals 0, mean over the whole batch
-    assert devnet_loss(s, y, anomaly_only=True).item() == pytest.approx((2 - 2) / 4)
-    # paper Eq. 18/19: hinge max(0, 5 − s)
-    assert devnet_loss(s, y, form="paper").item() == pytest.approx((1 + 2 + 2 + 0) / 4)
-    assert devnet_loss(s, y, anomaly_only=True, form="paper").item() == pytest.approx(2 / 4)
-    assert devnet_loss(s, y, normal_weight=0.0).item() == pytest.approx(4 / 4)
+    assert devnet_loss(s, y, anomaly_only=True, form="code").item() == pytest.approx((2 - 2) / 4)
+    assert devnet_loss(s, y, normal_weight=0.0).item() == pytest.approx(2 / 4)
 
 
 def test_feawad_loss_with_and_without_anomaly_only():
@@ -68,8 +68,8 @@ def test_feawad_loss_with_and_without_anomaly_only():
     assert feawad_loss(s, r, y).item() == pytest.approx((1.5 + 5 + 0) / 3)
     assert feawad_loss(s, r, y, anomaly_only=True).item() == pytest.approx(5 / 3)
     neg = t([1.0, 3.0, -6.0])
-    assert feawad_loss(neg, r, y).item() == pytest.approx((1.5 + 5 + 11) / 3)            # code: max(0, 5 − s)
-    assert feawad_loss(neg, r, y, form="paper").item() == pytest.approx((1.5 + 5 + 0) / 3)  # Eq. 20: max(0, 5 − |s|)
+    assert feawad_loss(neg, r, y).item() == pytest.approx((1.5 + 5 + 0) / 3)  # Eq. 20 (default): max(0, 5 − |s|)
+    assert feawad_loss(neg, r, y, form="code").item() == pytest.approx((1.5 + 5 + 11) / 3)  # code: max(0, 5 − s)
 
 
 def test_prenet_loss_drops_normal_pairs_only_from_the_loss():
@@ -121,12 +121,14 @@ def test_prenet_bn_after_the_shared_feature_layer():
 
 
 def test_deepsad_keeps_its_bn_in_every_hidden_block():
+    """Affine BN by default (the paper's Table 2 'BN' row is Deep SAD itself); the code's BN has no
+    affine parameters (BN*)."""
     for anomaly_only in (False, True):
         net = DeepSADNet(16, default_norm(SSADConfig("deepsad", anomaly_only=anomaly_only)))
         bns = _bns(net)
         assert [b.num_features for b in bns] == [100, 20]
-        assert all(not b.affine and b.eps == 1e-4 for b in bns)
-    assert all(b.affine for b in _bns(DeepSADNet(16, "bn")))
+        assert all(b.affine and b.eps == 1e-4 for b in bns)
+    assert all(not b.affine for b in _bns(DeepSADNet(16, "bn_no_affine")))
 
 
 @pytest.mark.parametrize("norm,layer", [("none", nn.Identity), ("ln", nn.LayerNorm), ("bn", nn.BatchNorm1d),
@@ -222,6 +224,63 @@ def test_fixed_batches_repeat_the_same_batch():
     assert set(first[:256]) <= set(split.unlabeled) and set(first[256:]) <= set(split.labeled)
 
 
+def test_prenet_anomaly_pairs_distinct_as_the_paper_or_repeating_as_the_code():
+    from osad_lib.models.ssad import prenet_pairs
+
+    split = _toy_split()
+    paper_cfg = SSADConfig("prenet", batch_size=64, steps_per_epoch=30).resolved()
+    left, right = map(np.concatenate, zip(*prenet_pairs(split, paper_cfg, np.random.default_rng(0))))
+    aa = np.concatenate([np.arange(i * 64, i * 64 + 16) for i in range(30)])  # first quarter of each batch
+    assert set(left[aa]) | set(right[aa]) <= set(split.labeled)
+    assert (left[aa] != right[aa]).all()
+    code_cfg = dataclasses.replace(paper_cfg, distinct_anomaly_pairs=False)
+    left, right = map(np.concatenate, zip(*prenet_pairs(split, code_cfg, np.random.default_rng(0))))
+    assert (left[aa] == right[aa]).any()  # 16 labelled anomalies, 480 pairs: repeats are certain
+
+
+def test_prenet_cosine_schedule_spans_the_run(monkeypatch):
+    seen = {}
+    original = torch.optim.lr_scheduler.CosineAnnealingLR
+
+    def spy(optimizer, T_max, eta_min):
+        seen["T_max"] = T_max
+        return original(optimizer, T_max=T_max, eta_min=eta_min)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "CosineAnnealingLR", spy)
+    train_head(_toy_split(), SSADConfig("prenet", epochs=3, steps_per_epoch=1, batch_size=16, n_score_refs=2), seed=0)
+    assert seen["T_max"] == 3
+    assert SSADConfig("prenet").resolved().epochs == 30  # paper B.4 (the code runs 50)
+
+
+def test_prenet_scores_with_fresh_references_per_row_or_shared_ones():
+    split = _toy_split()
+    opts = dict(epochs=1, steps_per_epoch=2, batch_size=32, n_score_refs=3)
+    twice = np.repeat(split.X_test[:1], 2, axis=0)  # the same row twice
+    per_row = train_head(split, SSADConfig("prenet", **opts), seed=0)
+    a, b = per_row.score(twice)
+    assert abs(a - b) > 1e-4  # each row draws its own references
+    assert np.array_equal(per_row.score(split.X_test), per_row.score(split.X_test))  # yet repeatable
+    shared = train_head(split, SSADConfig("prenet", score_refs="shared", **opts), seed=0)
+    a, b = shared.score(twice)
+    assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_deepsad_center_pretraining_and_learning_rate_options():
+    from osad_lib.models.ssad import deepsad_center
+
+    split = _toy_split()
+    X = torch.as_tensor(split.X_train)
+    torch.manual_seed(0)
+    net = DeepSADNet(X.shape[1], "bn")
+    eval_c, batch_c = deepsad_center(net, X, "eval"), deepsad_center(net, X, "batch")
+    assert not torch.allclose(eval_c, batch_c)
+    assert float(net.blocks[0][1].layer.running_mean.abs().sum()) == 0  # the batch centre leaves BN's statistics alone
+    assert (eval_c.abs() >= 0.1).all() and (batch_c.abs() >= 0.1).all()
+    pre = train_head(split, SSADConfig("deepsad", epochs=1, pretrain_epochs=2), seed=0)
+    assert len(pre.history["pretrain"]) == 2 and pre.history["pretrain"][1] < pre.history["pretrain"][0]
+    assert SSADConfig("deepsad").resolved().lr == 1e-3  # paper B.1; the code's effective rate is 1e-4
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="head"):
         SSADConfig("devnett")
@@ -233,30 +292,37 @@ def test_config_errors_are_one_line():
 
 # ------------------------------------------------------------------ the MVTec column on real embeddings
 @pytest.mark.slow
-def test_mvtec_column_deepsad_gains_from_anoonly(tmp_path):
-    """Table 1, MVTec column, AnoOnly vs base for Deep SAD — the one head whose gain (paper +4.7
-    AUROC) our runs reproduce robustly: 72.5 → 77.8 at the paper schedule (seed 42, faithful);
-    at this test's schedule seeds 1 and 2 give 60.9 → 68.2 and 66.8 → 73.4. DevNet's and PReNet's
-    gains come out reversed in our paper-schedule runs (80.2 → 75.6, 74.9 → 73.1) and FEAWAD's is
-    not established, so they are not asserted here (notebook 04 reports them).
+def test_mvtec_column_devnet_gains_from_anoonly_on_clean_data_not_on_contaminated(tmp_path):
+    """Table 1, MVTec column, DevNet ± AnoOnly on the paper's clean organisation (§3.1) and on the
+    contaminated one (§4.6's label noise, the official code's default), the demo profile's fifth of
+    the schedule (10 epochs), seed 0, all 15 embedded files, the paper's hinge loss (~25 s of CPU).
 
-    CI-sized: all 15 files, seed 0, faithful protocol, the demo profile's fifth of the schedule
-    (10 Deep SAD epochs; about 15 s of CPU). Base and AnoOnly must both beat chance clearly and
-    AnoOnly must win the group mean by more than 2 points."""
+    What holds at this schedule (seeds 0–2, measured while writing this test): on clean data
+    AnoOnly raises the group-mean AUROC by +1.6 to +2.2 points (paper: +6.4); with the unlabelled
+    training anomalies kept as normals the gain shrinks to about zero (−0.3 for seed 0). At the
+    paper's 50 epochs the hinge-loss gain fades on clean data too (notebook 04 reports it, beside
+    the code's linear anomaly-only loss, whose gain stays positive) — so this pins the
+    organisation's effect at a CI budget, not the paper's number.
+    """
     from osad_lib.data.tabular import GROUPS
     from osad_lib.experiments import anoonly as ex
     from osad_lib.profiles import configure
 
     cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path), seeds="0")
     ac = ex.anoonly_config(cfg)  # the embedded MVTec AD files
-    auroc = {False: [], True: []}
-    for stem in GROUPS["mvtecad"].stems:
-        for anomaly_only in (False, True):
-            item = ex.make_item(cfg, stem, "deepsad", anomaly_only, seed=0, ac=ac)
-            auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
-    base, ao = np.mean(auroc[False]), np.mean(auroc[True])
-    assert 0.55 < base < 0.9 and 0.55 < ao < 0.95
-    assert ao - base > 0.02, f"Deep SAD + AnoOnly {ao:.3f} vs Deep SAD {base:.3f}"
+    assert ac.schedule == 0.2
+    gain = {}
+    for organisation in ("clean", "contaminated"):
+        auroc = {False: [], True: []}
+        for stem in GROUPS["mvtecad"].stems:
+            for anomaly_only in (False, True):
+                item = ex.make_item(cfg, stem, "devnet", anomaly_only, seed=0, organisation=organisation, ac=ac)
+                auroc[anomaly_only].append(ex.run_one(cfg, item)["auroc"])
+        base, ao = np.mean(auroc[False]), np.mean(auroc[True])
+        assert 0.65 < base < 0.9 and 0.65 < ao < 0.9
+        gain[organisation] = ao - base
+    assert gain["clean"] > 0.01, gain
+    assert gain["clean"] - gain["contaminated"] > 0.01, gain
 
 
 # ------------------------------------------------------------------ grid and tables
@@ -268,17 +334,52 @@ def test_paper_grid_covers_the_embedded_files_and_the_users(monkeypatch, tmp_pat
     monkeypatch.delenv(ADBENCH_ENV, raising=False)
     cfg = configure("04_anoonly", "paper", data_root=str(tmp_path), output_dir=str(tmp_path))
     items = [i for i in ex.grid(cfg) if i.experiment.table == "table1"]
-    n_mvtec = len(GROUPS["mvtecad"].stems)  # embedded; small files: both protocols
-    assert len(items) == 2 * n_mvtec * len(cfg.seeds) * 4 * 2
+    n_mvtec = len(GROUPS["mvtecad"].stems)  # embedded; small files: clean × both splits + contaminated
+    assert len(items) == 3 * n_mvtec * len(cfg.seeds) * 4 * 2
     own = tmp_path / "adbench" / "CV_by_ResNet18"  # a user's ADBench folder under the data root
     own.mkdir(parents=True)
     np.savez(own / "CIFAR10_3.npz", X=np.zeros((5000, 4), np.float32), y=np.r_[np.ones(250), np.zeros(4750)])
     items = [i for i in ex.grid(cfg) if i.experiment.table == "table1"]
-    assert len(items) == (2 * n_mvtec + 1) * len(cfg.seeds) * 4 * 2
+    assert len(items) == (3 * n_mvtec + 2) * len(cfg.seeds) * 4 * 2  # a 5,000-row file is not resampled
     e = items[0].experiment
     assert (e.paper, e.table, e.setting, e.variant) == ("anoonly", "table1", "semi_supervised", "")
-    assert {i.experiment.setting for i in items} == {"semi_supervised", "semi_supervised_clean"}
+    assert {i.experiment.setting for i in items} == {"semi_supervised", "semi_supervised_no_leak", "label_noise"}
     assert len({i.experiment.experiment_id for i in items}) == len(items)
+    # the two axes are typed in every row's key, and the setting is their lookup, never parsed
+    for i in items:
+        extra = i.experiment.extra_key
+        assert ex.SETTINGS[(extra["organisation"], extra["split"])] == i.experiment.setting
+        assert extra["anomaly_only"] == (i.experiment.variant == "anoonly")
+    # the paper's own setting carries no deviation at the paper schedule (FEAWAD: only its loss, whose
+    # written form defines no detector); the other settings name theirs
+    paper_rows = [i.experiment for i in items if i.experiment.setting == "semi_supervised"]
+    assert all(e.deviations == "" for e in paper_rows if e.method != "feawad")
+    assert all(e.deviations.startswith("loss_form=code (paper: paper") and ";" not in e.deviations
+               for e in paper_rows if e.method == "feawad")
+    assert all("organisation=contaminated" in i.experiment.deviations
+               for i in items if i.experiment.setting == "label_noise")
+    assert all("split=no_leak" in i.experiment.deviations
+               for i in items if i.experiment.setting == "semi_supervised_no_leak")
+
+
+def test_code_behaviours_are_options_named_in_deviations(tmp_path):
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "smoke", output_dir=str(tmp_path))
+    code = {h: ex.make_item(cfg, "MVTec-AD_bottle", h, True, 0, table="fidelity", label="code", options=o)
+            for h, o in ex.FACTORS["code"].items()}
+    assert "lr=0.0001 (paper: 0.001, official code)" in code["deepsad"].experiment.deviations
+    assert "norm=bn_no_affine (paper: bn, official code)" in code["deepsad"].experiment.deviations
+    assert "loss_form=code (paper: paper, official code)" in code["devnet"].experiment.deviations
+    assert "distinct_anomaly_pairs=False (paper: True, official code)" in code["prenet"].experiment.deviations
+    assert "schedule x0.1 of the paper's epochs" in code["devnet"].experiment.deviations
+    # FEAWAD's default loss departs from the paper's text (Eq. 20/21 leave the anomaly's sign free): always named
+    default = ex.make_item(cfg, "MVTec-AD_bottle", "feawad", True, 0).experiment.deviations
+    assert "loss_form=code (paper: paper, our default: Eq. 20/21" in default
+    literal = ex.make_item(cfg, "MVTec-AD_bottle", "feawad", True, 0, options={"loss_form": "paper"}).experiment
+    assert "loss_form" not in literal.deviations
+    assert ex.ssad_config(code["deepsad"].experiment).resolved().lr == 1e-4
 
 
 def test_group_means_join_the_paper_tables_and_mark_partial_groups():
@@ -288,15 +389,16 @@ def test_group_means_join_the_paper_tables_and_mark_partial_groups():
     rows = []
     for stem, value in (("MVTec-AD_bottle", 0.8), ("MVTec-AD_cable", 0.9)):
         for seed in (0, 1):
-            for setting in ("semi_supervised", "semi_supervised_clean"):
+            for setting, shift in (("semi_supervised", 0.0), ("semi_supervised_no_leak", -0.1), ("label_noise", -0.5)):
                 e = Experiment(notebook="04_anoonly", paper="anoonly", table="table1", dataset="mvtecad", subset=stem,
                                setting=setting, method="devnet", variant="anoonly", backbone="resnet18", seed=seed,
                                profile="demo")
-                rows += e.rows({"auroc": value + 0.01 * seed, "aupr": 0.5, "aupr_normal": 0.6}, 1.0)
+                rows += e.rows({"auroc": value + shift + 0.01 * seed, "aupr": 0.5, "aupr_normal": 0.6}, 1.0)
     table = ex.comparison(validate_rows(rows), "anoonly_table1")
     (row,) = table.to_dict("records")
     assert row["paper"] == pytest.approx(0.910)  # Table 1, MVTec, DevNet + AnoOnly
-    assert row["faithful_mean"] == pytest.approx(0.855) and row["clean_mean"] == pytest.approx(0.855)
+    assert row["measured_paper_split"] == pytest.approx(0.855)  # the contaminated rows (0.355) never join
+    assert row["measured_no_leak_split"] == pytest.approx(0.755)
     assert row["files"] == "2/15" and row["n_seeds"] == 2
     means = ex.group_means(ex.measured_rows(validate_rows(rows)))
     assert set(means["table"]) == {"table1", "table3", "table4"}
@@ -316,21 +418,26 @@ def test_ablation_grid_covers_table2_and_the_figures(tmp_path):
     fig7 = ex.ablation_grid(cfg, "fig7", stems=["MVTec-AD_bottle"])
     weights = [ex.ssad_config(i.experiment).normal_weight for i in fig7 if not ex.ssad_config(i.experiment).anomaly_only]
     assert weights == list(ex.ABLATION_VALUES["fig7"])
+    assert {i.experiment.setting for i in t2 + fig7} == {"semi_supervised"}  # §4.5: clean organisation
+    fig8 = ex.ablation_grid(cfg, "fig8", stems=["MVTec-AD_bottle"], heads=["devnet"])
+    assert sorted(i.experiment.setting for i in fig8) == ["label_noise", "label_noise", "semi_supervised",
+                                                           "semi_supervised"]
     fig9 = ex.ablation_grid(cfg, "fig9", stems=["MVTec-AD_bottle"])
     assert [ex.ssad_config(i.experiment).batch_size for i in fig9] == list(ex.ABLATION_VALUES["fig9"])
     with pytest.raises(ConfigError, match="ablation"):
         ex.ablation_grid(cfg, "fig11")
 
 
-def test_fidelity_bands_pass_fail_and_gain_direction():
+def test_fidelity_bands_pass_fail_gain_direction_and_verdict():
     from osad_lib.experiments import anoonly as ex
 
     table = pd.DataFrame([
-        {"dataset": "mvtecad", "method": "devnet", "variant": "", "paper": 0.846, "faithful_mean": 0.80},
-        {"dataset": "mvtecad", "method": "devnet", "variant": "anoonly", "paper": 0.910, "faithful_mean": 0.89},
-        {"dataset": "cifar10", "method": "devnet", "variant": "", "paper": 0.9, "faithful_mean": 0.1},
-    ]).assign(files="15/15")
-    bands = ex.fidelity_bands({"anoonly_table1": table, "anoonly_table3": table.assign(faithful_mean=table["paper"] + 0.039)})
+        {"dataset": "mvtecad", "method": "devnet", "variant": "", "paper": 0.846, "measured_paper_split": 0.80},
+        {"dataset": "mvtecad", "method": "devnet", "variant": "anoonly", "paper": 0.910, "measured_paper_split": 0.89},
+        {"dataset": "cifar10", "method": "devnet", "variant": "", "paper": 0.9, "measured_paper_split": 0.1},
+    ]).assign(files="15/15", n_seeds=1)
+    bands = ex.fidelity_bands({"anoonly_table1": table,
+                               "anoonly_table3": table.assign(measured_paper_split=table["paper"] + 0.039)})
     t1 = bands[bands["table"] == "anoonly_table1"].set_index(["check", "variant"])
     assert not t1.loc[("level", "base"), "pass"]          # 84.6 vs 80.0: 4.6 points > 3
     assert t1.loc[("level", "anoonly"), "pass"]           # 91.0 vs 89.0: 2 points
@@ -338,6 +445,13 @@ def test_fidelity_bands_pass_fail_and_gain_direction():
     assert t1.loc[("gain direction", "anoonly − base"), "measured"] == pytest.approx(9.0)
     assert bands[bands["table"] == "anoonly_table3"]["pass"].all()  # 3.9 points within ±4
     assert set(bands["method"]) == {"devnet"}             # other groups are left out
+    paired = pd.DataFrame([{"dataset": "mvtecad", "method": "devnet", "gain_mean": 0.03, "gain_std": 0.01,
+                            "n_seeds": 5, "improved": 5}])
+    text = ex.verdict(bands, paired, schedule=1.0)
+    assert "Table 1 (AUROC), 15/15 files: 1/2 rows within ±3 points" in text and "devnet base -4.6" in text
+    assert "Table 3 (AUCPR), 15/15 files: 2/2 rows" in text and "gain with the paper's sign: devnet" in text
+    assert "devnet +3.0 ± 1.0 (5/5)" in text and "Shortened" not in text
+    assert "Shortened schedule (x0.2" in ex.verdict(bands, paired.iloc[:0], schedule=0.2)
 
 
 # ------------------------------------------------------------------ beyond the paper: image DevNet ± AnoOnly

@@ -1,5 +1,6 @@
 """BGAD: boundaries, losses and focal weights by hand; schedule; map assembly; reporting; a short training."""
 
+import dataclasses
 import math
 
 import pytest
@@ -232,6 +233,33 @@ def test_fit_bgad_separates_pushed_anomalies_and_records_epochs():
     assert ll_normal.mean() > ll_anom.mean()
 
 
+def test_set_to_none_false_moves_idle_flows_with_stale_momentum():
+    """The code zeroes gradients instead of clearing them: Adam then also steps the flows of the
+    levels not in the chunk (zero gradient, non-zero momentum). With one meta epoch on normals
+    only, the first level's flow ends elsewhere than with gradients cleared to None."""
+    from osad_lib.seeding import seed_everything
+
+    normal = _toy_bank(16, False, 0.0, 0)
+    ends = {}
+    for set_to_none in (True, False):
+        seed_everything(0)
+        flows = BGADFlows([4, 6, 8], pos_embed_dim=8, coupling_blocks=2)
+        config = BGADConfig(meta_epochs=1, sub_epochs=1, batch_size=8, chunk_size=128, lr=2e-3, warmup_epochs=0,
+                            progress=False, set_to_none=set_to_none)
+        fit_bgad(flows, normal, None, config, "cpu", seed=0)
+        ends[set_to_none] = torch.cat([q.detach().flatten() for q in flows.flows[0].parameters()])
+    assert not torch.allclose(ends[True], ends[False])
+
+
+def test_normal_only_stage_uses_the_plain_ml_loss_without_focal_weights():
+    loglik = torch.tensor([-1.0, -5.0, -5.0])
+    is_anomaly = torch.tensor([False, False, True])
+    focal = BGADLossConfig(beta=0.5, focal_weighting=True)
+    plain = (_softplus_neg(-1.0) + _softplus_neg(-5.0)) / 2
+    assert bgad_loss(loglik, is_anomaly, focal, boundary_stage=False).item() == pytest.approx(plain, rel=1e-6)
+    assert bgad_loss(loglik, is_anomaly, focal, boundary_stage=True).item() > plain  # weighted from meta epoch 1 on
+
+
 # ------------------------------------------------------------------ protocol
 from osad_lib.data.mvtec import Sample  # noqa: E402
 from osad_lib.experiments import bgad as exp  # noqa: E402
@@ -349,21 +377,25 @@ def test_bgad_config_routes_loss_fields_and_rejects_unknown_ones(tmp_path):
     from osad_lib.profiles import configure
 
     cfg = configure("03_bgad", "smoke", device="cpu", output_dir=str(tmp_path))
-    config = exp.bgad_config(cfg, beta=0.05, tau=0.3, focal_weighting=False, racp=False)
-    assert (config.loss.beta, config.loss.tau, config.loss.focal_weighting, config.racp) == (0.05, 0.3, False, False)
+    config = exp.bgad_config(cfg, beta=0.01, tau=0.3, focal_weighting=False, racp=False)
+    assert (config.loss.beta, config.loss.tau, config.loss.focal_weighting, config.racp) == (0.01, 0.3, False, False)
     assert config.image_size == 64 and config.backbone == "efficientnet_lite0"          # the smoke block
     assert exp.method_config(config, "bgad").loss.pull_in_normal_chunks
     assert not exp.method_config(config, "bgad_fas").loss.pull_in_normal_chunks
     with pytest.raises(ConfigError, match="unknown BGAD setting"):
         exp.bgad_config(cfg, betta=0.1)
-    assert exp.ablation_variant(config, "table4") == "beta=0.05,tau=0.3"
+    assert exp.ablation_variant(config, "table4") == "beta=0.01,tau=0.3"
     assert exp.ablation_variant(config, "table6") == "bgspp"
     assert exp.ablation_variant(BGADConfig(), "table6") == "bgspp+racp+afw"
     table4 = exp.paper.load_table("bgad_table4")
     assert exp.ablation_variant(exp.bgad_config(cfg, beta=0.01, tau=0.1), "table4") in set(table4["variant"])
     deviations = exp.config_deviations(config, "elpv", has_masks=False)
-    assert deviations.startswith("report=last_epoch") and "beta=0.05 (code: 0.01)" in deviations
-    assert "racp=False (code: True)" in deviations and "no pixel masks" in deviations
+    assert deviations.startswith("report=last_epoch") and "beta=0.01 (default: 0.05; the README command)" in deviations
+    assert "racp=False (default: True)" in deviations and "no pixel masks" in deviations
+    assert "standardize=True (default: False; not in the official code" in deviations  # the smoke block
+    assert BGADConfig().loss.beta == 0.05 and BGADConfig().set_to_none  # the paper's β; gradients to None
+    faithful = exp.config_deviations(dataclasses.replace(config, set_to_none=False), "elpv")
+    assert "set_to_none=False (default: True; the official code" in faithful
 
 
 def test_paper_grid_is_listed_without_data(tmp_path, monkeypatch):

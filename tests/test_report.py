@@ -297,3 +297,26 @@ def test_coverage_lists_the_notebook_grids():
     assert set(images["dataset"]) == {"synthetic"}
     assert {"devnet", "dra"} <= set(cover.paper_planned["paper"])
     assert "mvtecad" in set(cover.paper_planned["dataset"])
+
+
+def test_anoonly_clean_paper_rows_are_reproduced_and_other_settings_never_join_table1(tmp_path):
+    """AnoOnly rows of the paper's setting (clean organisation, paper split, paper schedule) carry
+    no deviation, so a Table 1 MVTec cell measured within tolerance is *reproduced*; rows of the
+    contaminated organisation and of the no-leak split never enter that cell."""
+    from osad_lib.data.tabular import GROUPS
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "paper", data_root=str(tmp_path), output_dir=str(tmp_path), seeds="42")
+    rows = []
+    for organisation, split, value in (("clean", "paper", 0.85), ("contaminated", "paper", 0.5),
+                                       ("clean", "no_leak", 0.6)):
+        for stem in GROUPS["mvtecad"].stems:
+            e = ex.make_item(cfg, stem, "devnet", False, 42, organisation, split).experiment
+            rows += e.rows({"auroc": value, "aupr": value, "aupr_normal": 0.6}, 1.0)
+    cells = report.cell_table(pd.DataFrame(rows), table_ids=["anoonly_table1"])
+    cell = _cell(cells, "anoonly_table1", dataset="mvtecad", method="devnet", variant="", metric="auroc")
+    assert cell["measured_mean"] == pytest.approx(0.85) and cell["paper_mean"] == pytest.approx(0.846)
+    assert cell["reproduced"] and not cell["settings_differ"] and cell["version"] == ""
+    assert len(cells[(cells["dataset"] == "mvtecad") & (cells["method"] == "devnet") & (cells["variant"] == "")
+                     & (cells["n_seeds"] > 0)]) == 1

@@ -1,4 +1,4 @@
-"""The ADBench loader and data generator (osad_lib.data.tabular; official_code_facts.md §6.2)."""
+"""The ADBench loader and data generator (osad_lib.data.tabular; docs/official_code/anoonly.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _table(n: int, n_anomalies: int, d: int = 8, seed: int = 0) -> tuple[np.ndar
 
 def test_small_set_is_resampled_to_1000_then_split_70_30_stratified():
     X, y = _table(300, 60)
-    split = adbench_split(X, y, seed=0)
+    split = adbench_split(X, y, seed=0, organisation="contaminated")  # every training row kept
     assert len(split.y_train) == 700 and len(split.y_test) == 300
     # stratified on the resampled rows: the test anomaly share equals the training one within a row
     assert abs(split.y_test.mean() - split.anomaly_train.mean()) < 2 / 300
@@ -37,14 +37,14 @@ def test_small_set_is_resampled_to_1000_then_split_70_30_stratified():
 
 def test_large_set_is_subsampled_to_10000_without_replacement():
     X, y = _table(12000, 600, d=3)
-    split = adbench_split(X, y, seed=1)
+    split = adbench_split(X, y, seed=1, organisation="contaminated")
     rows = np.concatenate([split.source_train, split.source_test])
     assert len(rows) == 10000 and len(np.unique(rows)) == 10000
 
 
 def test_middle_sized_set_is_kept_and_minmax_fitted_on_train():
     X, y = _table(2000, 100)
-    split = adbench_split(X, y, seed=2)
+    split = adbench_split(X, y, seed=2, organisation="contaminated")
     assert len(split.y_train) + len(split.y_test) == 2000
     assert np.allclose(split.X_train.min(axis=0), 0) and np.allclose(split.X_train.max(axis=0), 1)
     # the test set is scaled with the training range, so it need not stay in [0, 1] (column 0 is the row id)
@@ -55,7 +55,7 @@ def test_middle_sized_set_is_kept_and_minmax_fitted_on_train():
 @pytest.mark.parametrize("la", [0.01, 0.1, 0.25, 1.0])
 def test_labelled_anomalies_are_ceil_of_la_and_at_least_one(la):
     X, y = _table(2000, 100)
-    split = adbench_split(X, y, seed=3, la=la)
+    split = adbench_split(X, y, seed=3, la=la, organisation="contaminated")  # keeps every training anomaly
     n_train_anomalies = int(split.anomaly_train.sum())
     assert len(split.labeled) == max(1, math.ceil(la * n_train_anomalies))
     assert set(split.labeled) <= set(np.flatnonzero(split.anomaly_train))
@@ -67,15 +67,26 @@ def test_at_least_one_labelled_anomaly_even_when_la_rounds_to_zero():
     assert len(adbench_split(X, y, seed=0, la=0.01, at_least_one_labeled=False).labeled) == 0
 
 
-def test_unlabelled_anomalies_stay_as_contamination_unless_normal_clean():
+@pytest.mark.parametrize("split", ["paper", "no_leak"])
+def test_organisation_clean_drops_the_unlabelled_anomalies_contaminated_keeps_exactly_them(split):
+    """The paper's §3.1 (clean, Tables 1/3/4: D = D_N ∪ D_A) against §4.6 (contaminated, Fig. 8:
+    the 90 % unlabelled training anomalies blended into the normal set as label 0)."""
     X, y = _table(2000, 100)
-    noisy = adbench_split(X, y, seed=4)
-    clean = adbench_split(X, y, seed=4, normal_clean=True)
-    contamination = (noisy.anomaly_train == 1) & (noisy.y_train == 0)
-    assert contamination.sum() == noisy.anomaly_train.sum() - len(noisy.labeled) > 0
+    clean = adbench_split(X, y, seed=4, split=split)  # the default organisation
+    noisy = adbench_split(X, y, seed=4, split=split, organisation="contaminated")
+    assert (clean.organisation, noisy.organisation) == ("clean", "contaminated")
+    # clean: no unlabelled anomaly in training; every anomaly there is labelled
     assert ((clean.anomaly_train == 1) & (clean.y_train == 0)).sum() == 0
-    assert len(clean.labeled) == len(noisy.labeled)
+    assert np.array_equal(np.flatnonzero(clean.anomaly_train), clean.labeled)
+    # contaminated: the same labelled anomalies and normals, plus exactly the unlabelled training anomalies
+    n_train_anomalies = int(noisy.anomaly_train.sum())
+    contamination = (noisy.anomaly_train == 1) & (noisy.y_train == 0)
+    assert len(noisy.labeled) == len(clean.labeled) == math.ceil(0.1 * n_train_anomalies)
+    assert contamination.sum() == n_train_anomalies - len(noisy.labeled) > 0.85 * n_train_anomalies
+    assert np.array_equal(np.sort(noisy.source_train[~contamination]), np.sort(clean.source_train))
     assert len(clean.y_train) == len(noisy.y_train) - contamination.sum()
+    # the test set does not depend on the organisation
+    assert np.array_equal(clean.source_test, noisy.source_test) and np.array_equal(clean.X_test, noisy.X_test)
 
 
 def test_normal_ratio_keeps_that_share_of_unlabelled_rows():
@@ -93,38 +104,43 @@ def test_same_seed_same_split_and_other_seed_other_split():
     assert not np.array_equal(a.source_test, c.source_test)
 
 
-def test_faithful_protocol_leaks_test_rows_into_training_and_clean_does_not():
-    """The finding of the faithful protocol: resampling a 300-row set to 1,000 with replacement
+def test_paper_split_leaks_test_rows_into_training_and_no_leak_does_not():
+    """The finding of the paper's split: resampling a 300-row set to 1,000 with replacement
     before the split puts copies of most test rows (and of labelled anomalies) into training."""
     X, y = _table(300, 60)
-    faithful = adbench_split(X, y, seed=0, protocol="faithful")
-    clean = adbench_split(X, y, seed=0, protocol="clean")
-    leak = leakage(faithful)
+    leaky = adbench_split(X, y, seed=0, split="paper", organisation="contaminated")
+    no_leak = adbench_split(X, y, seed=0, split="no_leak", organisation="contaminated")
+    leak = leakage(leaky)
     # each of the 300 rows appears ~3.3 times; a test copy has a training twin with prob ≈ 1 − e^{−700/300} ≈ 0.90
-    assert leak["shared_rows"] > 0.8 * len(faithful.y_test)
+    assert leak["shared_rows"] > 0.8 * len(leaky.y_test)
     assert leak["shared_anomalies"] > 0 and leak["shared_labeled"] > 0
-    assert leakage(clean) == {"shared_rows": 0, "shared_anomalies": 0, "shared_labeled": 0}
-    assert not set(clean.source_train) & set(clean.source_test)
-    # clean resamples the training part to the faithful size; resample_train=False keeps it as is
-    assert len(clean.y_train) == 700
-    assert len(adbench_split(X, y, seed=0, protocol="clean", resample_train=False).y_train) == 210
+    assert leakage(no_leak) == {"shared_rows": 0, "shared_anomalies": 0, "shared_labeled": 0}
+    assert not set(no_leak.source_train) & set(no_leak.source_test)
+    # no_leak resamples the training part to the paper split's size; resample_train=False keeps it as is
+    assert len(no_leak.y_train) == 700
+    assert len(adbench_split(X, y, seed=0, split="no_leak", organisation="contaminated",
+                             resample_train=False).y_train) == 210
+    # the clean organisation leaks too under the paper's split (test rows copy training normals and labelled anomalies)
+    assert leakage(adbench_split(X, y, seed=0))["shared_labeled"] > 0
 
 
 def test_leakage_counts_identical_rows_by_value():
     X, y = _table(300, 60)
-    split = adbench_split(X, y, seed=1, protocol="clean")
+    split = adbench_split(X, y, seed=1, split="no_leak")
     # plant one exact copy of a labelled training row into the test set
     X_test = split.X_test.copy()
     X_test[0] = split.X_train[split.labeled[0]]
     planted = tabular.TabularSplit(split.X_train, split.y_train, split.anomaly_train, X_test, split.y_test,
-                                   split.source_train, split.source_test, "clean")
+                                   split.source_train, split.source_test, "no_leak", "clean")
     assert leakage(planted)["shared_rows"] == 1 and leakage(planted)["shared_labeled"] == 1
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     X, y = _table(300, 60)
-    with pytest.raises(ConfigError, match="protocol"):
-        adbench_split(X, y, 0, protocol="faithfull")
+    with pytest.raises(ConfigError, match="split"):
+        adbench_split(X, y, 0, split="faithful")
+    with pytest.raises(ConfigError, match="organisation"):
+        adbench_split(X, y, 0, organisation="noisy")
     with pytest.raises(ConfigError, match="la="):
         adbench_split(X, y, 0, la=0.0)
     with pytest.raises(ConfigError, match="no anomaly"):
@@ -185,9 +201,9 @@ def test_the_embedded_mvtec_files_are_the_official_ones(monkeypatch):
     assert (EMBEDDED_ADBENCH / "LICENSE-ADBench").is_file() and (EMBEDDED_ADBENCH / "LICENSE-MVTec-AD").is_file()
 
 
-def test_real_mvtec_file_leaks_under_the_faithful_protocol():
+def test_real_mvtec_file_leaks_under_the_paper_split():
     X, y = load_npz(adbench_file("MVTec-AD_bottle"))
     assert X.shape == (292, 512) and y.sum() == 63
-    leak = leakage(adbench_split(X, y, seed=0))
+    leak = leakage(adbench_split(X, y, seed=0, organisation="contaminated"))
     assert leak["shared_rows"] > 240 and leak["shared_labeled"] > 0
-    assert leakage(adbench_split(X, y, seed=0, protocol="clean"))["shared_rows"] == 0
+    assert leakage(adbench_split(X, y, seed=0, split="no_leak"))["shared_rows"] == 0

@@ -8,22 +8,33 @@ dataset *group* (``mvtecad``, ``cifar10``, …) is the mean over its files (one 
 category / per normal class); a group computed from fewer files than ADBench ships is
 *partial* (:func:`group_files`).
 
-:func:`adbench_split` is the data generator protocol (``official_code_facts.md`` §6.2):
+:func:`adbench_split` is the data generator, with two independent axes (see
+``docs/official_code/anoonly.md``):
 
-* ``protocol="faithful"`` (ADBench/AnoOnly code): a set with fewer than 1,000 rows is resampled
-  **with replacement** to 1,000 rows, a set with more than 10,000 is subsampled to 10,000, and
-  only then split 70/30 (stratified). With MVTec's ~300-row files, copies of the same embedding
-  land on both sides of the split (:func:`leakage`) — the paper's numbers are measured that way.
-* ``protocol="clean"``: the original rows are split 70/30 (stratified) first; the training part
-  alone is then resampled with replacement to the size it has in the faithful protocol (700 rows
-  for a small set, so batch composition and the number of labelled anomalies match) — or kept
-  as it is with ``resample_train=False``. No test row has a copy in training.
+**Data organisation** (``organisation``; the paper's §3.1 and §4.6) — what the training set holds:
 
-Then, in both: ``MinMaxScaler`` fitted on the training rows and applied to both; a ratio
-``la`` (γ_la) of the training anomalies is labelled (``ceil``, at least one); the other
-training anomalies stay in the training set labelled 0 (contamination, the paper's "label
-noise" of §4.6) unless ``normal_clean``; ``normal_ratio`` (γ_n, Fig. 6) keeps that fraction of
-the unlabelled training rows.
+* ``"clean"`` (default; the paper's Tables 1, 3, 4 and the ablations of §4.3–4.5): D = D_N ∪ D_A,
+  i.e. the normal training rows and the labelled anomalies; the training anomalies left
+  unlabelled are dropped (the official code's ``--normal_clean``).
+* ``"contaminated"`` (the label-noise experiment of §4.6 / Fig. 8; the official code's default):
+  the unlabelled training anomalies stay in the training set labelled 0 (D_U = normals +
+  90 % of the anomalies at γ_la = 10 %).
+
+**Split** (``split``) — how the file's rows become train and test rows:
+
+* ``"paper"`` (default; ADBench/AnoOnly's generator): a set with fewer than 1,000 rows is
+  resampled **with replacement** to 1,000 rows, a set with more than 10,000 is subsampled to
+  10,000, and only then split 70/30 (stratified). With MVTec's ~300-row files, copies of the same
+  embedding land on both sides of the split (:func:`leakage`) — the paper's numbers are measured
+  that way.
+* ``"no_leak"`` (beyond the paper): the original rows are split 70/30 (stratified) first; the
+  training part alone is then resampled with replacement to the size it has under the paper's
+  split (700 rows for a small set, so batch composition and the number of labelled anomalies
+  match) — or kept as it is with ``resample_train=False``. No test row has a copy in training.
+
+Then, in all four combinations: ``MinMaxScaler`` fitted on the training rows and applied to
+both; a ratio ``la`` (γ_la) of the training anomalies is labelled (``ceil``, at least one);
+``normal_ratio`` (γ_n, Fig. 6) keeps that fraction of the unlabelled training rows.
 
 The 15 MVTec AD files (ResNet-18 embeddings, 3.9 MB) ship with the package
 (``embedded/adbench``, with licences and SHA-256 in ``PROVENANCE.md``), so Table 1's MVTec column
@@ -54,7 +65,11 @@ from osad_lib.validate import ConfigError, choose
 ADBENCH_ENV = "OSAD_ADBENCH"
 #: Where ADBench keeps its embedding files (``download_adbench``).
 ADBENCH_URL = "https://github.com/Minqi824/ADBench/raw/main/adbench/datasets/{folder}/{name}.npz"
-PROTOCOLS = ("faithful", "clean")
+#: The split axis: ADBench's resample-then-split (``paper``) or split-first (``no_leak``).
+SPLITS = ("paper", "no_leak")
+#: The data-organisation axis: unlabelled training anomalies dropped (``clean``, the paper's main
+#: tables) or kept as label-0 rows (``contaminated``, the label-noise experiment of §4.6).
+ORGANISATIONS = ("clean", "contaminated")
 
 
 @dataclass(frozen=True)
@@ -209,9 +224,10 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 class TabularSplit:
     """One generated train/test split.
 
-    ``y_train``: 1 = labelled anomaly, 0 = unlabelled (normal or contamination);
-    ``anomaly_train``: the true labels of the training rows; ``source_train`` /
-    ``source_test``: the row of the original file each row copies (for :func:`leakage`).
+    ``y_train``: 1 = labelled anomaly, 0 = unlabelled (normal, or contamination under the
+    ``contaminated`` organisation); ``anomaly_train``: the true labels of the training rows;
+    ``source_train`` / ``source_test``: the row of the original file each row copies (for
+    :func:`leakage`); ``split`` and ``organisation``: the two axes it was made with.
     """
 
     X_train: np.ndarray
@@ -221,7 +237,8 @@ class TabularSplit:
     y_test: np.ndarray
     source_train: np.ndarray
     source_test: np.ndarray
-    protocol: str
+    split: str
+    organisation: str
 
     @property
     def labeled(self) -> np.ndarray:
@@ -251,30 +268,30 @@ def adbench_split(
     X: np.ndarray,
     y: np.ndarray,
     seed: int,
-    protocol: str = "faithful",
+    split: str = "paper",
+    organisation: str = "clean",
     la: float = 0.1,
     at_least_one_labeled: bool = True,
-    normal_clean: bool = False,
     normal_ratio: float = 1.0,
     resample_train: bool = True,
     test_size: float = 0.3,
     min_size: int = 1000,
     max_size: int = 10000,
 ) -> TabularSplit:
-    """The ADBench/AnoOnly data generator (``official_code_facts.md`` §6.2; paper §4.1, §4.6, Fig. 5/6/8).
+    """The ADBench/AnoOnly data generator (paper §3.1, §4.1, §4.6, Figs. 5/6/8).
 
-    ``la`` = γ_la (labelled share of the training anomalies, ``ceil``, at least one with
-    ``at_least_one_labeled``); ``normal_clean`` drops the unlabelled training anomalies
-    (otherwise they stay, labelled 0: the code's default and the paper's "label noise");
-    ``normal_ratio`` = γ_n keeps that fraction of the unlabelled training rows. See the module
-    docstring for ``protocol`` and ``resample_train``. Everything is drawn from ``seed``.
+    ``split`` (``paper`` | ``no_leak``) and ``organisation`` (``clean`` | ``contaminated``): the
+    two axes of the module docstring. ``la`` = γ_la (labelled share of the training anomalies,
+    ``ceil``, at least one with ``at_least_one_labeled``); ``normal_ratio`` = γ_n keeps that
+    fraction of the unlabelled training rows. Everything is drawn from ``seed``.
     """
-    protocol = choose("protocol", protocol, PROTOCOLS)
+    split = choose("split", split, SPLITS)
+    organisation = choose("organisation", organisation, ORGANISATIONS)
     if not 0.0 < la <= 1.0 or not 0.0 < normal_ratio <= 1.0:
         raise ConfigError(f"la={la} and normal_ratio={normal_ratio} must lie in (0, 1]")
     rng = np.random.default_rng(seed)
     n = len(y)
-    if protocol == "faithful":
+    if split == "paper":
         rows = _resample(n, rng, min_size, max_size)
         tr, te = train_test_split(rows, test_size=test_size, stratify=y[rows], shuffle=True,
                                   random_state=int(rng.integers(2**31 - 1)))
@@ -296,7 +313,7 @@ def adbench_split(
     y_train = np.zeros(len(tr), dtype=np.int64)
     y_train[labeled] = 1
     keep = np.ones(len(tr), dtype=bool)
-    if normal_clean:
+    if organisation == "clean":
         keep &= ~((truth == 1) & (y_train == 0))
     if normal_ratio < 1.0:
         pool = np.flatnonzero(keep & (y_train == 0))
@@ -305,7 +322,7 @@ def adbench_split(
     return TabularSplit(
         X_train=X_train[keep], y_train=y_train[keep], anomaly_train=truth[keep],
         X_test=X_test, y_test=y[te].astype(np.int64), source_train=tr[keep], source_test=te,
-        protocol=protocol,
+        split=split, organisation=organisation,
     )
 
 
@@ -376,7 +393,7 @@ def _sha256(blob: bytes) -> str:
 
 
 __all__ = [
-    "ADBENCH_ENV", "ADBENCH_URL", "EMBEDDED_ADBENCH", "GROUPS", "PROTOCOLS", "SHA256", "AdbenchGroup", "TabularSplit",
+    "ADBENCH_ENV", "ADBENCH_URL", "EMBEDDED_ADBENCH", "GROUPS", "ORGANISATIONS", "SHA256", "SPLITS", "AdbenchGroup", "TabularSplit",
     "adbench_file", "adbench_root", "adbench_roots", "adbench_split", "available_groups", "download_adbench", "group_files", "group_of",
     "leakage", "load_npz", "use_adbench_root", "user_adbench_dir",
 ]

@@ -1,23 +1,32 @@
 """Notebook ``04_anoonly``: AnoOnly's Tables 1, 3, 4 and Figs. 4 and 10 beside the paper.
 
 The grid: for every ADBench file present (``osad_lib.data.tabular``; without data, every file
-AnoOnly's groups list), each data protocol (``faithful`` = ADBench's resample-then-split, the
-paper's; ``clean`` = split first), each seed, each head (Deep SAD, DevNet, FEAWAD, PReNet) with
-and without AnoOnly. One experiment = one file × protocol × seed × head × variant; it measures
-AUROC (Table 1), AUCPR w.r.t. anomalies (Table 3), AUCPR w.r.t. normals as the code computes it
-(Table 4) and AP of the normals ranked by the negated score (``aupr_normal_neg``, which the paper
-does not report).
+AnoOnly's groups list), each *data setting*, each seed, each head (Deep SAD, DevNet, FEAWAD,
+PReNet) with and without AnoOnly. A data setting is one point of the generator's two axes
+(:func:`osad_lib.data.tabular.adbench_split`): the **organisation** — ``clean`` (unlabelled
+training anomalies dropped: the paper's Tables 1, 3, 4 and §4.3–4.5) or ``contaminated`` (kept
+as label-0 rows: the label-noise experiment of §4.6 / Fig. 8) — and the **split** — ``paper``
+(ADBench's resample-then-split) or ``no_leak`` (split first; beyond the paper). One experiment =
+one file × data setting × seed × head × variant; it measures AUROC (Table 1), AUCPR w.r.t.
+anomalies (Table 3), AUCPR w.r.t. normals as the code computes it (Table 4) and AP of the
+normals ranked by the negated score (``aupr_normal_neg``, which the paper does not report).
 
 Rows: ``paper="anoonly"``, ``table="table1"`` (the experiment's key; :func:`measured_rows`
 files ``aupr`` under ``table3`` and ``aupr_normal`` under ``table4``), ``dataset`` = group
 (``mvtecad``, ``cifar10``, …), ``subset`` = file stem, ``method`` = head, ``variant`` = ``""`` or
-``"anoonly"``, ``setting`` = ``semi_supervised`` (faithful protocol, joins the paper tables) or
-``semi_supervised_clean`` (clean protocol), ``backbone`` = the embedding network. Group means
-(``subset=""``) are built per seed by :func:`group_means` before :func:`osad_lib.paper.compare`;
-a group computed from fewer files than ADBench ships is marked partial.
+``"anoonly"``, ``setting`` = :data:`SETTINGS` of (organisation, split) — only
+``semi_supervised`` (clean, paper split) joins the paper's tables —, ``backbone`` = the
+embedding network; ``extra_key`` holds ``organisation``, ``split``, ``anomaly_only``, the data
+and head options. Group means (``subset=""``) are built per seed by :func:`group_means` before
+:func:`osad_lib.paper.compare`; a group computed from fewer files than ADBench ships is marked
+partial.
 
-``fidelity`` experiments (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one
-implementation detail changed at a time: the "what changes the number" table.
+Defaults are the paper's method (appendix B); every departure from it — an official-code
+behaviour (:data:`osad_lib.models.ssad.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
+the contaminated organisation — is named in the row's ``deviations``
+(``docs/official_code/anoonly.md`` explains what the code does). ``fidelity`` experiments
+(``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one such option changed at a
+time: the "what changes the number" table.
 
 Beyond the paper (``table="image_devnet"``, :data:`IMAGE_TABLE`): the image DevNet of notebook
 ``01_devnet`` (:func:`osad_lib.experiments.devnet.run_devnet`) with and without AnoOnly
@@ -45,13 +54,15 @@ import torch
 from osad_lib import paper, paths
 from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
 from osad_lib.data.tabular import (
-    ADBENCH_ENV, GROUPS, PROTOCOLS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of, load_npz,
-    user_adbench_dir,
+    ADBENCH_ENV, GROUPS, ORGANISATIONS, SPLITS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of,
+    load_npz, user_adbench_dir,
 )
 from osad_lib.experiments import GridItem
 from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
-from osad_lib.models.ssad import HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head
+from osad_lib.models.ssad import (
+    CODE_BEHAVIOUR, DEFAULT_NOT_PAPER, HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head,
+)
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -60,28 +71,53 @@ NOTEBOOK = "04_anoonly"
 PAPER = "anoonly"
 #: Where each measured metric appears in the paper.
 TABLE_OF_METRIC = {"auroc": "table1", "aupr": "table3", "aupr_normal": "table4"}
-#: ``setting`` column per data protocol (the faithful one is the paper's and joins its tables).
-PROTOCOL_SETTINGS = {"faithful": "semi_supervised", "clean": "semi_supervised_clean"}
+#: ``setting`` of a result row for each (organisation, split); only the paper's own —
+#: clean organisation, paper split — joins the paper's tables.
+SETTINGS: dict[tuple[str, str], str] = {
+    ("clean", "paper"): "semi_supervised",
+    ("clean", "no_leak"): "semi_supervised_no_leak",
+    ("contaminated", "paper"): "label_noise",
+    ("contaminated", "no_leak"): "label_noise_no_leak",
+}
+#: (organisation, split) of each ``setting`` value.
+SETTING_AXES: dict[str, tuple[str, str]] = {v: k for k, v in SETTINGS.items()}
+#: Readable name of each data setting (fidelity table rows, figure panels).
+SETTING_LABELS: dict[str, str] = {
+    "semi_supervised": "default", "semi_supervised_no_leak": "split=no_leak",
+    "label_noise": "organisation=contaminated", "label_noise_no_leak": "organisation=contaminated, split=no_leak",
+}
+#: Column titles of the two splits in the comparison tables (clean organisation).
+SPLIT_TITLES = {"paper": "paper split", "no_leak": "no-leak split"}
 #: ``table`` of the beyond-the-paper image DevNet ± AnoOnly experiments.
 IMAGE_TABLE = "image_devnet"
 #: Open-set settings of the image experiments (DevNet notebook protocols).
 IMAGE_SETTINGS = ("general", "hard")
-#: What the official code does where our default follows the paper (``official_code_facts.md`` §6.3, §10).
-CODE_BEHAVIOUR: dict[str, dict[str, Any]] = {"feawad": {"base_bn": True, "fixed_batches": True}}
 
-#: Fidelity factors: name → (heads it applies to, SSADConfig changes, data changes).
-FACTORS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
-    "loss_form=paper": (("devnet", "feawad"), {"loss_form": "paper"}, {}),
-    "l2=0": (("devnet",), {"l2": 0.0}, {}),
-    "select_best_loss=off": (("devnet", "feawad"), {"select_best_loss": False}, {}),
-    "keras=off": (("devnet", "feawad"), {"keras": False}, {}),
-    "balanced=off": (("devnet",), {"balanced": False}, {}),
-    "base_bn=on": (("devnet", "feawad", "prenet"), {"base_bn": True}, {}),
-    "fixed_batches=on": (("feawad",), {"fixed_batches": True}, {}),
-    "norm=bn": (("deepsad",), {"norm": "bn"}, {}),
-    "lr=1e-3": (("deepsad",), {"lr": 1e-3}, {}),
-    "epochs=30": (("prenet",), {"epochs": 30}, {}),
-    "normal_clean=on": (HEADS, {}, {"normal_clean": True}),
+
+def _same(heads: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {h: dict(options) for h in heads}
+
+
+#: Fidelity factors: name → {head: SSADConfig changes}. Each reruns the MVTec column with one
+#: departure from the defaults (the paper's method); ``code`` = every official-code behaviour of
+#: the head at once (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`).
+FACTORS: dict[str, dict[str, dict[str, Any]]] = {
+    "code": {h: dict(o) for h, o in CODE_BEHAVIOUR.items()},
+    "loss_form=code": _same(("devnet",), {"loss_form": "code"}),
+    "loss_form=paper": _same(("feawad",), {"loss_form": "paper"}),
+    "l2=0": _same(("devnet",), {"l2": 0.0}),
+    "select_best_loss=off": _same(("devnet", "feawad"), {"select_best_loss": False}),
+    "keras=off": _same(("devnet", "feawad"), {"keras": False}),
+    "balanced=off": _same(("devnet",), {"balanced": False}),
+    "base_bn=on": _same(("devnet", "feawad", "prenet"), {"base_bn": True}),
+    "fixed_batches=on": _same(("feawad",), {"fixed_batches": True}),
+    "epochs=50": _same(("prenet",), {"epochs": 50}),
+    "distinct_anomaly_pairs=off": _same(("prenet",), {"distinct_anomaly_pairs": False}),
+    "score_refs=shared": _same(("prenet",), {"score_refs": "shared"}),
+    "lr=1e-4": _same(("deepsad",), {"lr": 1e-4}),
+    "norm=bn_no_affine": _same(("deepsad",), {"norm": "bn_no_affine"}),
+    "pretrain_epochs=100": _same(("deepsad",), {"pretrain_epochs": 100}),
+    "center=batch": _same(("deepsad",), {"center": "batch"}),
 }
 
 #: Table 2 of the paper: variant label (without "anoonly,") → Deep SAD ``norm``.
@@ -92,7 +128,7 @@ ABLATION_VALUES: dict[str, tuple[Any, ...]] = {
     "fig5": (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0),              # γ_la
     "fig6": (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0),                # γ_n
     "fig7": (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),           # λ_n (0 = AnoOnly itself)
-    "fig8": (False, True),                                        # normal_clean (False = label noise)
+    "fig8": ORGANISATIONS,                                        # clean vs contaminated (label noise)
     "fig9": (1, 2, 4, 8, 16, 32, 64, 128),                        # batch size
 }
 
@@ -102,16 +138,18 @@ class AnoOnlyConfig:
     """What the notebook runs; profiles override fields through ``METHOD_OVERRIDES["anoonly"]``.
 
     ``groups``: dataset groups (files present are used). ``files``: explicit file stems instead.
-    ``max_files``: per group (0 = all). ``schedule``: fraction of each head's epochs (also the
-    FEAWAD AE pre-training), 1.0 = the paper/code schedule. ``head_options``: SSADConfig
-    overrides per head. ``factors``: fidelity factors to run (names of :data:`FACTORS`),
-    ``factor_group`` where, ``factor_seeds`` with how many seeds (0 = all) and ``factor_heads``
-    on which heads (each factor runs on those of its heads that are listed). ``max_seeds``: run
-    only the first that many of the configured seeds (0 = all; the demo profile uses 1).
-    ``threads``: torch and BLAS threads while a head trains or t-SNE runs (these small problems
-    run fastest single-threaded; the previous counts are restored). ``adbench_dir``: the ADBench
-    folder searched before the embedded copy (default: ``$OSAD_ADBENCH``, else ``<data_root>/adbench``;
-    :func:`osad_lib.data.tabular.user_adbench_dir`).
+    ``max_files``: per group (0 = all). ``settings``: the data settings of the Tables 1/3/4 grid
+    (values of :data:`SETTINGS`; default: the paper's, the no-leak split and the contaminated
+    organisation; the no-leak split runs only on files the paper's split resamples).
+    ``schedule``: fraction of each head's epochs (also the AE pre-training), 1.0 = the paper's
+    schedule. ``head_options``: SSADConfig overrides per head. ``factors``: fidelity factors to
+    run (names of :data:`FACTORS`), ``factor_group`` where, ``factor_seeds`` with how many seeds
+    (0 = all) and ``factor_heads`` on which heads (each factor runs on those of its heads that are
+    listed). ``max_seeds``: run only the first that many of the configured seeds (0 = all; the
+    demo profile uses 1). ``threads``: torch and BLAS threads while a head trains or t-SNE runs
+    (these small problems run fastest single-threaded; the previous counts are restored).
+    ``adbench_dir``: the ADBench folder searched before the embedded copy (default:
+    ``$OSAD_ADBENCH``, else ``<data_root>/adbench``; :func:`osad_lib.data.tabular.user_adbench_dir`).
 
     Beyond the paper, image DevNet ± AnoOnly: ``image_datasets`` (registry names),
     ``image_settings`` (general/hard), ``image_max_seen_classes`` (hard-setting seen classes per
@@ -123,7 +161,7 @@ class AnoOnlyConfig:
     files: tuple[str, ...] = ()
     max_files: int = 0
     heads: tuple[str, ...] = HEADS
-    protocols: tuple[str, ...] = PROTOCOLS
+    settings: tuple[str, ...] = ("semi_supervised", "semi_supervised_no_leak", "label_noise")
     la: float = 0.1
     schedule: float = 1.0
     head_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -147,8 +185,8 @@ class AnoOnlyConfig:
             choose("group", g, GROUPS)
         for h in (*self.heads, *self.factor_heads):
             choose("head", h, HEADS)
-        for p in self.protocols:
-            choose("protocol", p, PROTOCOLS)
+        for s in self.settings:
+            choose("data setting", s, SETTING_AXES)
         for f in self.factors:
             choose("factor", f, FACTORS)
         if not 0 < self.schedule <= 1:
@@ -167,38 +205,48 @@ def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
 
 
 def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]:
-    """SSADConfig overrides of ``head``: the schedule fraction, the profile's options, ``changes``."""
+    """SSADConfig overrides of ``head``: the schedule fraction of the default epochs (and AE
+    pre-training), the profile's ``head_options`` (absolute values), then ``changes`` (a factor's
+    or an ablation's; their epochs are scaled by the schedule too)."""
     opts: dict[str, Any] = {}
+    scaled = ("epochs", "pretrain_epochs")
     if ac.schedule < 1:
         d = HEAD_DEFAULTS[head]
-        opts["epochs"] = max(1, round(d["epochs"] * ac.schedule))
-        if "pretrain_epochs" in d:
-            opts["pretrain_epochs"] = max(1, round(d["pretrain_epochs"] * ac.schedule))
-    return {**opts, **dict(ac.head_options.get(head, {})), **changes}
+        opts.update({k: _scaled(d[k], ac.schedule) for k in scaled if d.get(k)})
+    opts.update(ac.head_options.get(head, {}))
+    opts.update({k: _scaled(v, ac.schedule) if k in scaled and ac.schedule < 1 else v for k, v in changes.items()})
+    return opts
 
 
-def paper_text_differences(config: SSADConfig) -> list[str]:
-    """Where ``config`` follows the code rather than appendix B's text (recorded in ``deviations``)."""
-    c = config.resolved()
+def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
+    """How ``config`` departs from the paper's method (appendix B), one ``name=value (paper: …)``
+    part per field; ``, official code`` marks the official code's own value
+    (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`), and a default that departs from the paper's
+    text says why (:data:`~osad_lib.models.ssad.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
+    AnoOnly heads (they have the BN either way); epochs shortened by ``schedule`` are one
+    ``schedule`` part."""
+    default = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
+    code = CODE_BEHAVIOUR.get(config.head, {})
+    mine = config.resolved()
     out = []
-    if c.head == "deepsad" and c.lr == 1e-4:
-        out.append("lr 1e-4 (code: Adam 1e-3 with MultiStepLR([0]); paper text: 1e-3)")
-    if c.head in ("devnet", "feawad") and c.loss_form == "code":
-        out.append("loss as in the code" + (" (|5 − s|; AnoOnly: 5 − s; paper: hinge)" if c.head == "devnet" else
-                                            " (max(0, 5 − s); paper: max(0, 5 − |s|))"))
-    if c.head == "prenet" and c.epochs == 50:
-        out.append("50 epochs + cosine LR (code; paper text: 30 epochs)")
+    if schedule < 1:
+        out.append(f"schedule x{schedule:g} of the paper's epochs")
+    for f in dataclasses.fields(SSADConfig):
+        value = getattr(mine, f.name)
+        text_value, why = DEFAULT_NOT_PAPER.get((config.head, f.name), (getattr(default, f.name), ""))
+        if value == text_value or (f.name == "base_bn" and mine.anomaly_only):
+            continue
+        if schedule < 1 and f.name in ("epochs", "pretrain_epochs") and _scaled(text_value, schedule) == value:
+            continue
+        note = ", official code" if f.name in code and code[f.name] == value else ""
+        note += f", our default: {why}" if why and value == getattr(default, f.name) else ""
+        out.append(f"{f.name}={value} (paper: {text_value}{note})")
     return out
 
 
-def config_deviations(config: SSADConfig) -> list[str]:
-    """How ``config`` differs from the official code's run of that head, as ``name=value (code: …)``
-    (``base_bn`` is left out for AnoOnly heads, which have the BN either way)."""
-    code = dataclasses.replace(SSADConfig(config.head, anomaly_only=config.anomaly_only),
-                               **CODE_BEHAVIOUR.get(config.head, {})).resolved()
-    mine = config.resolved()
-    return [f"{f.name}={getattr(mine, f.name)} (code: {getattr(code, f.name)})" for f in dataclasses.fields(SSADConfig)
-            if getattr(mine, f.name) != getattr(code, f.name) and not (f.name == "base_bn" and mine.anomaly_only)]
+def _scaled(epochs: int | None, schedule: float) -> int | None:
+    """``epochs`` × ``schedule``, at least 1 (0 and None stay as they are)."""
+    return max(1, round(epochs * schedule)) if epochs else epochs
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,14 +280,15 @@ def make_item(
     head: str,
     anomaly_only: bool,
     seed: int,
-    protocol: str = "faithful",
+    organisation: str = "clean",
+    split: str = "paper",
     table: str = "table1",
     label: str = "",
     data_options: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     ac: AnoOnlyConfig | None = None,
 ) -> GridItem:
-    """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``protocol`` and ``seed``.
+    """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``organisation`` × ``split`` and ``seed``.
 
     ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
     the config's), ``options`` to :class:`~osad_lib.models.ssad.SSADConfig` on top of the
@@ -247,40 +296,45 @@ def make_item(
     """
     ac = ac or anoonly_config(cfg)
     group = group_of(stem)
+    organisation = choose("organisation", organisation, ORGANISATIONS)
+    split = choose("split", split, SPLITS)
     data = {"la": ac.la, **dict(data_options or {})}
     opts = head_options(ac, head, **dict(options or {}))
     config = SSADConfig(head, anomaly_only=anomaly_only, **opts)
     deviations = []
-    if protocol == "clean":
-        deviations.append("clean protocol: split before resampling (paper: resample then split)")
-    if ac.schedule < 1:
-        deviations.append(f"schedule x{ac.schedule} of the code's epochs")
+    if split == "no_leak":
+        deviations.append("split=no_leak: rows split before resampling (paper: resampled, then split)")
+    if organisation == "contaminated":
+        deviations.append("organisation=contaminated: unlabelled training anomalies kept as label 0 "
+                          "(paper Tables 1/3/4: dropped; Fig. 8: label noise)")
     deviations += [f"{k}={v}" for k, v in data.items() if k != "la" or v != 0.1]
-    deviations += paper_text_differences(config) + config_deviations(config)
+    deviations += paper_deviations(config, ac.schedule)
     experiment = Experiment(
         notebook=NOTEBOOK, paper=PAPER, table=table, dataset=group.name, subset=stem,
-        setting=PROTOCOL_SETTINGS[choose("protocol", protocol, PROTOCOLS)], method=head,
+        setting=SETTINGS[(organisation, split)], method=head,
         variant=variant_label(anomaly_only, label), backbone=group.backbone, seed=seed,
         profile=cfg.profile.name, deviations="; ".join(deviations), device=cfg.device_label,
-        extra_key={"protocol": protocol, "data": data, "options": opts, "adbench_dir": ac.adbench_dir},
+        extra_key={"organisation": organisation, "split": split, "anomaly_only": anomaly_only, "data": data,
+                   "options": opts, "adbench_dir": ac.adbench_dir},
     )
     return GridItem(experiment, *_cost(config, group.name))
 
 
 def _cost(config: SSADConfig, group: str) -> tuple[int, int]:
-    """(rows through training, rows scored): epochs × steps × batch (+ FEAWAD pre-training)."""
+    """(rows through training, rows scored): epochs × steps × batch (+ AE pre-training)."""
     c = config.resolved()
     n_train, n_test = (700, 300) if group == "mvtecad" or group == "20news" else (3500, 1500)
     steps = c.steps_per_epoch or max(n_train // c.batch_size, 1)
     rows = c.epochs * steps * c.batch_size * (2 if c.head == "prenet" else 1)
-    if c.head == "feawad" and c.pretrain_epochs:
-        rows += c.pretrain_epochs * c.steps_per_epoch * c.batch_size
+    if c.pretrain_epochs:
+        rows += c.pretrain_epochs * steps * c.batch_size
     return rows, n_test * (2 * c.n_score_refs if c.head == "prenet" else 1)
 
 
-def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
-    """The protocols worth running on ``stem``: the clean one only where the faithful generator
-    resamples (fewer than 1,000 or more than 10,000 rows); otherwise both split the same way.
+def settings_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
+    """The data settings worth running on ``stem``: those with the no-leak split only where the
+    paper's split resamples (fewer than 1,000 or more than 10,000 rows); otherwise both splits
+    are the same.
 
     Row counts come from the file when present, else from the group (MVTec AD and 20news files
     are all small)."""
@@ -292,7 +346,7 @@ def protocols_for(stem: str, ac: AnoOnlyConfig) -> tuple[str, ...]:
         resampled = n < 1000 or n > 10000
     else:
         resampled = group.name in ("mvtecad", "20news")
-    return tuple(p for p in ac.protocols if p == "faithful" or resampled)
+    return tuple(s for s in ac.settings if SETTING_AXES[s][1] == "paper" or resampled)
 
 
 def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
@@ -301,28 +355,25 @@ def run_seeds(cfg: NotebookConfig, ac: AnoOnlyConfig) -> tuple[int, ...]:
 
 
 def grid(cfg: NotebookConfig) -> list[GridItem]:
-    """Tables 1/3/4 (every file × protocol × seed × head × variant), the fidelity factors and the
-    beyond-the-paper image DevNet ± AnoOnly runs."""
+    """Tables 1/3/4 (every file × data setting × seed × head × variant), the fidelity factors and
+    the beyond-the-paper image DevNet ± AnoOnly runs."""
     ac = anoonly_config(cfg)
-    items = [make_item(cfg, stem, head, ao, seed, protocol, ac=ac)
-             for stem in selected_stems(cfg, ac) for protocol in protocols_for(stem, ac) for seed in run_seeds(cfg, ac)
-             for head in ac.heads for ao in (False, True)]
+    items = [make_item(cfg, stem, head, ao, seed, *SETTING_AXES[setting], ac=ac)
+             for stem in selected_stems(cfg, ac) for setting in settings_for(stem, ac)
+             for seed in run_seeds(cfg, ac) for head in ac.heads for ao in (False, True)]
     return items + factor_grid(cfg, ac) + image_grid(cfg, ac)
 
 
 def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[GridItem]:
-    """The fidelity experiments: each factor of ``ac.factors`` on ``ac.factor_group``, faithful protocol."""
+    """The fidelity experiments: each factor of ``ac.factors`` on ``ac.factor_group``, clean
+    organisation, paper split."""
     ac = ac or anoonly_config(cfg)
     stems = [s for s in selected_stems(cfg, ac) if group_of(s).name == ac.factor_group]
     seeds = run_seeds(cfg, ac)[:ac.factor_seeds] if ac.factor_seeds else run_seeds(cfg, ac)
-    items = []
-    for name in ac.factors:
-        heads, options, data = FACTORS[name]
-        items += [make_item(cfg, stem, head, ao, seed, "faithful", table="fidelity", label=name,
-                            data_options=data, options=options, ac=ac)
-                  for stem in stems for seed in seeds for head in heads
-                  if head in ac.heads and head in ac.factor_heads for ao in (False, True)]
-    return items
+    return [make_item(cfg, stem, head, ao, seed, table="fidelity", label=name, options=options, ac=ac)
+            for name in ac.factors for head, options in FACTORS[name].items()
+            if head in ac.heads and head in ac.factor_heads
+            for stem in stems for seed in seeds for ao in (False, True)]
 
 
 def image_devnet_config(cfg: NotebookConfig, anomaly_only: bool) -> Any:
@@ -392,23 +443,26 @@ def image_pairs(df: pd.DataFrame, metric: str = "auroc") -> tuple[pd.DataFrame, 
 
 
 def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None = None,
-                  heads: Sequence[str] | None = None, protocol: str = "faithful") -> list[GridItem]:
-    """Experiments of one ablation of the paper for the ablations notebook.
+                  heads: Sequence[str] | None = None, split: str = "paper") -> list[GridItem]:
+    """Experiments of one ablation of the paper for the ablations notebook (clean organisation,
+    as the paper's §4.3–4.5, unless the element is Fig. 8).
 
     ``element``: ``table2`` (Deep SAD ± AnoOnly with each normalisation of :data:`TABLE2_NORMS`;
     variant labels as the paper table), ``fig5`` (γ_la), ``fig6`` (γ_n, Deep SAD), ``fig7``
-    (λ_n, Deep SAD), ``fig8`` (label noise: ``normal_clean`` off/on), ``fig9`` (batch size,
-    Deep SAD + AnoOnly); values in :data:`ABLATION_VALUES`. ``stems`` default to the
-    notebook's files, ``heads`` to the paper's for that element.
+    (λ_n, Deep SAD), ``fig8`` (both organisations: clean and contaminated = label noise; the
+    organisation is the row's ``setting``), ``fig9`` (batch size, Deep SAD + AnoOnly); values in
+    :data:`ABLATION_VALUES`. ``stems`` default to the notebook's files, ``heads`` to the paper's
+    for that element.
     """
     element = choose("ablation", element, ("table2", *ABLATION_VALUES))
     ac = anoonly_config(cfg)
     stems = list(stems) if stems is not None else selected_stems(cfg, ac)
     items: list[GridItem] = []
 
-    def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None) -> None:
-        items.extend(make_item(cfg, s, head, ao, seed, protocol, table=element, label=label, data_options=data,
-                               options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
+    def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None,
+            organisation: str = "clean") -> None:
+        items.extend(make_item(cfg, s, head, ao, seed, organisation, split, table=element, label=label,
+                               data_options=data, options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
 
     if element == "table2":
         for label, norm in TABLE2_NORMS.items():
@@ -429,9 +483,9 @@ def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None
         add("deepsad", True, "normal_weight=0")
     elif element == "fig8":
         for head in heads or HEADS:
-            for clean in ABLATION_VALUES["fig8"]:
+            for organisation in ABLATION_VALUES["fig8"]:
                 for ao in (False, True):
-                    add(head, ao, "clean" if clean else "label_noise", data={"normal_clean": clean})
+                    add(head, ao, "", organisation=organisation)
     else:
         for b in ABLATION_VALUES["fig9"]:
             add("deepsad", True, f"batch_size={b}", opts={"batch_size": b})
@@ -469,10 +523,11 @@ def limited_threads(n: int | None) -> Iterator[None]:
 
 
 def load_split(experiment: Experiment) -> TabularSplit:
-    """The data split of ``experiment`` (file, protocol, seed and data options from its key)."""
+    """The data split of ``experiment`` (file, organisation, split, seed and data options from its key)."""
     extra = experiment.extra_key
     X, y = load_npz(_file(experiment.subset, extra.get("adbench_dir", "")))
-    return adbench_split(X, y, experiment.seed, protocol=extra["protocol"], **extra["data"])
+    return adbench_split(X, y, experiment.seed, split=extra["split"], organisation=extra["organisation"],
+                         **extra["data"])
 
 
 def _file(stem: str, adbench_dir: str) -> Path:
@@ -487,12 +542,12 @@ def _file(stem: str, adbench_dir: str) -> Path:
 
 def ssad_config(experiment: Experiment) -> SSADConfig:
     """The head configuration of ``experiment``."""
-    return SSADConfig(experiment.method, anomaly_only=experiment.variant.split(",")[0] == "anoonly",
+    return SSADConfig(experiment.method, anomaly_only=experiment.extra_key["anomaly_only"],
                       **experiment.extra_key["options"])
 
 
 def ssad_metrics(y_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """AUROC, AUCPR (anomalies), AUCPR w.r.t. normals as coded (un-negated scores, §6.4), and
+    """AUROC, AUCPR (anomalies), AUCPR w.r.t. normals as coded (un-negated scores; ``docs/official_code/anoonly.md``), and
     ``aupr_normal_neg``: AP of the normals ranked by −score (what "precision on normals" means)."""
     return {"auroc": image_auroc(y_test, scores), "aupr": image_aupr(y_test, scores),
             "aupr_normal": aupr_normal(y_test, scores), "aupr_normal_neg": image_aupr(1 - y_test, -scores)}
@@ -554,33 +609,39 @@ def group_means(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
-    """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``), faithful and clean side by side.
+    """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``): the clean organisation, the
+    paper's split (the paper's setting) beside the no-leak split.
 
-    Columns: dataset, method, variant, paper, faithful (mean ± std over seeds), Δ faithful,
-    clean, Δ clean, n_seeds, n_files, partial. Only groups that were measured are kept.
+    Columns: dataset, method, variant, paper, ``paper split`` (mean ± std over seeds),
+    ``Δ paper split``, ``no-leak split``, ``Δ no-leak split``, ``measured_paper_split`` /
+    ``measured_no_leak_split`` (the means as numbers), n_seeds, files. Only groups that were
+    measured are kept; rows of the contaminated organisation never enter (they are Fig. 8's label
+    noise, not Table 1).
     """
     rows = group_means(measured_rows(df))
     if rows.empty:
         return pd.DataFrame()
     parts = []
-    for protocol, setting in PROTOCOL_SETTINGS.items():
-        mine = rows[rows["setting"] == setting].assign(setting="semi_supervised")
+    for split in SPLITS:
+        mine = rows[rows["setting"] == SETTINGS[("clean", split)]].assign(setting=SETTINGS[("clean", "paper")])
         if mine.empty:
             continue
         cmp = paper.compare(mine, table_id)
         cmp = cmp[cmp["n_seeds"] > 0]
-        parts.append(cmp.assign(protocol=protocol))
+        parts.append(cmp.assign(split=split))
+    if not parts:
+        return pd.DataFrame()
     both = pd.concat(parts, ignore_index=True)
     files = rows.groupby(["dataset", "method", "variant"])["n_files"].max()
     out = []
     for (dataset, method, variant), g in both.groupby(["dataset", "method", "variant"], sort=False):
         rec = {"dataset": dataset, "method": method, "variant": variant,
                "paper": g["paper_mean"].iloc[0]}
-        for protocol in PROTOCOL_SETTINGS:
-            p = g[g["protocol"] == protocol]
-            rec[protocol] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
-            rec[f"Δ {protocol}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
-            rec[f"{protocol}_mean"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
+        for split, title in SPLIT_TITLES.items():
+            p = g[g["split"] == split]
+            rec[title] = paper.format_mean_std(p["measured_mean"].iloc[0], p["measured_std"].iloc[0]) if len(p) else "—"
+            rec[f"Δ {title}"] = float(p["delta"].iloc[0]) if len(p) else np.nan
+            rec[f"measured_{split}_split"] = float(p["measured_mean"].iloc[0]) if len(p) else np.nan
         rec["n_seeds"] = int(g["n_seeds"].max())
         n = int(files.get((dataset, method, variant), 0))
         rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
@@ -589,22 +650,43 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`comparison` for reading: the helper ``*_mean`` columns dropped, deltas rounded."""
-    shown = table.drop(columns=[c for c in table.columns if c.endswith("_mean")])
+    """:func:`comparison` for reading: the numeric ``measured_*`` columns dropped, deltas rounded."""
+    shown = table.drop(columns=[c for c in table.columns if c.startswith("measured_")])
     return shown.round({c: 3 for c in shown.columns if c.startswith("Δ")})
 
 
+def paired_gains(df: pd.DataFrame, metric: str = "auroc", setting: str = "semi_supervised") -> pd.DataFrame:
+    """AnoOnly − base per group and head under one data ``setting``, paired per seed on the group
+    means: mean and std (ddof 1) of the per-seed differences, seeds, seeds where AnoOnly is ahead.
+
+    Only the main grid's rows (``table="table1"``) count."""
+    rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == metric)
+              & (df["setting"] == setting)]
+    means = group_means(rows)
+    if means.empty:
+        return pd.DataFrame(columns=["dataset", "method", "gain_mean", "gain_std", "n_seeds", "improved"])
+    wide = means.pivot_table(index=["dataset", "method", "seed"], columns="variant", values="value").reset_index()
+    if "" not in wide or "anoonly" not in wide:
+        return pd.DataFrame(columns=["dataset", "method", "gain_mean", "gain_std", "n_seeds", "improved"])
+    wide["gain"] = wide["anoonly"] - wide[""]
+    wide = wide.dropna(subset=["gain"])
+    return (wide.groupby(["dataset", "method"], sort=False)["gain"]
+            .agg(gain_mean="mean", gain_std="std", n_seeds="count", improved=lambda d: int((d > 0).sum()))
+            .reset_index())
+
+
 def gains(table: pd.DataFrame) -> pd.DataFrame:
-    """AnoOnly − base per group and head, measured (each protocol) beside the paper's gain."""
+    """AnoOnly − base per group and head from a :func:`comparison` table (difference of the seed
+    means, each split) beside the paper's gain; ``direction as the paper`` on the paper's split."""
     recs = []
     for (dataset, method), g in table.groupby(["dataset", "method"], sort=False):
         base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
         if base.empty or ao.empty:
             continue
         rec = {"dataset": dataset, "method": method, "paper gain": ao["paper"].iloc[0] - base["paper"].iloc[0]}
-        for protocol in PROTOCOL_SETTINGS:
-            rec[f"{protocol} gain"] = ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0]
-        rec["direction reproduced (faithful)"] = bool(np.sign(rec["faithful gain"]) == np.sign(rec["paper gain"]))
+        for split, title in SPLIT_TITLES.items():
+            rec[f"{title} gain"] = ao[f"measured_{split}_split"].iloc[0] - base[f"measured_{split}_split"].iloc[0]
+        rec["direction as the paper"] = bool(np.sign(rec["paper split gain"]) == np.sign(rec["paper gain"]))
         recs.append(rec)
     return pd.DataFrame(recs)
 
@@ -613,13 +695,14 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
 FIDELITY_BANDS = {"anoonly_table1": 3.0, "anoonly_table3": 4.0}
 
 
-def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", protocol: str = "faithful") -> pd.DataFrame:
+def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", split: str = "paper") -> pd.DataFrame:
     """Pass/fail of the measured ``group`` column against the paper within :data:`FIDELITY_BANDS`.
 
     ``tables``: ``{"anoonly_table1": comparison(df, "anoonly_table1"), "anoonly_table3": …}``.
     One row per table, head and variant (``level``: |measured − paper| ≤ band, in points) and one
-    per table and head for the AnoOnly gain (``direction``: same sign as the paper's gain).
-    Meaningful at the paper schedule only (the demo/smoke profiles shorten training).
+    per table and head for the AnoOnly gain (``gain direction``: same sign as the paper's gain),
+    on the clean organisation and ``split``. Meaningful at the paper schedule only (the
+    demo/smoke profiles shorten training).
     """
     recs = []
     for table_id, table in tables.items():
@@ -628,24 +711,71 @@ def fidelity_bands(tables: Mapping[str, pd.DataFrame], group: str = "mvtecad", p
         band = FIDELITY_BANDS[table_id]
         mine = table[table["dataset"] == group]
         for _, r in mine.iterrows():
-            delta = 100 * (r[f"{protocol}_mean"] - r["paper"])
+            delta = 100 * (r[f"measured_{split}_split"] - r["paper"])
             recs.append({"table": table_id, "method": r["method"], "check": "level", "variant": r["variant"] or "base",
-                         "paper": 100 * r["paper"], "measured": 100 * r[f"{protocol}_mean"], "Δ points": delta,
-                         "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "files": r["files"]})
+                         "paper": 100 * r["paper"], "measured": 100 * r[f"measured_{split}_split"], "Δ points": delta,
+                         "band": f"±{band:g}", "pass": bool(abs(delta) <= band), "n_seeds": r["n_seeds"],
+                         "files": r["files"]})
         for method, g in mine.groupby("method", sort=False):
             base, ao = g[g["variant"] == ""], g[g["variant"] == "anoonly"]
             if base.empty or ao.empty:
                 continue
             paper_gain = 100 * (ao["paper"].iloc[0] - base["paper"].iloc[0])
-            gain = 100 * (ao[f"{protocol}_mean"].iloc[0] - base[f"{protocol}_mean"].iloc[0])
+            gain = 100 * (ao[f"measured_{split}_split"].iloc[0] - base[f"measured_{split}_split"].iloc[0])
             recs.append({"table": table_id, "method": method, "check": "gain direction", "variant": "anoonly − base",
                          "paper": paper_gain, "measured": gain, "Δ points": gain - paper_gain, "band": "same sign",
-                         "pass": bool(np.sign(gain) == np.sign(paper_gain)), "files": ao["files"].iloc[0]})
+                         "pass": bool(np.sign(gain) == np.sign(paper_gain)), "n_seeds": ao["n_seeds"].iloc[0],
+                         "files": ao["files"].iloc[0]})
     return pd.DataFrame(recs).round({"paper": 1, "measured": 1, "Δ points": 1})
 
 
+def verdict(bands: pd.DataFrame, gains_by_seed: pd.DataFrame, schedule: float, group: str = "mvtecad") -> str:
+    """The notebook's verdict on the ``group`` column, written from the measured numbers.
+
+    ``bands``: :func:`fidelity_bands`; ``gains_by_seed``: :func:`paired_gains` of AUROC on the
+    paper's setting. Names the rows within their band, the heads whose AnoOnly gain has the
+    paper's sign and, with two or more seeds, the paired gain and its spread. At a shortened
+    ``schedule`` it says that the numbers check the wiring, not the paper.
+    """
+    if bands.empty:
+        return f"No {group} rows measured: no verdict."
+    lines = []
+    if schedule < 1:
+        lines.append(f"Shortened schedule (x{schedule:g} of the paper's epochs): these numbers show the wiring "
+                     "and the direction of each effect at this budget; they are not a fidelity verdict.")
+    for table_id, title in (("anoonly_table1", "Table 1 (AUROC)"), ("anoonly_table3", "Table 3 (AUCPR)")):
+        part = bands[bands["table"] == table_id]
+        if part.empty:
+            continue
+        level = part[part["check"] == "level"]
+        inside = level[level["pass"]]
+        outside = level[~level["pass"]]
+        band = f"±{FIDELITY_BANDS[table_id]:g}"
+        files = ", ".join(sorted(set(level["files"].astype(str))))
+        text = f"{title}, {files} files: {len(inside)}/{len(level)} rows within {band} points of the paper"
+        if len(outside):
+            text += " (outside: " + ", ".join(f"{m} {v} {d:+.1f}" for m, v, d in
+                                              zip(outside["method"], outside["variant"], outside["Δ points"])) + ")"
+        direction = part[part["check"] == "gain direction"]
+        same = direction[direction["pass"]]["method"].tolist()
+        other = direction[~direction["pass"]]["method"].tolist()
+        text += f"; AnoOnly gain with the paper's sign: {', '.join(same) or 'none'}"
+        if other:
+            text += f"; opposite sign: {', '.join(other)}"
+        lines.append(text + ".")
+    gains_here = gains_by_seed[gains_by_seed["dataset"] == group] if len(gains_by_seed) else gains_by_seed
+    multi = gains_here[gains_here["n_seeds"] >= 2] if len(gains_here) else gains_here
+    if len(multi):
+        lines.append("Paired AUROC gain over seeds (AnoOnly − base, mean ± std, seeds ahead): " + "; ".join(
+            f"{r.method} {100 * r.gain_mean:+.1f} ± {100 * r.gain_std:.1f} ({r.improved}/{r.n_seeds})"
+            for r in multi.itertuples()) + ".")
+    elif len(gains_here):
+        lines.append("One seed only: the gains above are single runs, without a spread.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per group, protocol, head and variant: AUCPR w.r.t. normals as coded (un-negated scores,
+    """Per group, data setting, head and variant: AUCPR w.r.t. normals as coded (un-negated scores,
     Table 4) beside ``aupr_normal_neg`` (normals ranked by −score); group means, mean over seeds."""
     rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & df["metric"].isin(["aupr_normal", "aupr_normal_neg"])]
     if rows.empty:
@@ -654,18 +784,19 @@ def normal_precision_table(df: pd.DataFrame) -> pd.DataFrame:
     out = (means.groupby(["dataset", "setting", "method", "variant", "metric"], sort=False)["value"].mean()
            .unstack("metric").reset_index())
     out.columns.name = None
-    out["setting"] = out["setting"].map({v: k for k, v in PROTOCOL_SETTINGS.items()})
-    return out.rename(columns={"setting": "protocol", "aupr_normal": "as coded (Table 4)",
+    out["setting"] = out["setting"].map(SETTING_LABELS)
+    return out.rename(columns={"setting": "data", "aupr_normal": "as coded (Table 4)",
                                "aupr_normal_neg": "negated scores"})
 
 
 def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
     """What changes the number: per head and factor, base and AnoOnly AUROC (group mean ± std over
-    seeds) and the AnoOnly gain (mean over seeds of the paired difference), with the default
-    (faithful protocol) and the clean protocol as the first rows of each head."""
+    seeds) and the AnoOnly gain (mean ± std over seeds of the paired difference). The first rows of
+    each head are the data settings of the main grid (``default`` = clean organisation, paper
+    split: the paper's), then each factor of :data:`FACTORS` (clean organisation, paper split)."""
     ok = df[(df["paper"] == PAPER) & (df["metric"] == "auroc") & (df["dataset"] == group)]
     main = ok[ok["table"] == "table1"].copy()
-    main["factor"] = np.where(main["setting"] == PROTOCOL_SETTINGS["clean"], "protocol=clean", "default")
+    main["factor"] = main["setting"].map(SETTING_LABELS)
     fac = ok[ok["table"] == "fidelity"].copy()
     fac["factor"] = fac["variant"].str.replace("anoonly,", "", regex=False)
     fac["variant"] = np.where(fac["variant"].str.startswith("anoonly"), "anoonly", "")
@@ -682,16 +813,18 @@ def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
         recs.append({"method": method, "factor": factor,
                      "base": paper.format_mean_std(base.mean(), base.std() if len(base) > 1 else None),
                      "anoonly": paper.format_mean_std(ao.mean(), ao.std() if len(ao) > 1 else None),
-                     "gain": gain.mean() if len(gain) else np.nan, "n_seeds": len(gain),
+                     "gain": gain.mean() if len(gain) else np.nan,
+                     "gain std": gain.std() if len(gain) > 1 else np.nan, "n_seeds": len(gain),
                      "files": int(g["n_files"].min())})
     out = pd.DataFrame(recs)
     out["_head"] = out["method"].map({m: i for i, m in enumerate(HEADS)})
-    out["_rank"] = out["factor"].map({"default": 0, "protocol=clean": 1}).fillna(2)
+    out["_rank"] = out["factor"].map({label: i for i, label in enumerate(SETTING_LABELS.values())}).fillna(len(SETTINGS))
     return out.sort_values(["_head", "_rank"], kind="stable").drop(columns=["_head", "_rank"]).reset_index(drop=True)
 
 
 def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
-    """Per file: test rows with an identical training row under each protocol (faithful leaks)."""
+    """Per file: test rows with an identical training row under each split (clean organisation;
+    the paper's split leaks)."""
     from osad_lib.data.tabular import leakage
 
     ac = anoonly_config(cfg)
@@ -701,12 +834,12 @@ def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
         group = group_of(stem)
         X, y = load_npz(_file(stem, ac.adbench_dir))
         rec: dict[str, Any] = {"dataset": group.name, "file": stem, "rows": len(y)}
-        for protocol in PROTOCOLS:
-            split = adbench_split(X, y, seed, protocol=protocol, la=ac.la)
-            leak = leakage(split)
-            rec[f"{protocol}: test rows"] = len(split.y_test)
-            rec[f"{protocol}: shared"] = leak["shared_rows"]
-            rec[f"{protocol}: shared labelled"] = leak["shared_labeled"]
+        for split, title in SPLIT_TITLES.items():
+            made = adbench_split(X, y, seed, split=split, la=ac.la)
+            leak = leakage(made)
+            rec[f"{title}: test rows"] = len(made.y_test)
+            rec[f"{title}: shared"] = leak["shared_rows"]
+            rec[f"{title}: shared labelled"] = leak["shared_labeled"]
         recs.append(rec)
     return pd.DataFrame(recs)
 
@@ -716,7 +849,7 @@ def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
 
 
 def aupr_boxplot(df: pd.DataFrame) -> Any:
-    """Fig. 4: AUCPR (anomalies) of every file, base vs AnoOnly per head, one panel per protocol.
+    """Fig. 4: AUCPR (anomalies) of every file, base vs AnoOnly per head, one panel per data setting.
 
     Each point of a box is one file's AUCPR averaged over seeds (the paper's boxes are over its
     ten dataset groups, single run).
@@ -730,14 +863,14 @@ def aupr_boxplot(df: pd.DataFrame) -> Any:
     rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == "aupr") & (df["status"] == "ok")]
     per_file = rows.groupby(["setting", "method", "variant", "subset"], sort=False)["value"].mean().reset_index()
     per_file["AnoOnly"] = np.where(per_file["variant"] == "anoonly", "+AnoOnly", "base")
-    settings = [s for s in PROTOCOL_SETTINGS.values() if (per_file["setting"] == s).any()]
+    settings = [s for s in SETTINGS.values() if (per_file["setting"] == s).any()]
     fig, axes = plt.subplots(1, max(len(settings), 1), figsize=(5.5 * max(len(settings), 1), 3.8), squeeze=False)
     for ax, setting in zip(axes[0], settings):
         data = per_file[per_file["setting"] == setting]
         sns.boxplot(data=data, x="method", y="value", hue="AnoOnly", order=[h for h in HEADS if h in set(data["method"])],
                     hue_order=["base", "+AnoOnly"], palette={"base": "#c7c7c7", "+AnoOnly": "#9467bd"}, ax=ax)
-        protocol = next(p for p, s in PROTOCOL_SETTINGS.items() if s == setting)
-        ax.set_title(f"{protocol} protocol ({data['subset'].nunique()} files)")
+        organisation, split = SETTING_AXES[setting]
+        ax.set_title(f"{organisation} organisation, {SPLIT_TITLES[split]} ({data['subset'].nunique()} files)")
         ax.set_xlabel("head")
         ax.set_ylabel("AUCPR w.r.t. anomalies")
         ax.set_ylim(0, 1)
@@ -747,7 +880,7 @@ def aupr_boxplot(df: pd.DataFrame) -> Any:
 
 
 def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = None,
-               head: str = "deepsad", protocol: str = "faithful") -> Any:
+               head: str = "deepsad", organisation: str = "clean", split: str = "paper") -> Any:
     """Fig. 10 for one file: t-SNE of the test embeddings coloured by the anomaly score of the base
     head and of its AnoOnly twin (top), and t-SNE of each head's hidden features before its last
     layer (bottom); circles are normals, crosses anomalies. Scores are shown as ranks (0–1)."""
@@ -764,22 +897,22 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
     fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
     panels = {}
     for col, ao in enumerate((False, True)):
-        exp = make_item(cfg, stem, head, ao, seed, protocol, ac=ac).experiment
-        split, trained = train_experiment(cfg, exp)
-        scores = trained.score(split.X_test)
-        panels[ao] = (split, rankdata(scores) / len(scores), trained.hidden(split.X_test))
+        exp = make_item(cfg, stem, head, ao, seed, organisation, split, ac=ac).experiment
+        data, trained = train_experiment(cfg, exp)
+        scores = trained.score(data.X_test)
+        panels[ao] = (data, rankdata(scores) / len(scores), trained.hidden(data.X_test))
     def tsne(x: np.ndarray) -> np.ndarray:
         with limited_threads(ac.threads):
             return TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(x)
 
     embedded = tsne(panels[False][0].X_test)
     for col, ao in enumerate((False, True)):
-        split, rank, hidden = panels[ao]
+        data, rank, hidden = panels[ao]
         h2 = tsne(hidden)
         for row, xy in enumerate((embedded, h2)):
             ax = axes[row, col]
             for label, marker in ((0, "o"), (1, "x")):
-                sel = split.y_test == label
+                sel = data.y_test == label
                 im = ax.scatter(xy[sel, 0], xy[sel, 1], c=rank[sel], cmap="Purples", vmin=0, vmax=1, s=14,
                                 marker=marker, linewidths=0.8 if marker == "x" else 0.2,
                                 edgecolors="k" if marker == "o" else None, label="anomaly" if label else "normal")
@@ -789,5 +922,5 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
             ax.set_ylabel("t-SNE 2")
     axes[0, 0].legend(loc="best", fontsize=7)
     fig.colorbar(im, ax=axes, shrink=0.6, label="anomaly-score rank")
-    fig.suptitle(f"AnoOnly Fig. 10: {stem}, {protocol} protocol, seed {seed}")
+    fig.suptitle(f"AnoOnly Fig. 10: {stem}, {organisation} organisation, {SPLIT_TITLES[split]}, seed {seed}")
     return fig

@@ -6,14 +6,14 @@ BTAD; Table 3 = BGAD-FAS with one anomaly on AITEX, ELPV, BrainMRI and HeadCT; a
 Smaller profiles replace the datasets (``METHOD_OVERRIDES["bgad"]``: ``table1_datasets``,
 ``table2_datasets``, ``table3_datasets``) and the schedule.
 
-Protocol (``official_code_facts.md`` §5.3): labelled anomalies are drawn **stratified per
+Protocol (the official code, ``docs/official_code/bgad.md``): labelled anomalies are drawn **stratified per
 defect class** (⌊N/T⌋ per class, the remainder at random from the leftovers) and leave the test
 set; each enters every pass 5× as itself and 5× as a fresh RandAugmented CutPaste sample pasted
 into a random training normal (inside its foreground mask where one can be made). Datasets
 without pixel masks (ELPV, BrainMRI, HeadCT) mark the whole labelled image anomalous — the
 official code has no such datasets; this is our choice, recorded in the rows.
 
-Reporting (§5.8, §10 BGAD 2): the official numbers are the **maximum over meta epochs of each
+Reporting (``docs/official_code/bgad.md``): the official numbers are the **maximum over meta epochs of each
 metric separately, on the test set**. Rows hold the honest last-epoch values under the canonical
 metric names (``auroc``, ``pixel_auroc``, ``pro``), the faithful values as
 ``<metric>@max_over_epochs`` and every epoch's values as ``<metric>@epoch<k>`` (Fig. 3), all in
@@ -88,6 +88,13 @@ HARD_CLASSES: dict[str, tuple[str, ...]] = {
     "transistor": ("damaged_case",), "zipper": ("fabric_interior", "squeezed_teeth"),
 }
 _LOSS_FIELDS = {f.name for f in dataclasses.fields(BGADLossConfig)}
+#: Where a non-default value comes from, for ``deviations`` (:func:`config_deviations`).
+OPTION_NOTES: dict[tuple[str, Any], str] = {
+    ("standardize", True): "not in the official code; for short CPU schedules",
+    ("set_to_none", False): "the official code: Adam moves idle flows with stale momentum",
+    ("beta", 0.01): "the README command",
+    ("warmup", "faithful"): "the official code's warm-up counter",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,19 +156,21 @@ def ablation_variant(config: BGADConfig, table: str) -> str:
 
 def config_deviations(config: BGADConfig, dataset: str, has_masks: bool = True, max_train_normals: int = 0,
                       labelled: bool = True) -> str:
-    """How a run differs from the official code (fields unlike :class:`BGADConfig`'s defaults),
+    """How a run differs from the defaults (:class:`BGADConfig`: the official code's README run,
+    with the paper's β = 5 % and gradients cleared to ``None``), one ``name=value (default: …)``
+    part per field with a note where the value has a known origin (:data:`OPTION_NOTES`),
     starting with the report (``report=last_epoch``)."""
-    code = BGADConfig()
+    default = BGADConfig()
     _, _, note = available_backbone(config)
     parts = [note] if note else []
-    for f in dataclasses.fields(config):
-        if f.name in ("progress", "feature_batch_size", "loss") or (f.name == "backbone" and note):
-            continue
-        if getattr(config, f.name) != getattr(code, f.name):
-            parts.append(f"{f.name}={getattr(config, f.name)} (code: {getattr(code, f.name)})")
-    for f in dataclasses.fields(config.loss):
-        if f.name != "pull_in_normal_chunks" and getattr(config.loss, f.name) != getattr(code.loss, f.name):
-            parts.append(f"{f.name}={getattr(config.loss, f.name)} (code: {getattr(code.loss, f.name)})")
+    changed = [(f.name, getattr(config, f.name), getattr(default, f.name)) for f in dataclasses.fields(config)
+               if f.name not in ("progress", "feature_batch_size", "loss") and not (f.name == "backbone" and note)]
+    changed += [(f.name, getattr(config.loss, f.name), getattr(default.loss, f.name))
+                for f in dataclasses.fields(config.loss) if f.name != "pull_in_normal_chunks"]
+    for name, value, expected in changed:
+        if value != expected:
+            origin = OPTION_NOTES.get((name, value), "")
+            parts.append(f"{name}={value} (default: {expected}{'; ' + origin if origin else ''})")
     if max_train_normals:
         parts.append(f"training normals subsampled to {max_train_normals}")
     if labelled and not has_masks:
@@ -186,7 +195,7 @@ def bgad_split(
     dataset: str = "",
     subset: str = "",
 ) -> Split:
-    """BGAD's split (``official_code_facts.md`` §5.3): ``n_shots`` labelled anomalies that leave the test set.
+    """BGAD's split (the official code's): ``n_shots`` labelled anomalies that leave the test set.
 
     ``sampling="stratified"`` (the code): per class (sorted), ⌊N/T⌋ anomalies of a seeded
     permutation, then N mod T more drawn from all leftovers; ``"uniform"``: N at random from all
@@ -359,7 +368,7 @@ def _anomaly_masks(images: ImageSet, rows: list[int]) -> torch.Tensor:
 
 
 class _AnomalyEntries:
-    """The anomalous entries of one pass (§5.3): each labelled anomaly ``real_repeats`` times and
+    """The anomalous entries of one pass (the code): each labelled anomaly ``real_repeats`` times and
     ``racp_copies`` fresh RandAugmented CutPaste samples per anomaly (features computed per pass)."""
 
     def __init__(self, images: ImageSet, bank: FeatureBank, normal_rows: list[int], anomaly_rows: list[int],
@@ -476,7 +485,7 @@ def _test_set(images: ImageSet, bank: FeatureBank, rows: list[int], split: Split
 
 
 class _Evaluator:
-    """Metrics of the test set after a meta epoch (§5.8); keeps the last maps and the time spent."""
+    """Metrics of the test set after a meta epoch (the code's scoring); keeps the last maps and the time spent."""
 
     def __init__(self, flows: BGADFlows, test: _TestSet, config: BGADConfig, device: str) -> None:
         self.flows, self.test, self.config, self.device = flows, test, config, device
@@ -493,7 +502,7 @@ class _Evaluator:
 
 
 def evaluate_maps(maps: torch.Tensor, labels: np.ndarray, masks: torch.Tensor | None) -> dict[str, float]:
-    """Image AUROC of the map maxima; pixel AUROC and PRO (FPR ≤ 0.3) when pixel masks exist (§5.8)."""
+    """Image AUROC of the map maxima; pixel AUROC and PRO (FPR ≤ 0.3) when pixel masks exist (the code's metrics)."""
     metrics = {"auroc": image_auroc(labels, image_scores(maps).numpy())}
     if masks is not None and bool(masks.any()):
         gt = masks[:, 0].numpy() > 0
@@ -503,7 +512,7 @@ def evaluate_maps(maps: torch.Tensor, labels: np.ndarray, masks: torch.Tensor | 
 
 
 def epoch_metrics(history: list[dict[str, float]]) -> dict[str, float]:
-    """Last-epoch metrics, the per-metric maxima over epochs and every epoch's values (§5.8)."""
+    """Last-epoch metrics, the per-metric maxima over epochs and every epoch's values."""
     names = [m for m in IMAGE_METRICS + PIXEL_METRICS if m in history[-1]]
     out = {m: history[-1][m] for m in names}
     out.update({f"{m}{MAX_SUFFIX}": max(h[m] for h in history) for m in names})
@@ -535,7 +544,7 @@ def save_maps(path: Path, test: _TestSet, maps: torch.Tensor, per_class: int = 2
     their paths, masks and anomaly maps (float16). For the score explorer
     (:func:`explorer_inputs`): ``n_normals`` normal test images spread over the normals' score
     range (lowest to highest) with their maps (``normal_*``), every test image's path, label and
-    image score (``test_*``, score = map maximum, §5.8) and the labelled anomalies' classes."""
+    image score (``test_*``, score = map maximum) and the labelled anomalies' classes."""
     by_class: dict[str, list[int]] = {}
     for r in np.flatnonzero(test.labels == 1):
         by_class.setdefault(Path(test.paths[r]).parent.name, []).append(int(r))
@@ -689,7 +698,7 @@ def explorer_inputs(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, n
     the file is missing or predates the saved test scores.
 
     ``scores``: the score frame of :mod:`osad_lib.plots` — every test image with its score
-    (map maximum, §5.8), ``class`` (its folder), ``kind`` (``seen`` = class of a labelled
+    (map maximum), ``class`` (its folder), ``kind`` (``seen`` = class of a labelled
     anomaly, else ``unseen``; unsupervised BGAD sees none), ``path`` and ``map_index``.
     ``images``/``maps``/``masks``: the images with a kept map (Fig. 4's anomalies, then a few
     normals); ``masks`` is None for datasets without pixel masks.

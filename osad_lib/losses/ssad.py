@@ -6,9 +6,12 @@ AnoOnly (Zhou et al., Eq. (1)/(3)) writes every SSAD loss as ``L_N(normal) + L_A
 
 * ``anomaly_only=False``: the head's standard loss, with the normal term scaled by
   ``normal_weight`` = λ_n (paper Fig. 7; λ_n = 1 is the standard loss);
-* ``anomaly_only=True``: the AnoOnly loss as the official code computes it
-  (``official_code_facts.md`` §6.3). Normal samples still go through the network, so their
+* ``anomaly_only=True``: the AnoOnly loss, Eq. (3): the standard loss without its normal term
+  (appendix B, Eqs. 17, 19, 21, 23). Normal samples still go through the network, so their
   batch-normalisation statistics act (the paper's weak supervision, §3.3).
+
+Where the official code computes a loss differently from appendix B (DevNet, FEAWAD), both
+forms exist (``form``: ``paper``, the default, or ``code``; ``docs/official_code/anoonly.md``).
 
 :func:`bn_cluster_loss` is the explicit L_BN of Eq. (5) (``BN†`` in Table 2).
 :func:`image_deviation_loss_anomaly_only` carries AnoOnly beyond the paper, to the image DevNet
@@ -22,8 +25,8 @@ import torch
 from osad_lib.losses.deviation import deviation, draw_reference
 from osad_lib.validate import choose
 
-#: Loss forms of the DevNet/FEAWAD heads: ``code`` = AnoOnly's official code, ``paper`` = appendix B.
-LOSS_FORMS = ("code", "paper")
+#: Loss forms of the DevNet/FEAWAD heads: ``paper`` = appendix B (default), ``code`` = AnoOnly's official code.
+LOSS_FORMS = ("paper", "code")
 
 
 def _split_terms(normal: torch.Tensor, anomaly: torch.Tensor, labels: torch.Tensor,
@@ -64,15 +67,15 @@ def devnet_loss(
     labels: torch.Tensor,
     anomaly_only: bool = False,
     margin: float = 5.0,
-    form: str = "code",
+    form: str = "paper",
     normal_weight: float = 1.0,
 ) -> torch.Tensor:
     """Tabular DevNet (appendix B.2, Eq. (18)/(19)), batch mean over all samples.
 
-    ``form="code"`` (AnoOnly's code, §6.3 and §10 AnoOnly 3; the default): the score is used
-    as the deviation directly; normal ``|s|``, anomaly ``|a − s|`` (absolute, no hinge);
-    AnoOnly: anomaly ``a − s`` (linear, unbounded below), normals 0.
-    ``form="paper"`` (Eq. 18/19): normal ``|s|``, anomaly ``max(0, a − s)``; AnoOnly keeps the hinge.
+    ``form="paper"`` (Eq. 18/19, the default): normal ``|s|``, anomaly ``max(0, a − s)``; AnoOnly
+    keeps the hinge. ``form="code"`` (AnoOnly's official code): the score is used as the
+    deviation directly; normal ``|s|``, anomaly ``|a − s|`` (absolute, no hinge); AnoOnly:
+    anomaly ``a − s`` (linear, unbounded below), normals 0.
     """
     form = choose("loss form", form, LOSS_FORMS)
     s = scores.reshape(-1)
@@ -90,14 +93,14 @@ def feawad_loss(
     anomaly_only: bool = False,
     margin: float = 5.0,
     recon_weight: float = 1.0,
-    form: str = "code",
+    form: str = "paper",
     normal_weight: float = 1.0,
 ) -> torch.Tensor:
     """FEAWAD (appendix B.3, Eq. (20)/(21)), batch mean over all samples.
 
-    Normal: ``|s| + λ_R·‖r‖``; anomaly: ``max(0, a − s) + λ_R·max(0, a − ‖r‖)`` with ``r`` the
-    autoencoder residual (``form="code"``, §6.3); ``form="paper"`` writes ``max(0, a − |s|)``
-    (Eq. 20). AnoOnly keeps only the anomaly terms.
+    Normal: ``|s| + λ_R·‖r‖``; anomaly: ``max(0, a − |s|) + λ_R·max(0, a − ‖r‖)`` with ``r`` the
+    autoencoder residual (``form="paper"``, Eq. 20, the default); the official code writes
+    ``max(0, a − s)`` (``form="code"``). AnoOnly keeps only the anomaly terms.
     """
     form = choose("loss form", form, LOSS_FORMS)
     s, r = scores.reshape(-1), residual_norm.reshape(-1)
@@ -118,7 +121,7 @@ def prenet_loss(
     Pair targets: 8 (anomaly, anomaly), 4 (anomaly, unlabelled), 0 (unlabelled, unlabelled).
     Standard: mean ``|t − f(x_i, x_j)|`` over all pairs, the (u, u) pairs weighted by λ_n.
     AnoOnly: the (u, u) pairs are dropped from the loss after the forward pass (their BN
-    statistics still count) and the mean runs over the pairs that contain an anomaly (§6.3).
+    statistics still count) and the mean runs over the pairs that contain an anomaly (Eq. 23).
     """
     s, t = pair_scores.reshape(-1), pair_targets.reshape(-1).to(pair_scores.dtype)
     err = (t - s).abs()
@@ -134,7 +137,7 @@ def image_deviation_loss_anomaly_only(
     margin: float = 5.0,
     n_reference: int = 5000,
 ) -> torch.Tensor:
-    """The image DevNet's deviation loss (DevNet Eq. (3), ``official_code_facts.md`` §1.3) with
+    """The image DevNet's deviation loss (DevNet Eq. (3)) with
     its normal term dropped, as AnoOnly drops ``L_N`` (Eq. (3) of AnoOnly): the batch mean of
     ``y·max(0, a − dev)`` with ``dev = (s − μ_r)/σ_r`` against a fresh N(0, 1) reference of
     ``n_reference`` draws. Normals contribute 0 to the loss (they still shape the BN statistics).

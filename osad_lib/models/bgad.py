@@ -1,24 +1,26 @@
 """BGAD (Yao et al., CVPR 2023): frozen multi-level features, one conditional flow per level,
 trained with ML + boundary-guided semi-push-pull; anomaly maps from per-level likelihoods.
 
-What runs is the official code's procedure (``official_code_facts.md`` §5):
+What runs is the official code's procedure (``docs/official_code/bgad.md``):
 
-* Features (§5.4): three levels (strides 4/8/16) of a frozen ImageNet backbone, computed once
+* Features: three levels (strides 4/8/16) of a frozen ImageNet backbone, computed once
   per image and kept in a :class:`FeatureBank` (the backbone never changes, so every meta epoch
   reuses them).
-* Flows (§5.5, :mod:`osad_lib.models.flows`): per level a CFLOW-AD flow conditioned on the 2-D
+* Flows (:mod:`osad_lib.models.flows`): per level a CFLOW-AD flow conditioned on the 2-D
   positional code; every position of a feature map is one sample; log-likelihoods are per
   dimension (``log p / C``). Option (not in the code): a fixed per-channel standardisation
-  in front of each flow, part of the density (``BGADConfig.standardize``).
-* Training (§5.6–5.7, :func:`fit_bgad`): ``meta_epochs × sub_epochs`` passes over shuffled
+  in front of each flow, part of the density (``BGADConfig.standardize``; for short CPU schedules).
+* Training (:func:`fit_bgad`): ``meta_epochs × sub_epochs`` passes over shuffled
   batches of ``batch_size`` images; per batch and level the ``B·H·W`` vectors are shuffled and
   cut into chunks of ``chunk_size``, **one Adam step per chunk** (remainder dropped; a level with
   fewer vectors than one chunk trains on one chunk of all of them). Meta epoch 0 sees normals
-  only with the ML loss; later meta epochs add the anomalous entries and the BG-SPP loss.
+  only with the plain ML loss (no focal weights); later meta epochs add the anomalous entries and
+  the BG-SPP loss. The code clears gradients to zero rather than to ``None``, so Adam also moves
+  the flows of the other levels (stale momentum) at every chunk step: ``set_to_none=False``.
   Learning rate: cosine from ``lr`` to ``lr·10⁻³`` over the meta epochs, linear warm-up from
   ``lr/10`` during the first ``warmup_epochs`` (``warmup="clean"``: the intended progress;
-  ``"faithful"``: the code's counter, which counts 2 batches per pass — §5.7, §10 BGAD 6).
-* Scoring (§5.8, :func:`assemble_anomaly_maps`): per level ``exp(ℓ − max ℓ over the whole test
+  ``"faithful"``: the code's counter, which counts 2 batches per pass).
+* Scoring (:func:`assemble_anomaly_maps`): per level ``exp(ℓ − max ℓ over the whole test
   set)``, bilinear upsampling, sum over levels, map = max(sum) − sum; image score = map maximum.
 """
 
@@ -43,17 +45,21 @@ from osad_lib.validate import ConfigError, choose
 
 @dataclass(frozen=True)
 class BGADConfig:
-    """BGAD hyper-parameters; defaults are the official code's README run (``official_code_facts.md`` §5.2).
+    """BGAD hyper-parameters; defaults are the official code's README run (``docs/official_code/bgad.md``)
+    except β = 5 % (:class:`~osad_lib.losses.bgad.BGADLossConfig`) and ``set_to_none``.
 
     ``real_repeats`` / ``racp_copies``: each labelled anomaly enters a pass ``real_repeats``
-    times as itself and ``racp_copies`` times as a fresh RandAugmented CutPaste sample (§5.3);
+    times as itself and ``racp_copies`` times as a fresh RandAugmented CutPaste sample (the code);
     ``racp=False`` drops the copies (Table 6 ablation); ``racp_ops``: the paper's RandAugment
     list (§3.4) or the code's albumentations list (``osad_lib.data.pseudo.randaug_cutpaste``).
     ``foreground``: paste inside foreground masks where they can be made. ``standardize``: start
     each flow with a fixed standardisation from the training normals (:class:`BGADFlows`; not in
-    the code — short CPU schedules do not converge without it). ``normal_only_first_epoch``:
-    meta epoch 0 trains on normals with the ML loss only (§5.7). The paper's appendix A.3 says
-    "200 train epochs"; the code runs 25 meta × 8 sub epochs = 200 passes, which is what this does.
+    the code, a recorded deviation meant for short CPU schedules, which do not converge without
+    it). ``normal_only_first_epoch``: meta epoch 0 trains on normals with the plain ML loss.
+    ``set_to_none``: clear gradients to ``None`` after each chunk step (default), so a step at one
+    level leaves the other levels' flows alone; ``False`` = the code, which zeroes them, so Adam
+    keeps moving idle flows with their stale momentum. The paper's appendix A.3 says "200 train
+    epochs"; the code runs 25 meta × 8 sub epochs = 200 passes, which is what this does.
     """
 
     backbone: str = "efficientnet_b6"
@@ -73,6 +79,7 @@ class BGADConfig:
     warmup: str = "clean"
     normal_only_first_epoch: bool = True
     standardize: bool = False
+    set_to_none: bool = True
     real_repeats: int = 5
     racp_copies: int = 5
     racp: bool = True
@@ -135,7 +142,7 @@ def extract_levels(backbone: Backbone, images: Tensor, batch_size: int, device: 
 
 
 def downsample_masks(masks: Tensor | None, n: int, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
-    """Defect masks ``[N,1,S,S]`` (None = all normal) to each level's grid, nearest (§5.6); bool ``[N,H,W]``."""
+    """Defect masks ``[N,1,S,S]`` (None = all normal) to each level's grid, nearest (the code); bool ``[N,H,W]``."""
     if masks is None:
         return [torch.zeros(n, h, w, dtype=torch.bool) for h, w in sizes]
     m = masks.float()
@@ -151,7 +158,7 @@ def feature_bank(backbone: Backbone, images: Tensor, masks: Tensor | None, confi
 
 # ------------------------------------------------------------------ flows and likelihoods
 class BGADFlows(nn.Module):
-    """One conditional flow per feature level (§5.5); :meth:`log_likelihood` gives ``log p / C``.
+    """One conditional flow per feature level (the CFLOW-AD design); :meth:`log_likelihood` gives ``log p / C``.
 
     Optionally each level starts with a fixed per-channel standardisation ``(x − μ)/σ`` from the
     training normals (:meth:`standardize`; Glow's data-dependent ActNorm initialisation, frozen).
@@ -210,7 +217,7 @@ def loglik_maps(flows: BGADFlows, bank: FeatureBank, device: str, images_per_bat
 
 
 def assemble_anomaly_maps(level_logliks: Sequence[Tensor], size: int) -> Tensor:
-    """Anomaly maps ``[N, size, size]`` from per-level ``log p / C`` maps of a whole test set (§5.8, Eq. 7).
+    """Anomaly maps ``[N, size, size]`` from per-level ``log p / C`` maps of a whole test set (Eq. 7).
 
     Per level: ``exp(ℓ − max ℓ)`` (max over all images and positions), bilinear upsampling
     (``align_corners=True``) to ``size``; sum over levels; anomaly map = max(sum) − sum.
@@ -224,13 +231,13 @@ def assemble_anomaly_maps(level_logliks: Sequence[Tensor], size: int) -> Tensor:
 
 
 def image_scores(maps: Tensor) -> Tensor:
-    """Image anomaly score = maximum of its anomaly map (§5.8)."""
+    """Image anomaly score = maximum of its anomaly map (the code's scoring)."""
     return maps.flatten(1).max(1).values
 
 
 # ------------------------------------------------------------------ schedule
 def cosine_lr(config: BGADConfig, epoch: float) -> float:
-    """Cosine annealing per meta epoch from ``lr`` to ``lr·lr_min_factor`` (§5.7)."""
+    """Cosine annealing per meta epoch from ``lr`` to ``lr·lr_min_factor`` (appendix A.3)."""
     lr_min = config.lr * config.lr_min_factor
     return lr_min + (config.lr - lr_min) * (1 + math.cos(math.pi * epoch / config.meta_epochs)) / 2
 
@@ -296,7 +303,7 @@ def fit_bgad(
     seed: int,
     on_epoch_end: Callable[[int], dict[str, float]] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``flows`` (§5.6–5.7); return one record per meta epoch (``epoch``, ``loss``, ``lr``, callback's).
+    """Train ``flows`` (§3, appendix A.3); return one record per meta epoch (``epoch``, ``loss``, ``lr``, callback's).
 
     ``anomalies()`` returns the anomalous entries of one pass (real repeats and fresh RACP
     copies); it is called once per pass of every boundary-stage meta epoch. ``None`` = no
@@ -336,7 +343,7 @@ def fit_bgad(
 
 
 def _train_level(flows, optimizer, banks, level, indices, codes, config, boundary_stage, generator, device) -> list[float]:
-    """One Adam step per chunk of the batch's vectors at ``level`` (§5.6); returns the chunk losses."""
+    """One Adam step per chunk of the batch's vectors at ``level``; returns the chunk losses."""
     x, anomalous, positions = _gather(banks, level, indices)
     losses = []
     for chunk in _chunks(len(x), config.chunk_size, generator):
@@ -349,7 +356,7 @@ def _train_level(flows, optimizer, banks, level, indices, codes, config, boundar
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"BGAD loss is {loss.item()} at level {level}; lower the learning rate or check the features")
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=config.set_to_none)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))

@@ -3,14 +3,14 @@
 AnoOnly (Zhou et al., §4.3, appendix B) trains anomaly-detection *heads* on frozen ADBench
 embeddings: Deep SAD, DevNet, FEAWAD and PReNet, each with and without AnoOnly. AnoOnly drops
 the normal loss (:mod:`osad_lib.losses.ssad`) and puts a batch normalisation before the final
-layer where the head has none (§3.3, Fig. 3). Where BN goes, per head
-(``official_code_facts.md`` §6.3):
+layer where the head has none (§3.3, Fig. 3). Where BN goes, per head (the official code's
+layout, ``docs/official_code/anoonly.md``):
 
 =========  ====================================================  ===============================
 head       network                                               AnoOnly BN
 =========  ====================================================  ===============================
-deepsad    x→100→20 (Linear no bias, BN(affine=False, eps 1e-4),  none added: BN is already in
-           LeakyReLU) → Linear 20→10 (no bias)                   every hidden block
+deepsad    x→100→20 (Linear no bias, BN(eps 1e-4), LeakyReLU)     none added: BN is already in
+           → Linear 20→10 (no bias)                               every hidden block
 devnet     Dense 20 (ReLU, L2 0.01) → Dense 1                     after the hidden layer, before
                                                                  the scoring layer
 feawad     AE d→d→128→64→128→d; scorer [r/‖r‖, code, ‖r‖] →       before the scoring layer (the
@@ -20,10 +20,26 @@ prenet     shared Linear d→20 + ReLU per side; Linear 40→1        after the 
            on the concatenated pair                              feature layer
 =========  ====================================================  ===============================
 
-The heads from Keras code (DevNet, FEAWAD) use Keras' numbers by default (``keras=True``):
-Glorot initialisation, RMSprop/Adam with ρ = 0.9 / ε = 1e-7, BN momentum 0.99 and ε = 1e-3,
-and the weights of the epoch with the lowest *training* loss (the code's ModelCheckpoint).
-The PyTorch heads (Deep SAD, PReNet) keep PyTorch's defaults and the last epoch.
+Defaults are the paper's method (appendix B); where the official code does otherwise, its
+behaviour is an option of :class:`SSADConfig` (:data:`CODE_BEHAVIOUR` lists the code's values):
+DevNet's loss (``loss_form``), PReNet's 50 epochs (paper: 30) and anomaly pairs
+that may repeat an anomaly (paper: "two different abnormal instances"), FEAWAD's BN in the base
+head and its repeated batch, Deep SAD's effective learning rate 1e-4 (paper: 1e-3) and its BN
+without affine parameters (paper Table 2: the affine BN is Deep SAD's default). Where the paper is
+silent the code's behaviour is the default: PReNet's cosine learning rate (over the run's epochs)
+and its scoring against fresh references per test row, Deep SAD without pre-training and with its
+centre from the untrained network in eval mode (``pretrain_epochs``, ``center`` are options), the
+Keras numbers of the heads from Keras code (DevNet, FEAWAD; ``keras=True``: Glorot
+initialisation, RMSprop/Adam with ρ = 0.9 / ε = 1e-7, BN momentum 0.99 and ε = 1e-3, and the
+weights of the epoch with the lowest *training* loss, the code's ModelCheckpoint). The PyTorch
+heads (Deep SAD, PReNet) keep PyTorch's defaults and the last epoch.
+
+One default departs from the paper's text because the text does not define a detector
+(:data:`DEFAULT_NOT_PAPER`, named in every row's ``deviations``): FEAWAD's Eq. 20/21 push
+anomalies to ``|s| ≥ 5`` while the score is ``s`` itself, so without the normal term (AnoOnly)
+the sign an anomaly lands on is arbitrary and the ranking can invert; the default is the
+one-sided ``max(0, 5 − s)`` of the code (and of FEAWAD's own deviation loss), ``loss_form="paper"``
+the text.
 
 The ablations of the paper are options of :class:`SSADConfig`: ``norm`` (Table 2: ``none``,
 ``ln``, ``bn_no_affine`` = BN*, ``bn``, ``bn_dagger`` = no BN + the explicit L_BN of Eq. (5)),
@@ -58,38 +74,72 @@ HEADS = ("deepsad", "devnet", "feawad", "prenet")
 #: Normalisation variants (AnoOnly Table 2); ``auto`` = the head's own choice (module docstring).
 NORMS = ("auto", "none", "ln", "bn_no_affine", "bn", "bn_dagger")
 
-#: Paper/code defaults per head (appendix B and ``official_code_facts.md`` §6.3). Where they
-#: disagree the code's number is the default and the paper's is named here.
+#: The paper's settings per head (appendix B); where the paper is silent, the official code's.
 HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Adam 1e-3 (paper) with MultiStepLR(milestones=[0]) in the code: the LR is 1e-4 from step 1.
-    "deepsad": dict(epochs=50, steps_per_epoch=None, batch_size=128, lr=1e-4, weight_decay=1e-6,
-                    optimizer="adam", select_best_loss=False),
+    # Adam 1e-3 (paper B.1); the code's MultiStepLR(milestones=[0]) makes it 1e-4 from step 1
+    # (CODE_BEHAVIOUR). No AE pre-training (code; the paper does not mention one).
+    "deepsad": dict(epochs=50, steps_per_epoch=None, batch_size=128, lr=1e-3, weight_decay=1e-6,
+                    optimizer="adam", select_best_loss=False, pretrain_epochs=0),
     # RMSprop 2e-4, 50 epochs × 20 batches of 64 (32 unlabelled + 32 labelled), L2 0.01 on the hidden layer.
-    "devnet": dict(epochs=50, steps_per_epoch=20, batch_size=64, lr=2e-4, weight_decay=0.0,
+    "devnet": dict(loss_form="paper", epochs=50, steps_per_epoch=20, batch_size=64, lr=2e-4, weight_decay=0.0,
                    optimizer="rmsprop", select_best_loss=True, l2=0.01),
-    # Adam 1e-4, 30 epochs × 20 batches of 512 (half labelled); AE: 100 epochs × 20 batches of 512 unlabelled.
-    "feawad": dict(epochs=30, steps_per_epoch=20, batch_size=512, lr=1e-4, weight_decay=0.0,
+    # Adam 1e-4, 30 epochs × 20 batches of 512 (half labelled); AE: 100 epochs × 20 batches of 512
+    # unlabelled; the one-sided loss (DEFAULT_NOT_PAPER).
+    "feawad": dict(loss_form="code", epochs=30, steps_per_epoch=20, batch_size=512, lr=1e-4, weight_decay=0.0,
                    optimizer="adam", select_best_loss=True, pretrain_epochs=100),
-    # RMSprop 1e-3, wd 1e-2, cosine schedule; 50 epochs × 20 batches of 512 pairs (paper: 30 epochs).
-    "prenet": dict(epochs=50, steps_per_epoch=20, batch_size=512, lr=1e-3, weight_decay=1e-2,
+    # RMSprop 1e-3, wd 1e-2, 30 epochs (paper B.4; code: 50) × 20 batches of 512 pairs, cosine LR
+    # over the epochs (code; the paper names no schedule).
+    "prenet": dict(epochs=30, steps_per_epoch=20, batch_size=512, lr=1e-3, weight_decay=1e-2,
                    optimizer="rmsprop", select_best_loss=False),
 }
+
+#: What the official code does where the paper's method is the default: SSADConfig overrides per
+#: head (``docs/official_code/anoonly.md``). Deep SAD: learning rate 1e-4 from the first step
+#: (MultiStepLR with a milestone at 0) and BN without affine parameters; DevNet: |5 − s| and, under
+#: AnoOnly, the linear 5 − s; FEAWAD: max(0, 5 − s), BN in the base head, one batch repeated;
+#: PReNet: 50 epochs, anomaly–anomaly pairs that may pair an anomaly with itself.
+CODE_BEHAVIOUR: dict[str, dict[str, Any]] = {
+    "deepsad": {"lr": 1e-4, "norm": "bn_no_affine"},
+    "devnet": {"loss_form": "code"},
+    "feawad": {"base_bn": True, "fixed_batches": True},
+    "prenet": {"epochs": 50, "distinct_anomaly_pairs": False},
+}
+#: (head, field) → (the paper text's value, why the default differs): defaults that depart from
+#: the paper's text (module docstring); :func:`osad_lib.experiments.anoonly.paper_deviations`
+#: names them in every row.
+DEFAULT_NOT_PAPER: dict[tuple[str, str], tuple[Any, str]] = {
+    ("feawad", "loss_form"): ("paper", "Eq. 20/21's max(0, 5 − |s|) leaves an anomaly's sign free while the score "
+                                      "is s, so the code's one-sided max(0, 5 − s)"),
+}
+#: PReNet scoring references: fresh per test row (code) or one set shared by every row.
+SCORE_REFS = ("per_row", "shared")
+#: Deep SAD centre c: the network's mean output over the training rows in eval mode before
+#: training (code; BN uses its running statistics, initial or from pre-training) or with the
+#: batch statistics of the training rows (as BN normalises during training).
+CENTERS = ("eval", "batch")
 
 
 @dataclass(frozen=True)
 class SSADConfig:
     """One head's settings; ``None`` fields take :data:`HEAD_DEFAULTS` (see :meth:`resolved`).
 
-    ``anomaly_only``: AnoOnly on/off. ``norm``: see :data:`NORMS`. ``base_bn``: give the base
+    Defaults are the paper's method; :data:`CODE_BEHAVIOUR` names the official code's values.
+    ``anomaly_only``: AnoOnly on/off. ``norm``: see :data:`NORMS` (``auto``: Deep SAD's affine
+    BN, the paper's Table 2 default; AnoOnly's BN for the other heads). ``base_bn``: give the base
     head (``anomaly_only=False``) AnoOnly's BN too — FEAWAD's official code does this
-    unconditionally (§10 AnoOnly 2); the paper adds BN only with AnoOnly (default).
-    ``normal_weight``: λ_n. ``loss_form``: ``code`` | ``paper`` (DevNet/FEAWAD losses).
+    unconditionally; the paper adds BN only with AnoOnly (default). ``normal_weight``: λ_n.
+    ``loss_form``: ``paper`` (Eqs. 18–21: DevNet's hinge, FEAWAD's max(0, a − |s|)) | ``code``;
+    default per head (:data:`HEAD_DEFAULTS`: DevNet ``paper``, FEAWAD ``code``, see
+    :data:`DEFAULT_NOT_PAPER`).
     ``keras``: Keras optimiser/BN/initialiser numbers for DevNet and FEAWAD. ``fixed_batches``:
     FEAWAD's generator quirk — the code re-seeds its batch generator on every call, so every
     batch is the same (default off: the paper resamples batches). ``balanced``: DevNet/FEAWAD
     half-labelled batches (off: batches drawn uniformly from the training set).
-    ``pretrain_epochs``: FEAWAD's AE pre-training. ``n_score_refs``: PReNet's 30 + 30 scoring
-    references.
+    ``pretrain_epochs``: FEAWAD's AE pre-training (100, code) and Deep SAD's (0 = none, the
+    code; Deep SAD's own paper pre-trains an autoencoder). ``center``: Deep SAD's centre
+    (:data:`CENTERS`). ``n_score_refs``: PReNet's 30 + 30 scoring references, drawn per test row
+    or shared (``score_refs``, :data:`SCORE_REFS`). ``distinct_anomaly_pairs``: PReNet's
+    anomaly–anomaly pairs hold two different anomalies (paper) or may repeat one (code).
     """
 
     head: str
@@ -97,7 +147,7 @@ class SSADConfig:
     norm: str = "auto"
     base_bn: bool = False
     normal_weight: float = 1.0
-    loss_form: str = "code"
+    loss_form: str | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int | None = None
@@ -110,12 +160,18 @@ class SSADConfig:
     balanced: bool = True
     pretrain_epochs: int | None = None
     n_score_refs: int = 30
+    score_refs: str = "per_row"
+    distinct_anomaly_pairs: bool = True
+    center: str = "eval"
     margin: float = 5.0
 
     def __post_init__(self) -> None:
         choose("head", self.head, HEADS)
         choose("norm", self.norm, NORMS)
-        choose("loss_form", self.loss_form, LOSS_FORMS)
+        if self.loss_form is not None:
+            choose("loss_form", self.loss_form, LOSS_FORMS)
+        choose("score_refs", self.score_refs, SCORE_REFS)
+        choose("center", self.center, CENTERS)
         if self.normal_weight < 0:
             raise ConfigError(f"normal_weight (λ_n) must be ≥ 0, got {self.normal_weight}")
 
@@ -128,9 +184,10 @@ class SSADConfig:
 
 
 def default_norm(cfg: SSADConfig) -> str:
-    """The normalisation a head uses when ``norm="auto"`` (module docstring table)."""
+    """The normalisation a head uses when ``norm="auto"``: Deep SAD's affine BN (the paper's Table 2
+    default; the code's is without affine parameters), AnoOnly's BN for the other heads."""
     if cfg.head == "deepsad":
-        return "bn_no_affine"
+        return "bn"
     return "bn" if (cfg.anomaly_only or cfg.base_bn) else "none"
 
 
@@ -185,10 +242,17 @@ def _bn_numbers(keras: bool) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- networks
 class DeepSADNet(nn.Module):
-    """Deep SAD's MLP (appendix B.1): ``[Linear(no bias) → Norm → LeakyReLU] × 2 → Linear(no bias)``."""
+    """Deep SAD's MLP (appendix B.1): ``[Linear(no bias) → Norm → LeakyReLU] × 2 → Linear(no bias)``.
+
+    :meth:`decoder` builds the mirrored decoder of Deep SAD's autoencoder pre-training (Ruff et
+    al.'s Deep SAD; not in AnoOnly's code or text): ``Linear(no bias) → Norm → LeakyReLU`` back
+    through the hidden sizes, then ``Linear → sigmoid`` (the inputs are min-max scaled to [0, 1]).
+    """
 
     def __init__(self, in_dim: int, norm: str, hidden: tuple[int, ...] = (100, 20), rep_dim: int = 10):
         super().__init__()
+        self.dims = (in_dim, *hidden, rep_dim)
+        self.norm_kind = norm
         dims = (in_dim, *hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b, bias=False), Norm(norm, b, eps=1e-4), nn.LeakyReLU(0.01))
@@ -202,6 +266,14 @@ class DeepSADNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(x))
+
+    def decoder(self) -> nn.Module:
+        """A fresh decoder from the representation back to the input (for pre-training)."""
+        back = self.dims[::-1]
+        layers: list[nn.Module] = []
+        for a, b in zip(back[:-2], back[1:-1]):
+            layers += [nn.Linear(a, b, bias=False), Norm(self.norm_kind, b, eps=1e-4), nn.LeakyReLU(0.01)]
+        return nn.Sequential(*layers, nn.Linear(back[-2], back[-1]), nn.Sigmoid())
 
 
 class DevNetNet(nn.Module):
@@ -222,7 +294,7 @@ class DevNetNet(nn.Module):
 
 
 class FEAWADNet(nn.Module):
-    """FEAWAD (appendix B.3; §6.3): an autoencoder whose residual feeds a scoring MLP.
+    """FEAWAD (appendix B.3): an autoencoder whose residual feeds a scoring MLP.
 
     ``forward`` returns ``(score, ‖r‖)`` with ``r = x − AE(x)``; the scorer sees
     ``[r/‖r‖, code(64), ‖r‖] → Dense 256 → ⊕‖r‖ → Dense 32 → ⊕‖r‖ → Norm → Dense 1`` (ReLU
@@ -360,13 +432,20 @@ def _half_batches(split: TabularSplit, cfg: SSADConfig, steps: int,
 
 @dataclass
 class TrainedHead:
-    """A trained head: the network, its config, per-stage loss histories and scoring state."""
+    """A trained head: the network, its config, per-stage loss histories and scoring state.
+
+    PReNet scores against ``references`` = (labelled anomalies, unlabelled rows): with
+    ``score_refs="per_row"`` these are the pools and every test row gets its own
+    ``n_score_refs`` draws from each (seeded by ``score_seed``, so scoring is repeatable); with
+    ``"shared"`` they are the drawn references themselves, the same for every row.
+    """
 
     config: SSADConfig
     model: nn.Module
     history: dict[str, list[float]] = field(default_factory=dict)
     center: torch.Tensor | None = None
     references: tuple[torch.Tensor, torch.Tensor] | None = None
+    score_seed: int = 0
 
     @torch.no_grad()
     def score(self, X: np.ndarray) -> np.ndarray:
@@ -381,10 +460,21 @@ class TrainedHead:
         elif head == "feawad":
             s = self.model(x)[0]
         else:
-            anomalies, unlabeled = self.references
-            s = torch.stack([self.model(a.expand_as(x), x) + self.model(x, u.expand_as(x))
-                             for a, u in zip(anomalies, unlabeled)]).mean(dim=0)
+            s = self._prenet_score(x)
         return s.double().numpy()
+
+    def _prenet_score(self, x: torch.Tensor) -> torch.Tensor:
+        """PReNet: mean over k references of ``f(a, x) + f(x, u)`` (B.4; k = ``n_score_refs``)."""
+        anomalies, unlabeled = self.references
+        if self.config.score_refs == "shared":
+            return torch.stack([self.model(a.expand_as(x), x) + self.model(x, u.expand_as(x))
+                                for a, u in zip(anomalies, unlabeled)]).mean(dim=0)
+        k, n = self.config.n_score_refs, len(x)
+        rng = np.random.default_rng([self.score_seed, 3])
+        a = anomalies[torch.as_tensor(rng.integers(0, len(anomalies), (n, k)).reshape(-1))]
+        u = unlabeled[torch.as_tensor(rng.integers(0, len(unlabeled), (n, k)).reshape(-1))]
+        rows = x.repeat_interleave(k, dim=0)
+        return (self.model(a, rows) + self.model(rows, u)).view(n, k).mean(dim=1)
 
     @torch.no_grad()
     def hidden(self, X: np.ndarray) -> np.ndarray:
@@ -396,7 +486,7 @@ class TrainedHead:
 
 def train_head(split: TabularSplit, config: SSADConfig, seed: int, progress: bool = False,
                pretrain_cache: Path | None = None) -> TrainedHead:
-    """Build and train one head on ``split`` (appendix B; ``official_code_facts.md`` §6.3).
+    """Build and train one head on ``split`` (appendix B; ``docs/official_code/anoonly.md``).
 
     Everything (initialisation, batches, PReNet references) is drawn from ``seed``, so the base
     head and its AnoOnly twin start from the same weights and see the same batches. FEAWAD's
@@ -416,26 +506,48 @@ def train_head(split: TabularSplit, config: SSADConfig, seed: int, progress: boo
 
 
 def _train_deepsad(split, cfg, X, y, rng, progress) -> TrainedHead:
-    """Deep SAD: shuffled batches of 128 (drop_last), center c from the untrained net (±0.1 rule)."""
+    """Deep SAD: shuffled batches of 128 (drop_last); optional autoencoder pre-training; centre c
+    (:data:`CENTERS`, entries with |c| < 0.1 set to ±0.1) before the Deep SAD stage."""
     model = DeepSADNet(X.shape[1], cfg.norm)
-    with torch.no_grad():
-        model.eval()
-        c = model(X).mean(dim=0)
-        c[(c.abs() < 0.1) & (c < 0)] = -0.1
-        c[(c.abs() < 0.1) & (c > 0)] = 0.1
 
     def batches(r: np.random.Generator) -> Iterator[np.ndarray]:
         order = r.permutation(len(y))
         n = max(len(order) // cfg.batch_size, 1)
         return (order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(n))
 
+    history: dict[str, list[float]] = {}
+    if cfg.pretrain_epochs:
+        ae = nn.Sequential(model, model.decoder())
+        ae_opt = _optimizer(ae.parameters(), "adam", cfg.lr, cfg.weight_decay, keras=False)
+        history["pretrain"] = run_stage(
+            Stage("deepsad-ae", ae, ae_opt, cfg.pretrain_epochs, batches,
+                  lambda idx: ((ae(X[idx]) - X[idx]) ** 2).sum(dim=1).mean()),
+            np.random.default_rng([int(rng.integers(2**31)), 1]), progress)
+    c = deepsad_center(model, X, cfg.center)
+
     def loss(idx: np.ndarray) -> torch.Tensor:
         dist = ((model(X[idx]) - c) ** 2).sum(dim=1)
         return deepsad_loss(dist, y[idx], cfg.anomaly_only, normal_weight=cfg.normal_weight)
 
     opt = _optimizer(model.parameters(), "adam", cfg.lr, cfg.weight_decay, keras=False)
-    hist = run_stage(Stage("deepsad", model, opt, cfg.epochs, batches, loss), rng, progress)
-    return TrainedHead(cfg, model, {"train": hist}, center=c)
+    history["train"] = run_stage(Stage("deepsad", model, opt, cfg.epochs, batches, loss), rng, progress)
+    return TrainedHead(cfg, model, history, center=c)
+
+
+@torch.no_grad()
+def deepsad_center(model: DeepSADNet, X: torch.Tensor, how: str = "eval") -> torch.Tensor:
+    """Deep SAD's centre c: the mean output over the training rows ``X``, in eval mode (BN's
+    running statistics) or with the batch statistics of ``X`` (running statistics untouched);
+    entries with |c| < 0.1 become ±0.1 (Deep SAD's rule against trivial solutions)."""
+    if choose("center", how, CENTERS) == "batch":
+        probe = copy.deepcopy(model).train()
+        c = probe(X).mean(dim=0)
+    else:
+        model.eval()
+        c = model(X).mean(dim=0)
+    c[(c.abs() < 0.1) & (c < 0)] = -0.1
+    c[(c.abs() < 0.1) & (c > 0)] = 0.1
+    return c
 
 
 def _train_devnet(split, cfg, X, y, rng, progress) -> TrainedHead:
@@ -504,41 +616,61 @@ def _pretrain_file(cache: Path, split: TabularSplit, cfg: SSADConfig, seed: int)
     return Path(cache) / f"{digest.hexdigest()[:20]}.pt"
 
 
-def _train_prenet(split, cfg, X, y, rng, progress) -> TrainedHead:
-    """PReNet: batches of pairs (¼ (a,a) → 8, ¼ (a,u) → 4, ½ (u,u) → 0), RMSprop + cosine LR per epoch."""
-    model = PReNetNet(X.shape[1], cfg.norm)
+def prenet_pairs(split: TabularSplit, cfg: SSADConfig, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of PReNet batches (appendix B.4): index pairs ``(left, right)`` of training rows,
+    ¼ (labelled anomaly, labelled anomaly), ¼ (labelled anomaly, unlabelled), ½ (unlabelled,
+    unlabelled), drawn with replacement. With ``distinct_anomaly_pairs`` (the paper: "two different
+    abnormal instances") an anomaly–anomaly pair never repeats an anomaly when two or more are
+    labelled; without it (the code) both are drawn independently."""
     labeled, unlabeled = split.labeled, split.unlabeled
     n_aa = n_au = cfg.batch_size // 4
     n_uu = cfg.batch_size - n_aa - n_au
-    targets = torch.cat([torch.full((n_aa,), 8.0), torch.full((n_au,), 4.0), torch.zeros(n_uu)])
+    for _ in range(cfg.steps_per_epoch):
+        a1 = _draw(rng, labeled, n_aa)
+        a2 = _draw(rng, labeled, n_au)
+        u1, u2 = _draw(rng, unlabeled, n_uu), _draw(rng, unlabeled, n_uu)
+        partner = _other(rng, a1, labeled) if cfg.distinct_anomaly_pairs else _draw(rng, labeled, n_aa)
+        yield np.concatenate([a1, a2, u1]), np.concatenate([partner, _draw(rng, unlabeled, n_au), u2])
 
-    def other(r: np.random.Generator, first: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """A second index from ``pool`` that differs from ``first`` (when the pool has two or more)."""
-        if len(pool) < 2:
-            return first
-        pos = np.searchsorted(pool, first)
-        return pool[(pos + r.integers(1, len(pool), len(first))) % len(pool)]
+
+def _other(rng: np.random.Generator, first: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """A second index from sorted ``pool`` that differs from ``first`` (when the pool has two or more)."""
+    if len(pool) < 2:
+        return first
+    pos = np.searchsorted(pool, first)
+    return pool[(pos + rng.integers(1, len(pool), len(first))) % len(pool)]
+
+
+def _train_prenet(split, cfg, X, y, rng, progress) -> TrainedHead:
+    """PReNet: batches of :func:`prenet_pairs` with targets 8 (a,a), 4 (a,u), 0 (u,u), RMSprop +
+    cosine LR per epoch (``T_max`` = the run's epochs, down to 1e-5)."""
+    model = PReNetNet(X.shape[1], cfg.norm)
+    labeled, unlabeled = split.labeled, split.unlabeled
+    n_aa = n_au = cfg.batch_size // 4
+    targets = torch.cat([torch.full((n_aa,), 8.0), torch.full((n_au,), 4.0),
+                         torch.zeros(cfg.batch_size - n_aa - n_au)])
 
     def batches(r: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for _ in range(cfg.steps_per_epoch):
-            a1 = _draw(r, labeled, n_aa)
-            a2 = _draw(r, labeled, n_au)
-            u1, u2 = _draw(r, unlabeled, n_uu), _draw(r, unlabeled, n_uu)
-            yield np.concatenate([a1, a2, u1]), np.concatenate([other(r, a1, labeled), _draw(r, unlabeled, n_au), u2])
+        return prenet_pairs(split, cfg, r)
 
     def loss(pair: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
         left, right = pair
         return prenet_loss(model(X[left], X[right]), targets, cfg.anomaly_only, cfg.normal_weight)
 
     opt = _optimizer(model.parameters(), "rmsprop", cfg.lr, cfg.weight_decay, keras=False)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=50, eta_min=1e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=1e-5)
     stage = Stage("prenet", model, opt, cfg.epochs, batches, loss, epoch_end=sched.step)
     history = {"train": run_stage(stage, rng, progress)}
-    refs = (X[_draw(rng, labeled, cfg.n_score_refs)].unsqueeze(1), X[_draw(rng, unlabeled, cfg.n_score_refs)].unsqueeze(1))
-    return TrainedHead(cfg, model, history, references=refs)
+    if cfg.score_refs == "shared":
+        refs = (X[_draw(rng, labeled, cfg.n_score_refs)].unsqueeze(1),
+                X[_draw(rng, unlabeled, cfg.n_score_refs)].unsqueeze(1))
+    else:
+        refs = (X[torch.as_tensor(labeled)], X[torch.as_tensor(unlabeled)])
+    return TrainedHead(cfg, model, history, references=refs, score_seed=int(rng.integers(2**31)))
 
 
 __all__ = [
-    "HEADS", "HEAD_DEFAULTS", "NORMS", "DeepSADNet", "DevNetNet", "FEAWADNet", "Norm", "PReNetNet",
-    "SSADConfig", "Stage", "TrainedHead", "default_norm", "keras_dense", "run_stage", "train_head",
+    "CENTERS", "CODE_BEHAVIOUR", "DEFAULT_NOT_PAPER", "HEADS", "HEAD_DEFAULTS", "NORMS", "SCORE_REFS", "DeepSADNet", "DevNetNet", "FEAWADNet",
+    "Norm", "PReNetNet", "SSADConfig", "Stage", "TrainedHead", "deepsad_center", "default_norm", "keras_dense",
+    "prenet_pairs", "run_stage", "train_head",
 ]
