@@ -17,7 +17,11 @@ resnet50            DevNet ablation (Table 5)            2048, /32   256, 512, 1
 efficientnet_lite0  offline stand-in with genuine        1280, /32   24, 40, 112
                     ImageNet weights (datasets §3)
 efficientnet_b6     BGAD (timm ``tf_efficientnet_b6``)   2304, /32   40, 72, 200
+vgg16               KDAD's source network (teacher)      512, /32    128, 256, 512
 ==================  ===================================  ==========  ======================
+
+VGG-16's four stages are its convolution blocks 1–2, 3, 4 and 5, each ending in its max pooling
+(strides 4, 8, 16, 32), so ``feature_levels`` are the outputs of blocks 2, 3 and 4.
 
 ``weights``: ``"imagenet"``, ``"random"`` or the path of a local state-dict file, either in the
 layout of the model's source (torchvision, timm, or ``efficientnet_lite_pytorch`` for lite0) or
@@ -244,6 +248,13 @@ class _LiteBlocks(nn.Module):
         return x
 
 
+def _split_vgg(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...], nn.Module]:
+    f = model.features  # blocks of (conv-relu) x 2, 2, 3, 3, 3, each closed by max pooling
+    stages = [f[0:10], f[10:17], f[17:24], f[24:31]]
+    head = nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
+    return stages, (0, 1, 2), head
+
+
 def _build_lite0() -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -312,6 +323,10 @@ _SPECS: dict[str, _Spec] = {
     "resnet50": _Spec(
         _torchvision("resnet50"), _split_resnet, (256, 512, 1024), 2048, IMAGENET_MEAN, IMAGENET_STD,
         _from_hub("resnet50", _torchvision_url("ResNet50_Weights")),
+    ),
+    "vgg16": _Spec(
+        _torchvision("vgg16"), _split_vgg, (128, 256, 512), 512, IMAGENET_MEAN, IMAGENET_STD,
+        _from_hub("vgg16", _torchvision_url("VGG16_Weights")),
     ),
     "efficientnet_lite0": _Spec(
         _build_lite0, _split_lite0, (24, 40, 112), 1280, LITE_MEAN, LITE_STD, _lite0_file,
