@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from osad_lib import __version__
+from osad_lib import __version__, limits
 
 #: Columns identifying an experiment (the key that resume checks).
 KEY_COLUMNS = (
@@ -184,6 +184,12 @@ class ResultsStore:
             merged = pd.concat([old, new], ignore_index=True) if len(old) else new
             atomic_write_text(self.path, merged.to_csv(index=False))
 
+    def path_has_rows(self, experiment: Experiment) -> bool:
+        """Whether a stored experiment took ``experiment``'s code path (:func:`osad_lib.limits.path_key`)."""
+        fields = ("notebook", "paper", "table", "method", "backbone")
+        key = limits.path_key(*(getattr(experiment, f) for f in fields))
+        return any(limits.path_key(*row) == key for row in self.read()[list(fields)].itertuples(index=False))
+
     def completed(self) -> set[str]:
         """Experiment ids that already have their rows."""
         return set(self.read()["experiment_id"])
@@ -200,7 +206,9 @@ class ResultsStore:
         (:class:`osad_lib.training.NonFiniteLossError`) is recorded as one ``status=failed`` row
         and the caller's grid continues; CUDA out of memory raises
         :class:`osad_lib.training.CudaOutOfMemoryError` naming the experiment and the setting to
-        lower; any other exception propagates and writes nothing.
+        lower; any other exception propagates and writes nothing. Under a CI-sized dry run
+        (:attr:`osad_lib.limits.RunLimits.one_run_per_path`) an experiment whose code path already
+        has rows is skipped (no rows).
         """
         import torch
 
@@ -211,6 +219,8 @@ class ResultsStore:
             mine = done[done["experiment_id"] == experiment.experiment_id]
             if len(mine):
                 return mine.reset_index(drop=True)
+        if limits.active().one_run_per_path and self.path_has_rows(experiment):
+            return self.read().iloc[0:0]
         start = time.perf_counter()
         try:
             metrics = run()
@@ -227,6 +237,9 @@ class ResultsStore:
                 "rows stored earlier are kept and a rerun with resume continues from here"
             ) from None
         rows = experiment.rows(metrics, time.perf_counter() - start, status=status)
+        if limits.active().active:  # a dry run says so in every row it writes
+            rows = [{**r, "deviations": "; ".join(p for p in (r["deviations"], limits.active().describe()) if p)}
+                    for r in rows]
         self.append(rows)
         return validate_rows(rows)
 

@@ -37,6 +37,7 @@ from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images, load_split
 from osad_lib.experiments import GridItem
+from osad_lib.limits import stratified_rows
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.models.devnet import DevNetConfig, StemFeatures
 from osad_lib.models.dra import DRAConfig, build_dra, pseudo_stem_pool, train_dra
@@ -341,14 +342,7 @@ def subsample(images: ImageSet, max_images: int, seed: int) -> ImageSet:
     (at least one image per class); seeded, sorted by position. 0 = all images."""
     if not max_images or len(images) <= max_images:
         return images
-    rng = np.random.default_rng(seed)
-    classes = np.asarray(images.classes)
-    keep: list[int] = []
-    for name in sorted(set(images.classes)):
-        members = np.flatnonzero(classes == name)
-        count = max(1, round(len(members) * max_images / len(images)))
-        keep += rng.choice(members, min(count, len(members)), replace=False).tolist()
-    return images.select(sorted(keep))
+    return images.select(stratified_rows(images.classes, max_images, seed))
 
 
 def _score_frame(images: ImageSet, scores: dict[str, np.ndarray], seen: Sequence[str]) -> pd.DataFrame:
