@@ -510,6 +510,12 @@ def _mean_rows(part: pd.DataFrame, needed: set[str], label: str) -> list[pd.Data
     return out
 
 
+#: Columns of :func:`paper_table`.
+PAPER_TABLE_COLUMNS = ("dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
+                       "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean",
+                       "deviations")
+
+
 def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
     """Paper vs measured for ``table2`` | ``table3`` | ``table4`` on the measured datasets, with deltas.
 
@@ -523,8 +529,8 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         rows["table"] = "table4"
     else:
         rows = _with_means(_rows(cfg, table, "auroc"), table)
-    if rows.empty:
-        return pd.DataFrame()
+    if rows.empty:  # e.g. no dataset with hard-setting classes under the data root: no Table 3
+        return pd.DataFrame(columns=PAPER_TABLE_COLUMNS)
     joined = paper.compare(rows, f"devnet_{table}")
     joined = joined[joined["dataset"].isin(set(rows["dataset"]))]
     if table == "table3":
@@ -535,9 +541,7 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
     )
     out["note"] = [row_note(p, n) for p, n in zip(out["paper_mean"], out["n_seeds"])]
-    columns = ["dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
-               "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean", "deviations"]
-    return out[columns].reset_index(drop=True)
+    return out[list(PAPER_TABLE_COLUMNS)].reset_index(drop=True)
 
 
 def row_note(paper_mean: float, n_seeds: int) -> str:
