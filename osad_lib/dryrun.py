@@ -9,8 +9,9 @@ random-weight backbone files, supplied the way a user supplies the real ones.
   layout under ``<dry-run data root>/<name>`` (:func:`write_dataset`): each with its registry
   anomaly classes, pixel masks where the real one has them, greyscale where it is greyscale, JPEG
   where its files are JPEG, SDD non-square. Counts are about the smallest every grid accepts:
-  36 training and 4 test normals, at least 11 images of a hard-setting seen class (10 labelled +
-  1) and enough anomalies for DevNet Fig. 7's 40 labelled ones (:func:`anomalies_per_class`). Pictures come from
+  30 training normals in three looks (AHL clusters them), 4 test normals, 11 images of a
+  hard-setting seen class (10 labelled + 1), and anomalies enough for the largest labelled draw
+  on the dataset (DevNet Fig. 7: 40) (:func:`anomalies_per_class`). Pictures come from
   :mod:`osad_lib.data.synthetic` (textures or an object, drawn defects with exact masks). ELPV
   is the embedded real dataset, as in every profile. AnoOnly's ADBench groups other than the
   embedded MVTec AD files get small Gaussian stand-ins in ``<data root>/adbench`` (:func:`write_adbench`).
@@ -46,7 +47,7 @@ from osad_lib.profiles import DATASET_FAMILY_REPRESENTATIVES
 from osad_lib.validate import choose
 
 #: Bump when the generated data change, so cached folders are rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 #: The CI-sized dry run's datasets: its profile's (one per family) less the embedded ELPV, BGAD's
 #: first BTAD product, and a second MVTec AD texture as the cross-domain notebook's target.
 CI_DATASETS = tuple(n for n in DATASET_FAMILY_REPRESENTATIVES if not DATASETS[n.split("/")[0]].embedded) + (
@@ -54,12 +55,15 @@ CI_DATASETS = tuple(n for n in DATASET_FAMILY_REPRESENTATIVES if not DATASETS[n.
 #: The backbones the paper profile loads with ImageNet weights (Lite0 ships its own).
 PAPER_BACKBONES = ("resnet18", "alexnet", "resnet50", "vgg16", "efficientnet_b6")
 IMAGE_SIZE = 96
-#: AHL's HADG clusters the training normals in three and turns about half of each cluster's into
-#: pseudo anomalies: with fewer normals a cluster may keep none.
-TRAIN_NORMALS, TEST_NORMALS = 36, 4
-#: Labelled anomalies of the papers' 10-shot settings (a seen class needs one more), and the most
-#: any grid labels (DevNet Fig. 7: 40) plus what Fig. 8's 20 % contamination of the normals takes.
-SHOTS, MAX_SHOTS, CONTAMINATED = 10, 40, 3
+#: AHL's HADG clusters the training normals in three (k-means) and turns about half of each
+#: cluster's into pseudo anomalies: normals come in three looks, ten of each, so that no cluster ends
+#: up without normals.
+TRAIN_NORMALS, TEST_NORMALS = 30, 4
+LOOKS = ("weave", "grain", "object")
+#: Labelled anomalies of the papers' 10-shot settings (a seen class needs one more), the most any
+#: grid labels (DevNet Fig. 7, on its datasets only: 40), and what Fig. 8's 20 % contamination of
+#: the training normals takes.
+SHOTS, CONTAMINATED = 10, 7
 GREYSCALE = ("aitex", "sdd", "optical", "brainmri", "headct")
 JPEG = ("brainmri", "hyperkvasir")
 #: (height, width) where the converted real images are not square.
@@ -75,21 +79,24 @@ def generated_names() -> list[str]:
 
 
 def anomalies_per_class(info: SubsetInfo) -> dict[str, int]:
-    """Images per anomaly class: an even share of ``MAX_SHOTS + CONTAMINATED + classes`` anomalies
-    (so the largest draw still leaves test anomalies of most classes), at least 2, and at least
-    ``SHOTS + 1`` for a hard-setting seen class (10 labelled, one held out)."""
+    """Images per anomaly class: an even share of ``shots + CONTAMINATED + classes`` anomalies, where
+    ``shots`` is the largest labelled draw of any grid on the dataset (10, DevNet Fig. 7's 40), so
+    that the draw still leaves test anomalies; at least 2, and ``SHOTS + 1`` for a hard-setting seen
+    class (10 labelled, one held out)."""
+    from osad_lib.experiments.ablations.devnet import FIG7_SHOTS, PAPER_DATASETS
+
     classes = info.anomaly_classes
-    share = max(2, math.ceil((MAX_SHOTS + CONTAMINATED + len(classes)) / len(classes)))
+    shots = max(FIG7_SHOTS) if info.dataset in PAPER_DATASETS["fig7"] else SHOTS
+    share = max(2, math.ceil((shots + CONTAMINATED + len(classes)) / len(classes)))
     return {c: max(share, SHOTS + 1) if c in info.hard_seen_classes else share for c in classes}
 
 
 def _picture(info: SubsetInfo, defect: str | None, seed: list[int]) -> tuple[Image.Image, Image.Image | None]:
-    """One image (and its mask) of ``info``'s kind: a texture or an object, with a drawn defect."""
+    """One image (and its mask): one of :data:`LOOKS` by its index, with a drawn defect."""
     rng = np.random.default_rng(seed)
     height, width = SHAPES.get(info.dataset, (IMAGE_SIZE, IMAGE_SIZE))
     side = max(height, width)
-    kind = "object" if info.kind == "object" else ("weave", "grain")[seed[1] % 2]
-    image, region = normal_image(kind, rng, side)
+    image, region = normal_image(LOOKS[seed[-1] % len(LOOKS)], rng, side)
     mask = None
     if defect is not None:
         image, mask = add_defect(image, defect, rng, region)

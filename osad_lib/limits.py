@@ -16,7 +16,7 @@ for the notebook's process, and the shared helpers every method goes through rea
   :func:`test_rows` subset of at most :attr:`RunLimits.max_test_images` test images;
 * :meth:`osad_lib.results.ResultsStore.run_experiment` runs, with
   :attr:`RunLimits.one_run_per_path`, only the first experiment of each code path
-  (:func:`path_key`: a method on a backbone for one table in one notebook) — the CI-sized dry run.
+  (:func:`path_key`: a method on a backbone in a notebook) — the CI-sized dry run.
 
 Nothing is limited unless a profile says so (:data:`NONE`); limits never change a setting that
 a result row records, and every row of a dry run carries the dry-run profile's name.
@@ -150,13 +150,13 @@ def test_rows(classes: Sequence[str], seed: int) -> list[int]:
     return sorted(normals + drawn.tolist())
 
 
-def path_key(notebook: str, paper: str, table: str, method: str, backbone: str) -> str:
+def path_key(notebook: str, paper: str, method: str, backbone: str) -> str:
     """The code path of an experiment at the paper's scale, as the CI-sized dry run counts it: one
-    method on one backbone for one paper element (table or figure) in one notebook. Datasets,
-    shots, seeds and a method's options (ablation variants) change the data or the options the same
-    code runs with; the smoke profile runs every option at small scale, and the full dry run every
-    grid cell at the paper's."""
-    return "|".join((notebook, paper, table, method, backbone))
+    method on one backbone in one notebook. Datasets, settings, shots, seeds, tables and a
+    method's options (ablation variants) change the data or the options the same code runs with;
+    the smoke profile runs every option at small scale, and the full dry run every grid cell at
+    the paper's."""
+    return "|".join((notebook, paper, method, backbone))
 
 
 __all__ = ["NONE", "RunLimits", "active", "applied", "batch_slots", "epochs", "install", "path_key", "steps",

@@ -16,7 +16,7 @@ defined; notebooks never hard-code schedules, datasets or seeds.
   every paper dataset and random-weight backbone files (:mod:`osad_lib.dryrun`) unless given real
   ones. The CI size takes one dataset per family, batches of 2 (composition kept), two test
   images (a normal, an anomaly) and the first experiment of each code path only (a method on a
-  backbone for a table in a notebook, :func:`osad_lib.limits.path_key`). Their rows carry their own profile name and say
+  backbone in a notebook, :func:`osad_lib.limits.path_key`). Their rows carry their own profile name and say
   ``dry run`` in ``deviations``; they never mix with the paper profile's.
 
 Per-method settings (``Profile.methods``) override the method's paper defaults, which live in

@@ -151,6 +151,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+#: Per results file, (file version, code paths of its rows): :meth:`ResultsStore.path_has_rows`'s memo.
+_STORED_PATHS: dict[Path, tuple[tuple[int, int, int] | None, set[str]]] = {}
+
+
 class ResultsStore:
     """Tidy result rows of one notebook under one profile: ``<runs>/<profile>/results/<notebook>.csv``."""
 
@@ -185,10 +189,17 @@ class ResultsStore:
             atomic_write_text(self.path, merged.to_csv(index=False))
 
     def path_has_rows(self, experiment: Experiment) -> bool:
-        """Whether a stored experiment took ``experiment``'s code path (:func:`osad_lib.limits.path_key`)."""
-        fields = ("notebook", "paper", "table", "method", "backbone")
-        key = limits.path_key(*(getattr(experiment, f) for f in fields))
-        return any(limits.path_key(*row) == key for row in self.read()[list(fields)].itertuples(index=False))
+        """Whether a stored experiment took ``experiment``'s code path (:func:`osad_lib.limits.path_key`).
+
+        The stored paths are read once per version of the file (a grid asks for every item)."""
+        fields = ("notebook", "paper", "method", "backbone")
+        stat = self.path.stat() if self.path.exists() else None
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size) if stat else None
+        cached = _STORED_PATHS.get(self.path)
+        if cached is None or cached[0] != version:
+            rows = self.read()[list(fields)].itertuples(index=False)
+            _STORED_PATHS[self.path] = (version, {limits.path_key(*row) for row in rows})
+        return limits.path_key(*(getattr(experiment, f) for f in fields)) in _STORED_PATHS[self.path][1]
 
     def completed(self) -> set[str]:
         """Experiment ids that already have their rows."""
@@ -214,13 +225,13 @@ class ResultsStore:
 
         from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
 
+        if limits.active().one_run_per_path and self.path_has_rows(experiment):
+            return self.read().iloc[0:0]
         if resume:
             done = self.read()
             mine = done[done["experiment_id"] == experiment.experiment_id]
             if len(mine):
                 return mine.reset_index(drop=True)
-        if limits.active().one_run_per_path and self.path_has_rows(experiment):
-            return self.read().iloc[0:0]
         start = time.perf_counter()
         try:
             metrics = run()

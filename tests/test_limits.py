@@ -54,11 +54,10 @@ def test_the_truncated_test_set_keeps_every_class_in_proportion():
         assert len(kept) == 2 and kept[0] == "good" and kept[1] in ("cut", "hole")
 
 
-def test_the_code_path_is_a_method_on_a_backbone_for_a_table_in_a_notebook():
+def test_the_code_path_is_a_method_on_a_backbone_in_a_notebook():
     key = limits.path_key
-    assert key("06", "devnet", "table5", "devnet", "resnet18") != key("06", "devnet", "table5", "devnet", "alexnet")
-    assert key("01", "devnet", "table2", "kdad", "vgg16") != key("02", "dra", "table1", "kdad", "vgg16")
-    assert key("04", "anoonly", "table1", "devnet", "resnet18") != key("04", "anoonly", "image_devnet", "devnet", "resnet18")
+    assert key("06", "devnet", "devnet", "resnet18") != key("06", "devnet", "devnet", "alexnet")
+    assert key("01", "devnet", "kdad", "vgg16") != key("02", "dra", "kdad", "vgg16")
 
 
 def test_fit_runs_one_step_of_a_capped_batch_under_a_dry_run():

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +127,6 @@ class KDADConfig:
         if unknown:
             raise ConfigError(f"unknown KDAD option(s) {unknown}; known: {sorted(known)}")
         return cls(**overrides)
-
-    def with_(self, **changes: Any) -> KDADConfig:
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def steps_for(self, n_normals: int) -> int:
         """Optimisation steps per epoch: ``steps_per_epoch``, or one pass over ``n_normals``."""
