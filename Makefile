@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: demo smoke paper test lab bench venv clean-runs
+.PHONY: demo smoke paper test lab bench gpu-check wheels venv clean-runs
 
 venv: $(STAMP) $(KERNEL)
 
@@ -55,6 +55,20 @@ lab: venv
 
 bench: venv
 	$(BIN)/python -m osad_lib.bench
+
+# The GPU check (README "GPU check") needs no .venv: any Python with torch/torchvision and the
+# packages of env/requirements-gpu-check*.txt (offline: from the folder `make wheels` fills).
+CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+WHEELS ?= wheels
+
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(CHECK_PYTHON) -m osad_lib.gpucheck
+
+# Run where pip can reach the package index, with the GPU machine's Python version and platform
+# (or add e.g. PIP_PLATFORM="--platform manylinux2014_x86_64 --python-version 3.11 --only-binary=:all:").
+wheels:
+	$(PYTHON) -m pip download --dest $(WHEELS) $(PIP_PLATFORM) -r env/requirements-gpu-check.txt
+	$(PYTHON) -m pip download --dest $(WHEELS) $(PIP_PLATFORM) --no-deps -r env/requirements-gpu-check-nodeps.txt
 
 clean-runs:
 	rm -rf runs figures/smoke figures/demo figures/paper

@@ -6,12 +6,16 @@
     python run_all.py --profile paper --data-root ~/datasets --device cuda
     python run_all.py --only 02_dra,05_ahl --seeds 0,1
     python run_all.py --plan --profile paper   # print the experiment grid, run nothing
+    python run_all.py --profile paper --dry-run     # the paper settings, one step per run, generated data
+    python run_all.py --profile paper --dry-run ci  # the same, CI-sized (one dataset per family, one run per path)
 
 Executed notebooks go to runs/<profile>/, figures to figures/<profile>/ (PNG and PDF), tables to
 runs/<profile>/tables/ (CSV and Markdown), result rows to runs/<profile>/results/. Interrupted
 runs continue where they stopped (--resume, the default). Every option is checked before any
-notebook starts. Exit code 0 when every notebook succeeded, 1 when one failed (or the disk
-filled up), 2 for bad options, 130 when interrupted (Ctrl-C; rerun the same command to resume).
+notebook starts. A dry run writes under its own profile (runs/paper-dry-run*/); without --data-root
+it generates its data and random-weight backbone files (osad_lib.dryrun). Exit code 0 when every
+notebook succeeded, 1 when one failed (or the disk filled up), 2 for bad options, 130 when
+interrupted (Ctrl-C; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="skip finished notebooks and stored experiments (default on)")
     parser.add_argument("--plan", action="store_true", help="print the experiment grid and its size; run nothing")
+    parser.add_argument("--dry-run", nargs="?", const="full", default="", metavar="full|ci",
+                        help="with --profile paper: its real settings and every grid cell, but one optimisation step "
+                             "per run, a truncated test set and one seed (profile paper-dry-run); 'ci': one dataset "
+                             "per family, batches of 4, one run per code path (paper-dry-run-ci). Without --data-root "
+                             "on generated data and random-weight backbone files")
     parser.add_argument("--executor", default="local", help="local | slurm: where the grid's runs execute (default local)")
     parser.add_argument("--gpus", type=int, default=1, help="local GPUs to spread the grid over, one worker each (default 1)")
     parser.add_argument("--notebooks-dir", default=str(runner.NOTEBOOKS_DIR), help=argparse.SUPPRESS)
@@ -45,9 +54,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+DRY_RUN_PROFILES = {"full": "paper-dry-run", "ci": "paper-dry-run-ci"}
+
+
 def options_from(args: argparse.Namespace) -> runner.RunOptions:
     """Validate the command line up front (:func:`osad_lib.runner.validate_options`); every
-    error is one line (exit code 2)."""
+    error is one line (exit code 2). ``--dry-run`` swaps the paper profile for its dry-run profile."""
+    if args.dry_run:
+        if args.profile != "paper":
+            raise ConfigError(f"--dry-run runs the paper profile's settings; use --profile paper (got {args.profile!r})")
+        args.profile = DRY_RUN_PROFILES[choose("--dry-run", args.dry_run, DRY_RUN_PROFILES)]
     choose("--executor", args.executor, ("local", "slurm"))
     if args.gpus < 1:
         raise ConfigError(f"--gpus: {args.gpus} is not a positive number of GPUs; use 1 for no fan-out")
@@ -101,6 +117,23 @@ def print_plan(options: runner.RunOptions) -> None:
         print("(a reference CPU rate; run `make bench` on your machine, e.g. a GPU node, for its own estimate)")
 
 
+def dry_run_inputs(options: runner.RunOptions, scope: str) -> runner.RunOptions:
+    """Generate (once) the dry run's datasets (``scope`` full or ci) and random-weight backbone
+    files; the notebooks read them as a user's: the data root, and ``TORCH_HOME`` for the kernels'
+    torch hub cache."""
+    import dataclasses
+    import os
+
+    from osad_lib import dryrun
+
+    print(f"[run_all] dry run ({scope}): generating (once) stand-ins of the paper datasets and random-weight "
+          "backbone files")
+    data_root, torch_home = dryrun.prepare(scope)
+    os.environ["TORCH_HOME"] = str(torch_home)
+    print(f"[run_all] dry run: data root {data_root}; torch hub cache {torch_home / 'hub'}")
+    return dataclasses.replace(options, data_root=str(data_root))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -108,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan:
             print_plan(options)
             return 0
+        if args.dry_run and not options.data_root:
+            options = dry_run_inputs(options, args.dry_run)
         jobs_ok = True
         if args.executor == "slurm" or args.gpus > 1:
             jobs_ok = fan_out(args, options)

@@ -10,6 +10,14 @@ defined; notebooks never hard-code schedules, datasets or seeds.
   2 CPU cores.
 * ``paper``: the papers' protocols and hyper-parameters on the user's data under ``data_root``,
   with the paper backbones; meant for CUDA.
+* ``paper-dry-run`` / ``paper-dry-run-ci``: the paper profile's settings with every run cut short
+  (:class:`osad_lib.limits.RunLimits`: one optimisation step per training phase, a truncated test
+  set) and one seed — ``run_all.py --profile paper --dry-run [full|ci]``, on generated stand-ins of
+  every paper dataset and random-weight backbone files (:mod:`osad_lib.dryrun`) unless given real
+  ones. The CI size takes one dataset per family, batches of 2 (composition kept), two test
+  images (a normal, an anomaly) and the first experiment of each code path only (a method on a
+  backbone in a notebook, :func:`osad_lib.limits.path_key`). Their rows carry their own profile name and say
+  ``dry run`` in ``deviations``; they never mix with the paper profile's.
 
 Per-method settings (``Profile.methods``) override the method's paper defaults, which live in
 the method's own module (e.g. ``osad_lib.models.devnet.DevNetConfig``).
@@ -24,7 +32,8 @@ from typing import Any
 
 import torch
 
-from osad_lib import paths
+from osad_lib import limits, paths
+from osad_lib.limits import RunLimits
 from osad_lib.results import ResultsStore, device_label, store_for
 from osad_lib.validate import ConfigError, choose, parse_seeds
 from osad_lib.viz import enable_inline_figures, show_full_text
@@ -54,11 +63,13 @@ class Profile:
     eval_batch_size: int
     deviations: str
     needs_data_root: bool = False
+    limits: RunLimits = limits.NONE
+    overrides_of: str = ""  # the profile whose METHOD_OVERRIDES apply (default: this one)
 
     def method(self, name: str) -> dict[str, Any]:
         """Overrides of method ``name``'s paper defaults under this profile (:data:`METHOD_OVERRIDES`)."""
         per_profile = METHOD_OVERRIDES[choose("method", name, METHOD_OVERRIDES)]
-        return dict(per_profile.get(self.name, {}))
+        return dict(per_profile.get(self.overrides_of or self.name, {}))
 
 
 #: Per method, per profile: overrides of the method's paper defaults (its ``*Config`` dataclass).
@@ -327,6 +338,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: One registry name per paper dataset family (the CI-sized dry run's datasets): MVTec AD's first
+#: category, and each single-subset dataset of the paper profile.
+DATASET_FAMILY_REPRESENTATIVES = ("mvtecad/carpet",) + PAPER_IMAGE_DATASETS[1:]
+#: Test images kept per evaluation in a dry run (each class keeps at least one).
+DRY_RUN_TEST_IMAGES = 8
+
+
+def _dry_run(name: str, description: str, run_limits: RunLimits, **changes: Any) -> Profile:
+    """The paper profile with ``run_limits``, one seed and the paper's method settings."""
+    return replace(PROFILES["paper"], name=name, description=description, seeds=(0,), overrides_of="paper",
+                   limits=run_limits, deviations=run_limits.describe(), **changes)
+
+
+PROFILES["paper-dry-run"] = _dry_run(
+    "paper-dry-run", "dry run of the paper profile: its settings and every grid cell, one step per run",
+    RunLimits(max_steps=1, max_test_images=DRY_RUN_TEST_IMAGES))
+PROFILES["paper-dry-run-ci"] = _dry_run(
+    "paper-dry-run-ci", "CI-sized dry run of the paper profile: one dataset per family, one run per code path",
+    RunLimits(max_steps=1, max_test_images=2, max_batch_size=2, one_run_per_path=True),
+    image_datasets=DATASET_FAMILY_REPRESENTATIVES)
+
+
 def get_profile(name: str, **overrides: Any) -> Profile:
     """The named profile, with dataclass-field overrides applied (validated, one-line errors)."""
     profile = PROFILES[choose("profile", name, PROFILES)]
@@ -414,6 +447,7 @@ def configure(
         if not isinstance(value, bool):
             raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
     out = paths.output_root(output_dir)
+    limits.install(prof.limits)  # the dry-run profiles' truncation, read by the shared loops
     os.environ.setdefault("MPLBACKEND", "Agg")
     enable_inline_figures()
     show_full_text()

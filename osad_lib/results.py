@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from osad_lib import __version__
+from osad_lib import __version__, limits
 from osad_lib.paths import atomic_write_text
 from osad_lib.validate import notice
 
@@ -269,6 +269,10 @@ class _Loaded:
         return bool(self.quarantined or self.schema_note)
 
 
+#: Per results file, (file version, code paths of its rows): :meth:`ResultsStore.path_has_rows`'s memo.
+_STORED_PATHS: dict[Path, tuple[tuple[int, int, int] | None, set[str]]] = {}
+
+
 class ResultsStore:
     """Tidy result rows of one notebook under one profile: ``<runs>/<profile>/results/<notebook>.csv``."""
 
@@ -394,6 +398,19 @@ class ResultsStore:
             merged = pd.concat([old, new], ignore_index=True) if len(old) else new
             atomic_write_text(self.path, merged.to_csv(index=False))
 
+    def path_has_rows(self, experiment: Experiment) -> bool:
+        """Whether a stored experiment took ``experiment``'s code path (:func:`osad_lib.limits.path_key`).
+
+        The stored paths are read once per version of the file (a grid asks for every item)."""
+        fields = ("notebook", "paper", "method", "backbone")
+        stat = self.path.stat() if self.path.exists() else None
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size) if stat else None
+        cached = _STORED_PATHS.get(self.path)
+        if cached is None or cached[0] != version:
+            rows = self.read()[list(fields)].itertuples(index=False)
+            _STORED_PATHS[self.path] = (version, {limits.path_key(*row) for row in rows})
+        return limits.path_key(*(getattr(experiment, f) for f in fields)) in _STORED_PATHS[self.path][1]
+
     def completed(self) -> set[str]:
         """Experiment ids that already have their rows."""
         return set(self.read()["experiment_id"])
@@ -410,12 +427,16 @@ class ResultsStore:
         (:class:`osad_lib.training.NonFiniteLossError`) is recorded as one ``status=failed`` row
         and the caller's grid continues; CUDA out of memory raises
         :class:`osad_lib.training.CudaOutOfMemoryError` naming the experiment and the setting to
-        lower; any other exception propagates and writes nothing.
+        lower; any other exception propagates and writes nothing. Under a CI-sized dry run
+        (:attr:`osad_lib.limits.RunLimits.one_run_per_path`) an experiment whose code path already
+        has rows is skipped (no rows).
         """
         import torch
 
         from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
 
+        if limits.active().one_run_per_path and self.path_has_rows(experiment):
+            return self.read().iloc[0:0]
         if resume:
             done = self.read()
             mine = done[done["experiment_id"] == experiment.experiment_id]
@@ -437,6 +458,9 @@ class ResultsStore:
                 "rows stored earlier are kept and a rerun with resume continues from here"
             ) from None
         rows = experiment.rows(metrics, time.perf_counter() - start, status=status)
+        if limits.active().active:  # a dry run says so in every row it writes
+            rows = [{**r, "deviations": "; ".join(p for p in (r["deviations"], limits.active().describe()) if p)}
+                    for r in rows]
         self.append(rows)
         return validate_rows(rows)
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from osad_lib import limits
 from osad_lib.paths import atomic_write, atomic_write_text, format_size
 from osad_lib.validate import notice
 
@@ -66,6 +67,7 @@ class BalancedBatchSampler:
     that group; ``slots`` maps the same names to how many of each go into a batch. A batch
     lists the slots group by group in ``slots`` order. Each group is drawn from a seeded
     permutation that is renewed when exhausted. A group with no indices cannot have slots.
+    Under a dry run's batch cap the slots shrink in proportion (:func:`osad_lib.limits.batch_slots`).
     """
 
     def __init__(self, groups: Mapping[str, Sequence[int]], slots: Mapping[str, int], seed: int):
@@ -73,7 +75,7 @@ class BalancedBatchSampler:
             if count > 0 and len(groups.get(name, ())) == 0:
                 raise ValueError(f"batch slot group {name!r} has {count} slots but no samples")
         self.groups = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
-        self.slots = {k: int(v) for k, v in slots.items() if v > 0}
+        self.slots = {k: int(v) for k, v in limits.batch_slots(slots).items() if v > 0}
         self.rng = np.random.default_rng(seed)
         self._perm: dict[str, np.ndarray] = {}
         self._pos: dict[str, int] = {}
@@ -256,6 +258,7 @@ def fit(
     (the continued run matches an uninterrupted one on the same machine). A NaN/inf loss
     raises :class:`NonFiniteLossError`; CUDA running out of memory in a step raises
     :class:`CudaOutOfMemoryError` naming the batch size to try (the last epoch's checkpoint is kept).
+    A dry run's limits (:mod:`osad_lib.limits`) cut the schedule to its first epoch's first steps.
     """
     params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -274,13 +277,14 @@ def fit(
         model.to(memory_format=torch.channels_last)
     batches = iter(sampler)
     last_save = time.monotonic()
-    for epoch in range(start_epoch, config.epochs):
+    n_epochs, n_steps = limits.epochs(config.epochs), limits.steps(config.steps_per_epoch)
+    for epoch in range(start_epoch, n_epochs):
         model.train()
         if config.scheduler_step_at == "epoch_start":
             with _quiet_scheduler_warning():
                 scheduler.step()
         losses = []
-        steps = tqdm(range(config.steps_per_epoch), desc=f"{config.desc} epoch {epoch + 1}/{config.epochs}",
+        steps = tqdm(range(n_steps), desc=f"{config.desc} epoch {epoch + 1}/{n_epochs}",
                      leave=False, disable=not config.progress)
         for _ in steps:
             indices = next(batches)
@@ -300,7 +304,7 @@ def fit(
         history.append(float(np.mean(losses)) if losses else math.nan)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history[-1])
-        due = epoch in (0, config.epochs - 1) or time.monotonic() - last_save >= config.checkpoint_every_s
+        due = epoch in (0, n_epochs - 1) or time.monotonic() - last_save >= config.checkpoint_every_s
         if checkpoint is not None and due:
             last_save = time.monotonic()
             save_checkpoint(checkpoint, {

@@ -114,7 +114,7 @@ def test_lite0_weights_are_genuine_imagenet_weights():
     assert random.max() < 0.01
 
 
-@pytest.mark.parametrize("name", ["resnet18", "alexnet", "resnet50", "efficientnet_b6"])
+@pytest.mark.parametrize("name", ["resnet18", "alexnet", "resnet50", "efficientnet_b6", "vgg16"])
 def test_missing_imagenet_weights_fail_fast_with_one_line(name, no_weight_cache):
     start = time.perf_counter()
     with pytest.raises(ConfigError) as error:

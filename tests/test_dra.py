@@ -473,9 +473,11 @@ def test_paper_grid_is_listed_without_data(tmp_path):
     assert {"carpet/metal", "metal_nut/flip", "mono", "broken_end", "barretts-short-segment"} <= set(hard["subset"])
     assert set(dra["deviations"].str.split(";").str[0]) == {"mode=faithful"}
     assert (hard.loc[hard["dataset"] == "hyperkvasir", "deviations"].str.contains("LAG")).all()
-    assert set(rows["method"]) == {"dra", "devnet", "saoe", "mlep", "deepsad", "minns"}
+    assert set(rows["method"]) == {"dra", "devnet", "saoe", "mlep", "deepsad", "minns", "kdad"}
     appendix = rows[rows["method"].isin(["deepsad", "minns"])]
     assert set(appendix["n_shots"]) == {10} and set(appendix["variant"]) == {""}
+    kdad = rows[rows["method"] == "kdad"]  # unsupervised: once per test set, n_shots 0 as in Tables 1/2
+    assert set(kdad["n_shots"]) == {0} and len(kdad) == (23 + 30) * len(cfg.seeds)
     clean = rows[rows["variant"] == "clean"]
     assert set(zip(clean["method"], clean["setting"], clean["n_shots"])) == {("dra", "general", 10)}
     assert (clean["deviations"].str.split(";").str[0] == "mode=clean").all()

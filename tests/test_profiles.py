@@ -2,12 +2,13 @@
 
 import pytest
 
+from osad_lib import limits
 from osad_lib.profiles import METHOD_OVERRIDES, PROFILES, configure, get_profile
 from osad_lib.validate import ConfigError, choose, parse_int_list
 
 
 def test_profiles_exist_and_differ():
-    assert set(PROFILES) == {"smoke", "demo", "paper"}
+    assert set(PROFILES) == {"smoke", "demo", "paper", "paper-dry-run", "paper-dry-run-ci"}
     assert PROFILES["smoke"].image_datasets == ("synthetic",)
     assert "elpv" in PROFILES["demo"].image_datasets
     assert PROFILES["paper"].image_size == 448 and PROFILES["paper"].backbone == "resnet18"
@@ -18,6 +19,33 @@ def test_every_method_has_overrides_for_each_reduced_profile():
     for method, per_profile in METHOD_OVERRIDES.items():
         assert set(per_profile) <= set(PROFILES), method
         assert get_profile("smoke").method(method) == per_profile.get("smoke", {})
+
+
+@pytest.mark.parametrize("name", ["paper-dry-run", "paper-dry-run-ci"])
+def test_dry_run_profiles_keep_the_paper_settings_and_only_add_limits(name):
+    """A dry run changes no setting a row records: only its limits, one seed, and (CI) the datasets."""
+    dry, paper = get_profile(name), get_profile("paper")
+    assert dry.limits.max_steps == 1 and dry.limits.max_test_images >= 2 and dry.seeds == (0,)
+    same = {f for f in paper.__dataclass_fields__ if f not in ("name", "description", "seeds", "limits", "overrides_of",
+                                                               "deviations", "image_datasets")}
+    assert all(getattr(dry, f) == getattr(paper, f) for f in same)
+    assert all(dry.method(m) == paper.method(m) for m in METHOD_OVERRIDES)
+    assert dry.deviations.startswith("dry run: 1 optimisation step") and paper.limits == limits.NONE
+    if name == "paper-dry-run":
+        assert dry.image_datasets == paper.image_datasets and not dry.limits.one_run_per_path
+    else:  # one dataset per family, batches of 4, one run per code path
+        assert dry.image_datasets[0] == "mvtecad/carpet" and dry.image_datasets[1:] == paper.image_datasets[1:]
+        assert dry.limits.max_batch_size == 2 and dry.limits.max_test_images == 2 and dry.limits.one_run_per_path
+
+
+def test_configure_installs_the_profiles_run_limits(tmp_path):
+    try:
+        configure("01_devnet", profile="paper-dry-run", data_root=str(tmp_path), output_dir=str(tmp_path))
+        assert limits.active() == get_profile("paper-dry-run").limits
+        configure("01_devnet", profile="smoke", output_dir=str(tmp_path))
+        assert limits.active() == limits.NONE
+    finally:
+        limits.install(limits.NONE)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -158,6 +158,7 @@ def _conv_run(deterministic: bool) -> list[float]:
     return fit(model, loss_fn, BalancedBatchSampler({"all": range(64)}, {"all": 16}, 0), _config(), device="cuda")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_runs_repeat_within_the_documented_tolerance():
     """README 'Reproducibility': on CUDA the same seed repeats bitwise with deterministic=True,

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from osad_lib import paths
+from osad_lib import limits, paths
 from osad_lib.data.images import load_mask, load_rgb
 from osad_lib.data.mvtec import MARKER, Sample, build_folder_once, read_marker, read_mvtec_layout
 from osad_lib.data.protocols import Split
@@ -256,8 +256,9 @@ def load_split(split: Split, root: str | os.PathLike, image_size: int, cache: bo
     """(train, test) ImageSets of a split manifest for the dataset at ``root``.
 
     Train = normals (label 0), then contamination (label 0, true class kept in ``classes``),
-    then labelled anomalies (label 1). Test keeps the manifest's order and labels. The whole
-    dataset is decoded (and cached) once per size, so every split of it reuses one cache.
+    then labelled anomalies (label 1). Test keeps the manifest's order and labels (a dry run keeps
+    a class-stratified subset of it, :func:`osad_lib.limits.test_rows`). The whole dataset is
+    decoded (and cached) once per size, so every split of it reuses one cache.
     """
     root = Path(root)
     samples = read_mvtec_layout(root)
@@ -265,6 +266,7 @@ def load_split(split: Split, root: str | os.PathLike, image_size: int, cache: bo
     train = [(p, 0) for p in split.train_normal] + [(p, 0) for p, _ in split.train_contamination]
     train += [(p, 1) for p, _ in split.train_anomaly]
     test = [(p, label) for p, label, _ in split.test]
+    test = [test[i] for i in limits.test_rows([cls for _, _, cls in split.test], split.seed)]
     missing = [p for p, _ in train + test if p not in by_path]
     if missing:
         raise ConfigError(

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import paper
+from osad_lib import limits, paper
 from osad_lib.data.mvtec import Sample, read_mvtec_layout
 from osad_lib.data.protocols import Split
 from osad_lib.data.pseudo import foreground_mask, randaug_cutpaste
@@ -435,9 +435,9 @@ def run_bgad(cfg: NotebookConfig, split: Split, config: BGADConfig, *, method: s
     seed_everything(split.seed)
     normal_rows = _normal_rows(split, row, max_train_normals)
     anomaly_rows = [row[p] for p, _ in split.train_anomaly] if method == "bgad_fas" else []
-    test_rows = [row[p] for p, _, _ in split.test]
+    kept = limits.test_rows([c for _, _, c in split.test], split.seed)  # all, except in a dry run
     device = cfg.device
-    test = _test_set(images, bank, test_rows, split)
+    test = _test_set(images, bank, [row[split.test[i][0]] for i in kept], [split.test[i][1] for i in kept])
     anomalies = None
     if anomaly_rows:
         anomalies = _AnomalyEntries(images, bank, normal_rows, anomaly_rows, net, config, device, split.seed)
@@ -478,8 +478,8 @@ class _TestSet:
     paths: list[str]
 
 
-def _test_set(images: ImageSet, bank: FeatureBank, rows: list[int], split: Split) -> _TestSet:
-    labels = np.array([label for _, label, _ in split.test])
+def _test_set(images: ImageSet, bank: FeatureBank, rows: list[int], labels: list[int]) -> _TestSet:
+    labels = np.array(labels)
     masks = None if images.masks is None else images.masks[rows]
     return _TestSet(bank.subset(rows), labels, masks, images.images[rows], [images.paths[r] for r in rows])
 

@@ -18,14 +18,13 @@ settings differ from the official code (:func:`devnet_deviations`).
 
 Methods are runners in :data:`METHODS` (name → ``(cfg, split, root, *, localize, artifact,
 checkpoint) -> metrics``): DevNet and FLOS (:data:`DEVNET_METHODS`), and the baselines of the
-DevNet tables from :data:`osad_lib.models.baselines.RUNNERS` — Deep SVDD, Deep SAD, MINNS §6.2,
-and PatchCore (not in DevNet's tables; the unsupervised reference of AHL Table 4, whose
+DevNet tables from :data:`osad_lib.models.baselines.RUNNERS` — Deep SVDD, Deep SAD, MINNS, KDAD
+§6.2, and PatchCore (not in DevNet's tables; the unsupervised reference of AHL Table 4, whose
 ``table4`` reads its rows from any notebook). Baseline rows' ``deviations`` come from
 :func:`osad_lib.models.baselines.baseline_deviations`. Unsupervised methods
 (:data:`UNSUPERVISED`) run on the same split as the others (same test set, labelled anomalies
-ignored) and their rows carry ``n_shots=0``, as the paper's tables list them. KDAD is not
-implemented (:data:`PAPER_ONLY`): its rows in :func:`paper_table` are the paper's numbers only,
-with a ``note`` saying so. :func:`register_method` adds further runners. ``METHOD_OVERRIDES
+ignored) and their rows carry ``n_shots=0``, as the paper's tables list them.
+:func:`register_method` adds further runners. ``METHOD_OVERRIDES
 ["devnet"][profile]["methods"]`` chooses the methods a profile runs.
 Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with :data:`TABLE5_VARIANTS` or
 ``topk_ratio`` and :func:`run_devnet` on splits with other shot counts or contamination.
@@ -56,6 +55,7 @@ from osad_lib.models.baselines import BaselineConfig
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, training_stems
 from osad_lib.experiments.model_store import load_or_train
 from osad_lib.models.devnet import DevNet, DevNetConfig, score_images, train_devnet
+from osad_lib.models.kdad import KDADConfig
 from osad_lib.models.patchcore import PatchCoreConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
@@ -88,11 +88,7 @@ TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
 DEVNET_METHODS: dict[str, dict[str, Any]] = {"devnet": {}, "flos": {"criterion": "focal"}}
 #: Methods trained without labelled anomalies: their rows have ``n_shots=0`` (the paper's Table 2
 #: lists Deep SVDD and KDAD so), while they run on the table's split (same test set as the others).
-UNSUPERVISED = ("deepsvdd", "patchcore")
-#: Methods of the paper's tables that are not implemented → the ``note`` of their paper-only rows.
-PAPER_ONLY: dict[str, str] = {
-    "kdad": "paper only, not run: KDAD needs its VGG-16 teacher/student pair (not implemented)",
-}
+UNSUPERVISED = ("deepsvdd", "patchcore", "kdad")
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +150,7 @@ def devnet_deviations(cfg: NotebookConfig, dataset: str, config: DevNetConfig | 
     return "; ".join(parts)
 
 
-def method_config(cfg: NotebookConfig, method: str) -> DevNetConfig | BaselineConfig | PatchCoreConfig:
+def method_config(cfg: NotebookConfig, method: str) -> DevNetConfig | BaselineConfig | PatchCoreConfig | KDADConfig:
     """The settings ``method``'s runner uses under this profile (:func:`devnet_config`, or the
     baseline's :func:`osad_lib.models.baselines.method_config`)."""
     method = choose("method", method, METHODS)
@@ -171,21 +167,18 @@ def method_deviations(cfg: NotebookConfig, method: str, dataset: str) -> str:
 
 
 def methods_table(cfg: NotebookConfig) -> pd.DataFrame:
-    """Every method of :data:`METHODS` and :data:`PAPER_ONLY` under this profile: the tables the
-    profile runs it on, the labelled anomalies it uses, the DevNet tables that list it, its
+    """Every method of :data:`METHODS` under this profile: the tables the profile runs it on, the labelled anomalies it uses, the DevNet tables that list it, its
     backbone and how its settings differ from its paper (``deviations`` as on real data)."""
     shots, run_tables = table_shots(cfg), sorted({table for *_, table in _runs(cfg)})
     listed = {t: set(paper.load_table(f"devnet_{t}")["method"]) for t in ("table2", "table3", "table4")}
     rows = []
-    for method in [*METHODS, *PAPER_ONLY]:
-        config = method_config(cfg, method) if method in METHODS else None
+    for method in METHODS:
         runs_on = [t for t in run_tables if t in _method_tables(cfg, method)]
         rows.append({
             "method": method, "runs on": ", ".join(runs_on) or "not run",
-            "labelled anomalies": row_shots(method, shots) if method in METHODS else 0,
+            "labelled anomalies": row_shots(method, shots),
             "paper tables": ", ".join(t for t, names in listed.items() if method in names) or "none",
-            "backbone": config.backbone if config is not None else "",
-            "deviations": method_deviations(cfg, method, "") if config is not None else PAPER_ONLY[method],
+            "backbone": method_config(cfg, method).backbone, "deviations": method_deviations(cfg, method, ""),
         })
     return pd.DataFrame(rows)
 
@@ -286,7 +279,7 @@ def grid_frame(items: Sequence[GridItem]) -> pd.DataFrame:
 
 
 def _cost(info: Any, setting: str, seen: str | None, n_shots: int,
-          config: DevNetConfig | BaselineConfig | PatchCoreConfig) -> tuple[int, int]:
+          config: DevNetConfig | BaselineConfig | PatchCoreConfig | KDADConfig) -> tuple[int, int]:
     """(training images, evaluation images) of one run, pyramid scales counted; PatchCore: one
     pass over its memory-bank normals."""
     counts = info.paper
@@ -306,9 +299,11 @@ def _cost(info: Any, setting: str, seen: str | None, n_shots: int,
     return _train_images(config, n_train), max(n_test, 0) * scales
 
 
-def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig, n_train_normal: int) -> int:
+def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig | KDADConfig, n_train_normal: int) -> int:
     if isinstance(config, PatchCoreConfig):
         return min(config.max_train_images or n_train_normal, n_train_normal)
+    if isinstance(config, KDADConfig):
+        return config.train_images(n_train_normal)
     return config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
 
 
@@ -502,13 +497,18 @@ def _mean_rows(part: pd.DataFrame, needed: set[str], label: str) -> list[pd.Data
     return out
 
 
+#: Columns of :func:`paper_table`.
+PAPER_TABLE_COLUMNS = ("dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
+                       "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean",
+                       "deviations")
+
+
 def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
     """Paper vs measured for ``table2`` | ``table3`` | ``table4`` on the measured datasets, with deltas.
 
     Table 4 (pixel AUROC) takes the ``pixel_auroc`` rows of the general-setting runs on datasets
     with masks (Table 2 runs) and of the localization runs. Saved as ``devnet_<table>`` (CSV + MD).
-    ``note`` says what a row without both numbers is (:func:`row_note`): e.g. KDAD's rows are the
-    paper's numbers only, never measured ones.
+    ``note`` says what a row without both numbers is (:func:`row_note`).
     """
     table = choose("table", table, ("table2", "table3", "table4"))
     if table == "table4":
@@ -516,8 +516,8 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         rows["table"] = "table4"
     else:
         rows = _with_means(_rows(cfg, table, "auroc"), table)
-    if rows.empty:
-        return pd.DataFrame()
+    if rows.empty:  # e.g. no dataset with hard-setting classes under the data root: no Table 3
+        return pd.DataFrame(columns=PAPER_TABLE_COLUMNS)
     joined = paper.compare(rows, f"devnet_{table}")
     joined = joined[joined["dataset"].isin(set(rows["dataset"]))]
     if table == "table3":
@@ -527,16 +527,12 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         paper=[paper.format_mean_std(m, s) for m, s in zip(joined["paper_mean"], joined["paper_std"])],
         measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
     )
-    out["note"] = [row_note(m, p, n) for m, p, n in zip(out["method"], out["paper_mean"], out["n_seeds"])]
-    columns = ["dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
-               "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean", "deviations"]
-    return out[columns].reset_index(drop=True)
+    out["note"] = [row_note(p, n) for p, n in zip(out["paper_mean"], out["n_seeds"])]
+    return out[list(PAPER_TABLE_COLUMNS)].reset_index(drop=True)
 
 
-def row_note(method: str, paper_mean: float, n_seeds: int) -> str:
+def row_note(paper_mean: float, n_seeds: int) -> str:
     """What a :func:`paper_table` row is when it lacks a measured or a paper number."""
-    if method in PAPER_ONLY and not n_seeds:
-        return PAPER_ONLY[method]
     if not n_seeds:
         return "paper only: not run under this profile"
     return "measured only: no paper row" if pd.isna(paper_mean) else ""
@@ -697,7 +693,7 @@ def score_explorer_inputs(cfg: NotebookConfig, method: str = "devnet") -> dict[s
 
 
 __all__ = [
-    "DEVNET_METHODS", "METHODS", "NOTEBOOK", "PAPER_ONLY", "TABLE5_VARIANTS", "UNSUPERVISED", "artifact_path",
+    "DEVNET_METHODS", "METHODS", "NOTEBOOK", "TABLE5_VARIANTS", "UNSUPERVISED", "artifact_path",
     "config_deviations", "config_table", "devnet_config", "devnet_deviations", "fig4_curve",
     "fig4_figure", "fig5_overlays", "grid", "grid_frame", "grid_option", "make_dataset_split", "method_config",
     "method_deviations", "methods_table", "paper_table", "register_method", "row_note", "row_shots", "run_devnet",

@@ -5,7 +5,8 @@ drawn from the ten-shot draw, DRA App. A.2) and the hard setting with every seen
 dataset (``registry.DATASETS[..].hard_seen_classes``, ``official_code_facts.md`` §2.3), for
 each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and,
 at the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
-:mod:`osad_lib.models.baselines`); where ``clean_runs`` says so, DRA also in ``clean`` mode
+:mod:`osad_lib.models.baselines`); the unsupervised KDAD of Tables 1/2 (:data:`UNSUPERVISED_METHODS`,
+rows with ``n_shots=0``) once per split test set; where ``clean_runs`` says so, DRA also in ``clean`` mode
 (``variant="clean"``) beside the faithful default (:func:`mode_comparison`). :func:`dra_vs_devnet`
 is the paired verdict on the paper's claim.
 Rows: ``paper="dra"``, ``table="table1"`` (general) / ``"table2"`` (hard); hard-setting rows
@@ -36,6 +37,7 @@ from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images, load_split
 from osad_lib.experiments import GridItem
+from osad_lib.limits import stratified_rows
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems, training_stems
 from osad_lib.models.stems import StemFeatures
@@ -51,13 +53,18 @@ from osad_lib.validate import ConfigError, choose
 NOTEBOOK = "02_dra"
 #: Methods of the notebook's grid (names of the paper tables): DRA, the DevNet comparison
 #: (``osad_lib.experiments.devnet``), SAOE and MLEP (:mod:`osad_lib.models.dra_baselines`, on
-#: DRA's backbone and pipeline), Deep SAD and MINNS (:data:`APPENDIX_METHODS`).
-METHODS = ("dra", "devnet", "saoe", "mlep", "deepsad", "minns")
+#: DRA's backbone and pipeline), Deep SAD and MINNS (:data:`APPENDIX_METHODS`), KDAD
+#: (:data:`UNSUPERVISED_METHODS`).
+METHODS = ("dra", "devnet", "saoe", "mlep", "deepsad", "minns", "kdad")
 #: Trainers of the methods run through :func:`run_dra` (same pipeline, same config type).
 TRAINERS = {"dra": train_dra, "saoe": train_saoe, "mlep": train_mlep}
 #: The baselines of appendix Tables 7/8 (DRA App. C.1), run by :data:`osad_lib.models.baselines.RUNNERS`
 #: with their own settings, only at the ``appendix_n_shots`` shot count.
 APPENDIX_METHODS = ("deepsad", "minns")
+#: Unsupervised baselines of Tables 1/2 (:data:`osad_lib.models.baselines.RUNNERS`, their own settings):
+#: one run per dataset, setting, seen class and seed on the split of the largest shot count (all shot
+#: counts share its test set, App. A.2); rows carry ``n_shots=0`` as the paper's tables.
+UNSUPERVISED_METHODS = ("kdad",)
 #: Keys of ``METHOD_OVERRIDES["dra"][profile]`` that shape the grid rather than DRAConfig:
 #: ``general_n_shots`` / ``hard_n_shots`` (default: the profile's ``n_shots``) and
 #: ``methods`` (default: :data:`METHODS` whose runner exists), ``max_seen_classes`` (default 0 =
@@ -113,7 +120,7 @@ def grid_option(cfg: NotebookConfig, key: str) -> Any:
 
 def available_methods() -> tuple[str, ...]:
     """:data:`METHODS` whose runner is installed (DevNet's lives in ``osad_lib.experiments.devnet``)."""
-    return tuple(m for m in METHODS if m in TRAINERS or m in APPENDIX_METHODS
+    return tuple(m for m in METHODS if m in TRAINERS or m in APPENDIX_METHODS or m in UNSUPERVISED_METHODS
                  or importlib.util.find_spec(f"osad_lib.experiments.{m}") is not None)
 
 
@@ -243,9 +250,12 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
     methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
     extra = {name for name, _, _ in grid_option(cfg, "extra_hard")}
     for name, setting, n_shots, seen_class in split_runs(cfg):
+        largest = max(grid_option(cfg, "general_n_shots" if setting == "general" else "hard_n_shots"))
         for seed in cfg.seeds:
             manifest = _manifest_id(cfg, name, setting, n_shots, seed, seen_class)
             for method in [m for m in methods if name not in extra or m in EXTRA_HARD_METHODS]:
+                if method in UNSUPERVISED_METHODS and n_shots != largest:
+                    continue  # one run per test set: it uses no labelled anomaly
                 appendix_ok = method not in APPENDIX_METHODS or n_shots == grid_option(cfg, "appendix_n_shots")
                 if appendix_ok and seed in run_seeds(cfg, method, n_shots):
                     items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
@@ -259,18 +269,22 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
     info = subset_info(name)
     if method in TRAINERS:
         deviations = config_deviations(config, info.dataset, grid_option(cfg, "max_test_images"), method)
-    elif method in APPENDIX_METHODS:
+    elif method in APPENDIX_METHODS or method in UNSUPERVISED_METHODS:
         deviations = _with_subsample(cfg, baseline_deviations(method, info.dataset, method_config(cfg, method)))
     else:
         deviations = _devnet_deviations(cfg, info.dataset)
+    extra = {"name": name, "seen_class": seen_class or ""}
+    if method in UNSUPERVISED_METHODS:
+        extra["split_shots"] = n_shots  # the split it runs on (row n_shots: 0, unsupervised)
     experiment = Experiment(
         notebook=NOTEBOOK, paper="dra", table=TABLES[setting], dataset=info.dataset,
         subset=hard_subset_label(name, seen_class) if seen_class else info.subset,
-        setting=setting, n_shots=n_shots, method=method,
+        setting=setting, n_shots=0 if method in UNSUPERVISED_METHODS else n_shots, method=method,
         variant=variant_label(config) if method in TRAINERS else "",
-        backbone=method_config(cfg, method).backbone if method in APPENDIX_METHODS else cfg.profile.backbone,
+        backbone=(method_config(cfg, method).backbone if method in APPENDIX_METHODS + UNSUPERVISED_METHODS
+                  else cfg.profile.backbone),
         seed=seed, profile=cfg.profile.name, manifest_id=manifest, deviations=deviations,
-        device=cfg.device_label, extra_key={"name": name, "seen_class": seen_class or ""},
+        device=cfg.device_label, extra_key=extra,
     )
     cost = _cost(info, setting, config)
     return GridItem(experiment, *cost)
@@ -368,14 +382,7 @@ def subsample(images: ImageSet, max_images: int, seed: int) -> ImageSet:
     (at least one image per class); seeded, sorted by position. 0 = all images."""
     if not max_images or len(images) <= max_images:
         return images
-    rng = np.random.default_rng(seed)
-    classes = np.asarray(images.classes)
-    keep: list[int] = []
-    for name in sorted(set(images.classes)):
-        members = np.flatnonzero(classes == name)
-        count = max(1, round(len(members) * max_images / len(images)))
-        keep += rng.choice(members, min(count, len(members)), replace=False).tolist()
-    return images.select(sorted(keep))
+    return images.select(stratified_rows(images.classes, max_images, seed))
 
 
 def _score_frame(images: ImageSet, scores: dict[str, np.ndarray], seen: Sequence[str]) -> pd.DataFrame:
@@ -402,14 +409,15 @@ def scores_file(cfg: NotebookConfig, experiment: Experiment) -> Path:
 
 
 def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
-    """Run one grid item (DRA in the row's mode, SAOE, MLEP, DevNet, Deep SAD or MINNS) and return its metrics."""
+    """Run one grid item (DRA in the row's mode, SAOE, MLEP, DevNet, Deep SAD, MINNS or KDAD) and return its metrics."""
     e = item.experiment
     name, seen_class = e.extra_key["name"], e.extra_key["seen_class"] or None
-    split, root = make_dataset_split(cfg, name, e.setting, e.n_shots, e.seed, seen_class)
+    split, root = make_dataset_split(cfg, name, e.setting, e.extra_key.get("split_shots", e.n_shots), e.seed,
+                                     seen_class)
     limit = grid_option(cfg, "max_test_images")
     if e.method == "devnet":
         return _run_devnet(cfg, split, root)
-    if e.method in APPENDIX_METHODS:
+    if e.method in APPENDIX_METHODS or e.method in UNSUPERVISED_METHODS:
         return RUNNERS[e.method](cfg, split, root, max_test_images=limit, localize=False)
     first_seed = e.seed == cfg.seeds[0]
     return run_dra(cfg, split, root, run_config(cfg, e), method=e.method, scores_path=scores_file(cfg, e),

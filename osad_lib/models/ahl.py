@@ -64,6 +64,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from osad_lib import limits
 from osad_lib.features import PSEUDO_GENERATORS
 from osad_lib.losses.deviation import deviation_loss
 from osad_lib.models import dra as dra_model
@@ -938,9 +939,9 @@ class AHLTrainer:
         changes = []
         for support, query in self.samplers:
             grad, fast, q_loss = meta_gradient(self.theta, self._loss, self._loss,
-                                               self._batches(support, cfg.inner_steps),
-                                               self._batches(query, cfg.query_steps), cfg.base_lr, cfg.second_order,
-                                               cfg.inner_optimizer)
+                                               self._batches(support, limits.steps(cfg.inner_steps)),
+                                               self._batches(query, limits.steps(cfg.query_steps)), cfg.base_lr,
+                                               cfg.second_order, cfg.inner_optimizer)
             grads.append(grad)
             query_losses.append(q_loss)
             changes.append(relative_change(self.theta, fast))
@@ -969,7 +970,9 @@ class AHLTrainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def fit(self, progress: bool = True, desc: str = "ahl") -> TrainedAHL:
-        for epoch in tqdm(range(self.config.epochs), desc=desc, leave=False, disable=not progress):
+        # a dry run (osad_lib.limits): the K + 2 epochs after which psi has trained and its weights apply
+        epochs = limits.epochs(self.config.epochs, phases=self.config.sequence_length + 2)
+        for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=not progress):
             self.epoch(epoch)
         return TrainedAHL([(self.scorer, self.config.base, 0.0, 1.0)], self.history, self.tasks)
 

@@ -17,11 +17,14 @@ resnet50            DevNet ablation (Table 5)            2048, /32   256, 512, 1
 efficientnet_lite0  offline stand-in with genuine        1280, /32   24, 40, 112
                     ImageNet weights (datasets §3)
 efficientnet_b6     BGAD (timm ``tf_efficientnet_b6``)   2304, /32   40, 72, 200
+vgg16               KDAD's source network (teacher)      512, /32    128, 256, 512
 ==================  ===================================  ==========  ======================
 
 ``stages``: ResNets, AlexNet and EfficientNet-B6 have 4 (the last one at stride 32); Lite0 has 5:
 its stride-32 run is split into blocks 11–14 and *the last block with the 1×1 head convolution*,
 the part the CPU demo fine-tunes (``frozen_stages=4``; 5 freezes everything).
+VGG-16's four stages are its convolution blocks 1–2, 3, 4 and 5, each ending in its max pooling
+(strides 4, 8, 16, 32), so ``feature_levels`` are the outputs of blocks 2, 3 and 4.
 
 ``weights``: ``"imagenet"``, ``"random"`` or the path of a local state-dict file, either in the
 layout of the model's source (torchvision, timm, or ``efficientnet_lite_pytorch`` for lite0) or
@@ -152,7 +155,7 @@ class _Spec:
     out_channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    imagenet: Callable[[], Path]  # where genuine weights are (may raise ConfigError)
+    url: Callable[[], str] | None  # the ImageNet file's URL (None: weights installed with a package)
 
 
 def _downloads_allowed() -> bool:
@@ -248,6 +251,13 @@ class _LiteBlocks(nn.Module):
         return x
 
 
+def _split_vgg(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...], nn.Module]:
+    f = model.features  # blocks of (conv-relu) x 2, 2, 3, 3, 3, each closed by max pooling
+    stages = [f[0:10], f[10:17], f[17:24], f[24:31]]
+    head = nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
+    return stages, (0, 1, 2), head
+
+
 def _build_lite0() -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -300,34 +310,47 @@ def _torchvision_url(enum: str) -> Callable[[], str]:
     return url
 
 
-def _from_hub(name: str, url: Callable[[], str]) -> Callable[[], Path]:
-    return lambda: hub_checkpoint(name, url())
-
-
 B6_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/tf_efficientnet_b6_aa-80ba17e4.pth"
 
 _SPECS: dict[str, _Spec] = {
     "resnet18": _Spec(
         _torchvision("resnet18"), _split_resnet, (64, 128, 256), 512, IMAGENET_MEAN, IMAGENET_STD,
-        _from_hub("resnet18", _torchvision_url("ResNet18_Weights")),
+        _torchvision_url("ResNet18_Weights"),
     ),
     "alexnet": _Spec(
         _torchvision("alexnet"), _split_alexnet, (64, 192, 256), 256, IMAGENET_MEAN, IMAGENET_STD,
-        _from_hub("alexnet", _torchvision_url("AlexNet_Weights")),
+        _torchvision_url("AlexNet_Weights"),
     ),
     "resnet50": _Spec(
         _torchvision("resnet50"), _split_resnet, (256, 512, 1024), 2048, IMAGENET_MEAN, IMAGENET_STD,
-        _from_hub("resnet50", _torchvision_url("ResNet50_Weights")),
+        _torchvision_url("ResNet50_Weights"),
+    ),
+    "vgg16": _Spec(
+        _torchvision("vgg16"), _split_vgg, (128, 256, 512), 512, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_url("VGG16_Weights"),
     ),
     "efficientnet_lite0": _Spec(
-        _build_lite0, _split_lite0, (24, 40, 112), 1280, LITE_MEAN, LITE_STD, _lite0_file,
+        _build_lite0, _split_lite0, (24, 40, 112), 1280, LITE_MEAN, LITE_STD, None,
     ),
     "efficientnet_b6": _Spec(
         _build_b6, _split_timm_efficientnet, (40, 72, 200), 2304, IMAGENET_MEAN, IMAGENET_STD,
-        _from_hub("efficientnet_b6", lambda: B6_URL),
+        lambda: B6_URL,
     ),
 }
 BACKBONES: tuple[str, ...] = tuple(_SPECS)
+
+
+def hub_file_name(name: str) -> str | None:
+    """File name of backbone ``name``'s ImageNet weights in the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints/<name>``); None when a package installs them (Lite0)."""
+    url = _SPECS[choose("backbone", name, BACKBONES)].url
+    return None if url is None else url().rsplit("/", 1)[-1]
+
+
+def source_model(name: str) -> nn.Module:
+    """The randomly initialised model of backbone ``name`` in its source's layout (torchvision,
+    timm, the Lite0 package): what an ImageNet weights file of that backbone holds."""
+    return _SPECS[choose("backbone", name, BACKBONES)].build()
 
 
 def build_backbone(name: str, weights: str = "imagenet") -> Backbone:
@@ -339,7 +362,7 @@ def build_backbone(name: str, weights: str = "imagenet") -> Backbone:
     spec = _SPECS[choose("backbone", name, BACKBONES)]
     weights = str(weights)
     if weights == "imagenet":
-        source: Path | None = spec.imagenet()
+        source: Path | None = _lite0_file() if spec.url is None else hub_checkpoint(name, spec.url())
     elif weights == "random":
         source = None
     elif Path(weights).expanduser().is_file():

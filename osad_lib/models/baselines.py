@@ -2,9 +2,9 @@
 
 DevNet §6.2 compares against Deep SVDD, Deep SAD, MINNS (plus FLOS and KDAD); DRA appendix B.2
 / C.1 reports Deep SAD and MINNS; AHL §4.5.1 (Table 4) reports PatchCore
-(:mod:`osad_lib.models.patchcore`). KDAD needs its own VGG-16 teacher/student pair and is not
-implemented: its rows are the papers' numbers only.
-Each is built from its own paper on the profile's backbone:
+(:mod:`osad_lib.models.patchcore`); DevNet and DRA list KDAD (:mod:`osad_lib.models.kdad`, its own
+VGG-16 source/cloner pair at its own settings, :func:`kdad_config`) as their unsupervised baseline.
+The others are built from their own papers on the profile's backbone:
 
 * **Deep SVDD** (Ruff et al., ICML 2018; DevNet §6.2 "a deep one-class classifier … a
   one-class center-oriented hypersphere"): unsupervised, trained on the training normals only
@@ -71,6 +71,7 @@ from osad_lib.models.backbones import build_backbone
 from osad_lib.models.devnet import score_images, stem_features
 from osad_lib.models.stems import StemFeatures, random_angles, random_dihedral, random_rotation, rotate, to_float_images
 from osad_lib.models.heads import average_scales, image_pyramid, top_k_mean
+from osad_lib.models.kdad import KDADConfig, anomaly_maps, train_kdad
 from osad_lib.models.patchcore import PatchCore, PatchCoreConfig
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
 from osad_lib.seeding import seed_everything
@@ -106,6 +107,7 @@ METHOD_NOTES: dict[str, tuple[str, ...]] = {
     "deepsad": ("no autoencoder pre-training (ImageNet initialisation)", "no lr milestone"),
     "minns": (),
     "patchcore": ("no 1024-d feature pooling, no 256->224 centre crop",),
+    "kdad": (),
 }
 
 
@@ -494,6 +496,15 @@ def patchcore_config(cfg: NotebookConfig, **changes: Any) -> PatchCoreConfig:
     return PatchCoreConfig.from_overrides({**base, **_profile_overrides(cfg, "patchcore"), **changes})
 
 
+def kdad_config(cfg: NotebookConfig, **changes: Any) -> KDADConfig:
+    """KDAD's own settings (:class:`~osad_lib.models.kdad.KDADConfig`: VGG-16 source, 128 px, its
+    schedule — the DevNet/DRA tables report KDAD as published, not on DevNet's settings) with the
+    profile's weights kind (``random`` in smoke) ← ``METHOD_OVERRIDES["kdad"][profile]`` (if
+    present) ← ``changes``."""
+    base = {"weights": cfg.profile.weights}
+    return KDADConfig.from_overrides({**base, **_profile_overrides(cfg, "kdad"), **changes})
+
+
 def _profile_overrides(cfg: NotebookConfig, method: str) -> dict[str, Any]:
     return cfg.profile.method(method) if method in METHOD_OVERRIDES else {}
 
@@ -503,11 +514,13 @@ def _differences(config: Any, reference: Any) -> list[str]:
             for f in fields(config) if getattr(config, f.name) != getattr(reference, f.name)]
 
 
-def baseline_deviations(method: str, dataset: str, config: BaselineConfig | PatchCoreConfig) -> str:
+def baseline_deviations(method: str, dataset: str, config: BaselineConfig | PatchCoreConfig | KDADConfig) -> str:
     """The ``deviations`` of a baseline's result row: synthetic data, settings unlike the paper-scale
     defaults (:meth:`BaselineConfig.paper_defaults`; PatchCore: :class:`PatchCoreConfig`'s with
-    the paper's WideResNet-50 named), and :data:`METHOD_NOTES`."""
-    if isinstance(config, PatchCoreConfig):
+    the paper's WideResNet-50 named; KDAD: :class:`KDADConfig`'s), and :data:`METHOD_NOTES`."""
+    if isinstance(config, KDADConfig):
+        parts = _differences(config, KDADConfig())
+    elif isinstance(config, PatchCoreConfig):
         parts = [f"backbone={config.backbone}/{config.weights} (paper: wide_resnet50/imagenet)"]
         parts += [d for d in _differences(config, PatchCoreConfig())
                   if d.split("=")[0] in PATCHCORE_PAPER_FIELDS and not d.startswith("max_train_images=")]
@@ -633,6 +646,30 @@ def run_patchcore(
     return _evaluate(split, test, scores, lambda rows: maps[rows], localize, artifact, config.image_size)
 
 
+def run_kdad(
+    cfg: NotebookConfig,
+    split: Split,
+    root: Path,
+    config: KDADConfig | None = None,
+    *,
+    max_test_images: int = 0,
+    localize: bool | None = None,
+    artifact: Path | None = None,
+    checkpoint: Path | None = None,
+) -> dict[str, float]:
+    """KDAD (:mod:`osad_lib.models.kdad`; default :func:`kdad_config`): the cloner trained on the
+    split's training normals (labelled anomalies ignored), tested like :func:`run_baseline` on the
+    same test set; ``pixel_auroc`` from its gradient maps (:func:`osad_lib.models.kdad.anomaly_maps`)."""
+    config = config if config is not None else kdad_config(cfg)
+    train, test = load_split(split, root, config.image_size)
+    test = _subsample(test, max_test_images, split.seed)
+    model, _ = train_kdad(config, train, split.seed, cfg.device, checkpoint=checkpoint, progress=cfg.interactive,
+                          desc=f"kdad {split.dataset}")
+    scores = score_images(model, test.images, config.eval_batch_size, cfg.device, config.amp)
+    return _evaluate(split, test, scores, lambda rows: anomaly_maps(model, test.images[rows], cfg.device),
+                     localize, artifact, config.image_size)
+
+
 def _runner(method: str) -> Callable[..., dict[str, float]]:
     def run(cfg: NotebookConfig, split: Split, root: Path, config: BaselineConfig | None = None,
             **kwargs: Any) -> dict[str, float]:
@@ -651,18 +688,21 @@ run_minns = _runner("minns")
 #: checkpoint) -> metrics``, for ``osad_lib.experiments.devnet.register_method``.
 RUNNERS: dict[str, Callable[..., dict[str, float]]] = {
     "deepsvdd": run_deepsvdd, "deepsad": run_deepsad, "minns": run_minns, "patchcore": run_patchcore,
+    "kdad": run_kdad,
 }
 
 
-def method_config(cfg: NotebookConfig, method: str) -> BaselineConfig | PatchCoreConfig:
+def method_config(cfg: NotebookConfig, method: str) -> BaselineConfig | PatchCoreConfig | KDADConfig:
     """The settings a runner of :data:`RUNNERS` uses by default (for grid rows' backbone/deviations)."""
     method = choose("baseline", method, RUNNERS)
+    if method == "kdad":
+        return kdad_config(cfg)
     return patchcore_config(cfg) if method == "patchcore" else baseline_config(cfg, method)
 
 
 __all__ = [
     "METHODS", "METHOD_DEFAULTS", "MIL_NETWORKS", "MIL_POOLINGS", "MINNS", "RUNNERS", "BackboneModel",
     "BaselineConfig", "OneClassNet", "baseline_config", "baseline_deviations", "build_model", "hypersphere_center",
-    "method_config", "mil_pool", "one_class_loss", "patchcore_config", "probability_bce", "run_baseline", "run_deepsad", "run_deepsvdd", "run_minns",
-    "run_patchcore", "squared_distances", "train_baseline",
+    "kdad_config", "method_config", "mil_pool", "one_class_loss", "patchcore_config", "probability_bce", "run_baseline", "run_deepsad", "run_deepsvdd", "run_kdad",
+    "run_minns", "run_patchcore", "squared_distances", "train_baseline",
 ]

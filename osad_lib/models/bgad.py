@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from osad_lib import limits
 from osad_lib.losses.bgad import BGADLossConfig, bgad_loss
 from osad_lib.models.backbones import Backbone
 from osad_lib.models.flows import conditional_flow, gaussian_log_likelihood, positional_encoding_2d
@@ -318,17 +319,19 @@ def fit_bgad(
     sizes = [tuple(x.shape[-2:]) for x in normal.levels]
     codes = [flows.position_codes(h, w).to(device) for h, w in sizes]
     history = []
-    for epoch in range(config.meta_epochs):
+    # a dry run (osad_lib.limits): the normal-only first epoch and one boundary epoch, one batch each
+    meta_epochs = limits.epochs(config.meta_epochs, phases=2 if config.normal_only_first_epoch else 1)
+    for epoch in range(meta_epochs):
         flows.train()
         boundary_stage = epoch > 0 or not config.normal_only_first_epoch
         _set_lr(optimizer, cosine_lr(config, epoch))
         losses = []
-        passes = tqdm(range(config.sub_epochs), desc=f"BGAD meta epoch {epoch + 1}/{config.meta_epochs}",
+        passes = tqdm(range(limits.steps(config.sub_epochs)), desc=f"BGAD meta epoch {epoch + 1}/{meta_epochs}",
                       leave=False, disable=not config.progress)
         for sub_epoch in passes:
             banks = [normal] + ([anomalies()] if boundary_stage and anomalies is not None else [])
             batches = _batches(sum(len(b) for b in banks), config.batch_size, generator)
-            for b, indices in enumerate(batches):
+            for b, indices in enumerate(limits.take(batches)):
                 if epoch < config.warmup_epochs:
                     _set_lr(optimizer, warmup_lr(config, epoch, sub_epoch, b, len(batches)))
                 for level in range(len(sizes)):

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from osad_lib import limits
 from osad_lib.data.tabular import TabularSplit
 from osad_lib.losses.ssad import (
     LOSS_FORMS, bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss,
@@ -377,10 +378,10 @@ def run_stage(stage: Stage, rng: np.random.Generator, progress: bool = False) ->
     history: list[float] = []
     best, best_state = math.inf, None
     norms = [m for m in stage.model.modules() if isinstance(m, Norm) and m.kind == "bn_dagger"]
-    for epoch in tqdm(range(stage.epochs), desc=stage.name, leave=False, disable=not progress):
+    for epoch in tqdm(range(limits.epochs(stage.epochs)), desc=stage.name, leave=False, disable=not progress):
         stage.model.train()
         losses = []
-        for batch in stage.batches(rng):
+        for batch in limits.take(stage.batches(rng)):  # all batches, except in a dry run
             for norm in norms:
                 norm.inputs.clear()
             loss = stage.loss(batch)

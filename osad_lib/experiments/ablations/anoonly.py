@@ -257,7 +257,7 @@ def curve_figure(cfg: NotebookConfig, element: str):
             ax.scatter(ref[column].astype(float), ref["paper_tables_1_3"], marker="*", s=120, color=style["color"],
                        edgecolor="black", zorder=3)
         if element == "fig7":
-            ref = part[part["anoonly"]].dropna(subset=["paper_tables_1_3"])
+            ref = part[part["anoonly"].astype(bool)].dropna(subset=["paper_tables_1_3"])
             for value, method in zip(ref["paper_tables_1_3"], ref["method"]):
                 ax.axhline(value, color=_style(method, True)["color"], linestyle=":", label="paper (AnoOnly)")
         if scale == "log2":
