@@ -8,6 +8,9 @@
     python run_all.py --plan --profile paper   # print the experiment grid, run nothing
     python run_all.py --profile paper --dry-run     # the paper settings, one step per run, generated data
     python run_all.py --profile paper --dry-run ci  # the same, CI-sized (one dataset per family, one run per path)
+    python run_all.py --datasets headct,brainmri --data-root ~/datasets --only 01,02,05
+    python run_all.py --profile-file my.toml   # a custom profile: base = "demo" plus overrides
+    python run_all.py --only 06 -p studies=dra_table4   # a notebook parameter (typed as declared)
 
 Executed notebooks go to runs/<profile>/, figures to figures/<profile>/ (PNG and PDF), tables to
 runs/<profile>/tables/ (CSV and Markdown), result rows to runs/<profile>/results/. Interrupted
@@ -16,6 +19,7 @@ notebook starts. A dry run writes under its own profile (runs/paper-dry-run*/); 
 it generates its data and random-weight backbone files (osad_lib.dryrun). Exit code 0 when every
 notebook succeeded, 1 when one failed (or the disk filled up), 2 for bad options, 130 when
 interrupted (Ctrl-C; rerun the same command to resume).
+A custom profile's outputs go to runs/<name>@<hash of its settings>/ (and figures/ alike).
 """
 
 from __future__ import annotations
@@ -33,7 +37,17 @@ from osad_lib.validate import ConfigError, choose
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)} (default demo)")
+    parser.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)} (default demo)")
+    parser.add_argument("--profile-file", default="", metavar="FILE",
+                        help='a custom profile (TOML or YAML): base = "demo" plus overrides of its fields and '
+                             "[methods.<method>] settings; replaces --profile")
+    parser.add_argument("--datasets", default="", metavar="NAMES",
+                        help="comma-separated registry names (e.g. elpv,headct,mvtecad/bottle) replacing the "
+                             "profile's image datasets (notebooks 00, 01, 02, 05); they must be embedded or under "
+                             "--data-root")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a notebook parameter (repeatable), typed as its parameters cell declares it, passed "
+                             "to the selected notebooks that have it, e.g. -p studies=dra_table4")
     parser.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 02_dra,05_ahl or 02,05")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--data-root", default="", help="your datasets in the MVTec layout (default: OSAD_DATA)")
@@ -68,10 +82,22 @@ def options_from(args: argparse.Namespace) -> runner.RunOptions:
     if args.gpus < 1:
         raise ConfigError(f"--gpus: {args.gpus} is not a positive number of GPUs; use 1 for no fan-out")
     only = () if args.only is None else tuple(s.strip() for s in args.only.split(","))
-    options = runner.RunOptions(profile=args.profile, only=only, device=args.device, data_root=args.data_root,
+    if args.profile is not None and args.profile_file:
+        raise ConfigError("--profile and --profile-file: give one; the profile file names its base profile "
+                          "(base = \"demo\")")
+    options = runner.RunOptions(profile=args.profile or "demo", only=only, device=args.device, data_root=args.data_root,
                                 seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
-                                notebooks_dir=Path(args.notebooks_dir))
+                                notebooks_dir=Path(args.notebooks_dir), profile_file=args.profile_file,
+                                datasets=args.datasets, params=tuple(parse_param(p) for p in args.param))
     return runner.validate_options(options, execute=not args.plan)
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``-p`` as (name, value); a one-line error otherwise."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip().isidentifier():
+        raise ConfigError(f"-p {text}: expected NAME=VALUE with a notebook parameter's name, e.g. -p studies=dra_table4")
+    return name.strip(), value
 
 
 def fan_out(args: argparse.Namespace, options: runner.RunOptions) -> bool:
@@ -96,11 +122,23 @@ def fan_out(args: argparse.Namespace, options: runner.RunOptions) -> bool:
 
 
 def print_plan(options: runner.RunOptions) -> None:
-    grid = runner.plan(options)
+    grid, skipped = runner.plan_with_skips(options)
     if grid.empty:
         print("no experiments in the selected notebooks")
         return
-    print(f"Experiment grid of profile {options.profile!r}:")
+    print(f"Experiment grid of profile {options.profile!r}" + (f" ({options.profile_file})" if options.profile_file else "")
+          + (f" on datasets {options.datasets}" if options.datasets else "") + ":")
+    from osad_lib import paths
+    from osad_lib.profiles import get_profile
+
+    if paths.data_root(options.data_root) is None and get_profile(options.profile).needs_data_root:
+        print("  (no data root: every experiment is listed; those whose data are missing are skipped when run)")
+    else:
+        for line in (line for lines in skipped.values() for line in lines):
+            print(f"  {line}")
+        if grid["missing"].any():
+            print(f"  ({int(grid['missing'].sum())} experiments skipped for missing data are left out below)")
+        grid = grid[~grid["missing"]]
     by = ["notebook", "paper", "table", "method"]
     table = grid.groupby(by, dropna=False).agg(
         runs=("seed", "size"), datasets=("dataset", "nunique"), seeds=("seed", "nunique"),
@@ -108,8 +146,6 @@ def print_plan(options: runner.RunOptions) -> None:
     print(table.to_string(index=False))
     print(f"\n{len(grid)} training runs in all; {int(grid.train_images.sum()):,} training and "
           f"{int(grid.eval_images.sum()):,} evaluation image passes.")
-    from osad_lib.profiles import get_profile
-
     rates = runner.measured_throughput(options.output_dir)
     for device, (seconds, basis) in runner.estimate_seconds(grid, get_profile(options.profile).image_size, rates).items():
         print(f"estimated time on {device}: {seconds / 3600:.1f} h ({basis})")

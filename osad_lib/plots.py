@@ -312,6 +312,10 @@ def score_figure(scores: pd.DataFrame, column: str = "score", bins: int = 30, in
     ``scores``: a score frame (module docstring). ``images`` [N,3,H,W], ``masks`` [N,(1,)H,W]
     and ``maps`` [N,H,W] are indexed by the frame's ``map_index`` (or aligned with its rows).
     """
+    if isinstance(scores, pd.DataFrame) and scores.empty and title:  # a run that did not happen, said in its title
+        from osad_lib.experiments import note_figure
+
+        return note_figure(title)
     frame = check_score_frame(scores)
     columns = score_columns(frame)
     if column not in columns:

@@ -19,14 +19,25 @@ defined; notebooks never hard-code schedules, datasets or seeds.
   backbone in a notebook, :func:`osad_lib.limits.path_key`). Their rows carry their own profile name and say
   ``dry run`` in ``deviations``; they never mix with the paper profile's.
 
-Per-method settings (``Profile.methods``) override the method's paper defaults, which live in
+Per-method settings (``Profile.method``) override the method's paper defaults, which live in
 the method's own module (e.g. ``osad_lib.models.devnet.DevNetConfig``).
+
+A **custom profile** is a TOML file (``run_all.py --profile-file``, the notebooks' ``profile_file``
+parameter) naming a built-in ``base`` plus overrides of profile fields and per-method settings
+(:func:`load_profile_file`); :func:`derive_profile` is the one rule of inheritance. Its name
+carries a hash of its resolved settings (``headct-demo@1a2b3c4d``), so its result rows and output
+folders never mix with those of other settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, replace
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +46,7 @@ import torch
 from osad_lib import limits, paths
 from osad_lib.limits import RunLimits
 from osad_lib.results import ResultsStore, device_label, store_for
-from osad_lib.validate import ConfigError, choose, parse_seeds
+from osad_lib.validate import ConfigError, choose, closest, parse_seeds
 from osad_lib.viz import enable_inline_figures, show_full_text
 
 PAPER_IMAGE_DATASETS = (
@@ -64,12 +75,27 @@ class Profile:
     deviations: str
     needs_data_root: bool = False
     limits: RunLimits = limits.NONE
-    overrides_of: str = ""  # the profile whose METHOD_OVERRIDES apply (default: this one)
+    overrides_of: str = ""  # the built-in profile whose METHOD_OVERRIDES apply (default: this one)
+    #: A custom profile: the built-in profile it derives from, its file, the hash of its resolved
+    #: settings (part of ``name``) and its per-method settings (:func:`derive_profile`); empty for
+    #: the built-in ones, whose per-method settings are :data:`METHOD_OVERRIDES`.
+    base: str = ""
+    source: str = ""
+    settings_hash: str = ""
+    method_settings: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def builtin(self) -> str:
+        """The built-in profile this one is or derives from (``smoke``, ``demo`` or ``paper``)."""
+        return self.base or self.overrides_of or self.name
 
     def method(self, name: str) -> dict[str, Any]:
-        """Overrides of method ``name``'s paper defaults under this profile (:data:`METHOD_OVERRIDES`)."""
-        per_profile = METHOD_OVERRIDES[choose("method", name, METHOD_OVERRIDES)]
-        return dict(per_profile.get(self.overrides_of or self.name, {}))
+        """Overrides of method ``name``'s paper defaults under this profile (:data:`METHOD_OVERRIDES`,
+        or a custom profile's own, inherited from its base)."""
+        name = choose("method", name, METHOD_OVERRIDES)
+        if self.method_settings is not None:
+            return dict(self.method_settings.get(name, {}))
+        return dict(METHOD_OVERRIDES[name].get(self.overrides_of or self.name, {}))
 
 
 #: Per method, per profile: overrides of the method's paper defaults (its ``*Config`` dataclass).
@@ -361,8 +387,15 @@ PROFILES["paper-dry-run-ci"] = _dry_run(
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:
-    """The named profile, with dataclass-field overrides applied (validated, one-line errors)."""
-    profile = PROFILES[choose("profile", name, PROFILES)]
+    """The named profile (a built-in one, or a custom one loaded in this process by
+    :func:`load_profile_file`), with dataclass-field overrides applied (validated, one-line errors)."""
+    if name in CUSTOM_PROFILES:
+        profile = CUSTOM_PROFILES[name]
+    elif "@" in str(name):
+        raise ConfigError(f"profile {name!r} is a custom profile: pass its file (profile_file parameter, "
+                          "run_all.py --profile-file FILE)")
+    else:
+        profile = PROFILES[choose("profile", name, PROFILES)]
     unknown = [k for k in overrides if k not in Profile.__dataclass_fields__]
     if unknown:
         raise ConfigError(f"unknown profile override(s) {unknown}; known: {sorted(Profile.__dataclass_fields__)}")
@@ -427,14 +460,22 @@ def configure(
     resume: bool = True,
     interactive: bool = False,
     check_data: bool = True,
+    datasets: str | Sequence[str] = "",
+    profile_file: str = "",
 ) -> NotebookConfig:
     """Validate a notebook's papermill parameters and build its configuration.
 
     Every error is one line naming the parameter and the fix, raised before any work starts.
     ``check_data=False`` skips the data-root checks (used by ``run_all.py --plan``, which lists
-    a profile's grid from dataset metadata without the data).
+    a profile's grid from dataset metadata without the data). ``datasets`` (comma-separated
+    registry names) replaces the profile's image datasets (:func:`with_datasets`);
+    ``profile_file`` names a custom profile (:func:`load_profile_file`), which then replaces
+    ``profile`` (a built-in name there is ignored; the custom name that run_all.py passes must
+    still be what the file resolves to).
     """
-    prof = get_profile(profile)
+    prof = profile_for(profile, profile_file)
+    if datasets:
+        prof = with_datasets(prof, datasets)
     root = paths.data_root(data_root)
     if check_data and root is not None and not root.is_dir():
         raise ConfigError(f"parameter 'data_root': {root} is not a directory; pass an existing folder or leave it empty")
@@ -455,3 +496,194 @@ def configure(
         notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
         data_root=root, output_dir=out, resume=resume, interactive=interactive,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Custom profiles: a built-in base, overrides of its fields and per-method settings
+
+#: Custom profiles loaded in this process (:func:`load_profile_file`), by their ``name@hash``.
+CUSTOM_PROFILES: dict[str, Profile] = {}
+#: Profile fields that say what a profile is, not how it runs: a profile file cannot set them.
+_IDENTITY_FIELDS = ("name", "base", "source", "settings_hash", "method_settings")
+#: Fields left out of the settings hash: its identity, text, and what every result row's key
+#: already holds (its dataset and seed), so more datasets or seeds under one profile belong together.
+_UNHASHED_FIELDS = (*_IDENTITY_FIELDS, "description", "deviations", "image_datasets", "seeds")
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied key by key; nested mappings merge recursively (a file's
+    ``[methods.ahl.devnet] epochs = 3`` keeps the base's other AHL(DevNet) settings)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        nested = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = merge_settings(merged[key], value) if nested else value
+    return merged
+
+
+def _frozen(value: Any) -> Any:
+    """A TOML/YAML value as the profiles write theirs: lists become tuples (also nested)."""
+    if isinstance(value, Mapping):
+        return {str(k): _frozen(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _field_value(where: str, name: str, value: Any, current: Any) -> Any:
+    """``value`` for profile field ``name`` checked against the type of the base's ``current``."""
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {name} must be a list, e.g. {name} = {json.dumps(list(current))}")
+        if current and any(type(v) is not type(current[0]) for v in value):
+            raise ConfigError(f"{where}: every entry of {name} must be {_type_name(current[0])}, e.g. "
+                              f"{name} = {json.dumps(list(current))}")
+        return tuple(value)
+    if type(value) is not type(current) and not (type(current) is float and type(value) is int):
+        raise ConfigError(f"{where}: {name} must be {_type_name(current)}, got {value!r} (e.g. {name} = "
+                          f"{json.dumps(current)})")
+    return value
+
+
+def _describe_changes(changes: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = [f"{k}={v}" for k, v in changes.items() if k != "description"]
+    parts += [f"{m}.{k}={v}" for m, settings in methods.items() for k, v in settings.items()]
+    return ", ".join(parts) or "no overrides"
+
+
+def settings_hash(profile: Profile) -> str:
+    """8 hex digits of the SHA-1 of everything that shapes a run under ``profile``: its fields but
+    the unhashed ones (:data:`_UNHASHED_FIELDS`) and every method's settings."""
+    content: dict[str, Any] = {f.name: getattr(profile, f.name) for f in fields(Profile) if f.name not in _UNHASHED_FIELDS}
+    content["methods"] = {m: profile.method(m) for m in METHOD_OVERRIDES}
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def derive_profile(base: Profile, name: str, changes: Mapping[str, Any] | None = None,
+                   methods: Mapping[str, Mapping[str, Any]] | None = None, source: str = "") -> Profile:
+    """The one rule of profile inheritance: ``base`` with the profile fields of ``changes``
+    replaced and, per method, ``base``'s settings merged with those of ``methods``
+    (:func:`merge_settings`). The result is named ``<name>@<settings hash>`` (:func:`settings_hash`)
+    and records its base, its file (``source``) and the overrides in ``deviations``.
+    """
+    changes, methods = dict(changes or {}), {m: dict(s) for m, s in (methods or {}).items()}
+    where = f"profile file {source}" if source else f"profile {name!r}"
+    if not _PROFILE_NAME.fullmatch(str(name)):
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits, '_', '.' or '-' (e.g. name = \"headct-demo\")")
+    settable = [f.name for f in fields(Profile) if f.name not in _IDENTITY_FIELDS]
+    for key in changes:
+        if key not in settable:
+            raise ConfigError(f"{where}: unknown key {key!r}" + _did_you_mean(key, [*settable, "methods"])
+                              + f"; profile fields: {', '.join(settable)}; per-method settings go in [methods.<method>]")
+    for method, settings in methods.items():
+        if method not in METHOD_OVERRIDES:
+            raise ConfigError(f"{where}: unknown method [methods.{method}]" + _did_you_mean(method, METHOD_OVERRIDES)
+                              + f"; methods: {', '.join(METHOD_OVERRIDES)}")
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{where}: [methods.{method}] must be a table of settings (e.g. [methods.{method}] then epochs = 3)")
+    resolved = {k: _field_value(where, k, _frozen(v), getattr(base, k)) for k, v in changes.items()}
+    if "image_datasets" in resolved:
+        resolved["image_datasets"] = with_datasets(base, resolved["image_datasets"], label=f"{where}: image_datasets").image_datasets
+    if "seeds" in resolved:
+        resolved["seeds"] = parse_seeds(f"{where}: seeds", resolved["seeds"])
+    overrides = _describe_changes(changes, methods)
+    resolved.setdefault("description", f"{base.description}; custom ({overrides})")
+    resolved["deviations"] = "; ".join(p for p in (base.deviations, f"custom profile {name} (base {base.builtin}): {overrides}") if p)
+    settings = {m: merge_settings(base.method(m), _frozen(methods.get(m, {}))) for m in METHOD_OVERRIDES}
+    profile = replace(base, **resolved, base=base.builtin, source=source, method_settings=settings)
+    digest = settings_hash(profile)
+    return replace(profile, name=f"{name}@{digest}", settings_hash=digest)
+
+
+def _did_you_mean(value: str, allowed: Sequence[str] | Mapping[str, Any]) -> str:
+    hint = closest(value, list(allowed))
+    return f"; did you mean {hint!r}?" if hint else ""
+
+
+def _read_profile_data(file: Path) -> dict[str, Any]:
+    """The mapping a TOML (or, with PyYAML, YAML) profile file holds; one-line errors."""
+    suffix = file.suffix.lower()
+    text = file.read_text()
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"profile file {file} is not valid TOML: {' '.join(str(exc).split())}") from None
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"profile file {file}: reading YAML needs PyYAML, which is not installed; write it as "
+                              "TOML (.toml)") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"profile file {file} is not valid YAML: {' '.join(str(exc).split())}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"profile file {file} holds no mapping of settings; start it with base: demo")
+        return data
+    raise ConfigError(f"profile file {file}: unknown format {file.suffix!r}; write it as TOML (.toml) or YAML (.yaml)")
+
+
+def load_profile_file(path: str | os.PathLike) -> Profile:
+    """The custom profile of a TOML/YAML file (registered in :data:`CUSTOM_PROFILES`)::
+
+        base = "demo"                 # smoke | demo | paper: every field and method setting not set here
+        name = "headct-demo"          # optional (default: the file name)
+        image_datasets = ["headct"]   # any Profile field, e.g. seeds, image_size, epochs
+        [methods.devnet]              # per-method settings, merged into the base's
+        epochs = 5
+
+    Every error (a missing file or base, an unknown key, a wrong type) is one line naming the fix.
+    """
+    file = Path(path).expanduser().absolute()
+    if not file.is_file():
+        what = "is a folder" if file.is_dir() else "does not exist"
+        raise ConfigError(f"profile file {file} {what}; pass a TOML file such as: base = \"demo\" plus overrides "
+                          "(README, 'Run the methods on your own data')")
+    data = _read_profile_data(file)
+    where = f"profile file {file}"
+    if "base" not in data:
+        raise ConfigError(f"{where}: no base profile; add a first line base = \"demo\" (one of {', '.join(PROFILES)})")
+    base = data.pop("base")
+    if base not in PROFILES:
+        raise ConfigError(f"{where}: base {base!r} is not one of {', '.join(PROFILES)}" + _did_you_mean(str(base), PROFILES))
+    name = data.pop("name", file.stem)
+    methods = data.pop("methods", {})
+    if not isinstance(methods, Mapping):
+        raise ConfigError(f"{where}: methods must be tables such as [methods.devnet]")
+    profile = derive_profile(PROFILES[base], str(name), data, methods, source=str(file))
+    CUSTOM_PROFILES[profile.name] = profile
+    return profile
+
+
+def profile_for(profile: str, profile_file: str = "") -> Profile:
+    """The profile of a notebook's ``profile`` and ``profile_file`` parameters (:func:`configure`)."""
+    if not profile_file:
+        return get_profile(profile)
+    custom = load_profile_file(profile_file)
+    if profile not in PROFILES and profile != custom.name:
+        raise ConfigError(f"parameter 'profile_file': {profile_file} now resolves to profile {custom.name!r}, not "
+                          f"{profile!r} (edited after run_all.py started?); rerun run_all.py")
+    return custom
+
+
+def with_datasets(profile: Profile, datasets: str | Sequence[str], label: str = "parameter 'datasets'") -> Profile:
+    """``profile`` on ``datasets`` (registry names, comma-separated or a list; ``mvtecad`` stands
+    for its 15 categories) instead of its image datasets: naming fewer restricts it, others extend
+    it. Name and settings hash stay: every result row's key holds its dataset."""
+    from osad_lib.data.registry import dataset_names
+
+    names = [n.strip() for n in datasets.split(",")] if isinstance(datasets, str) else [str(n).strip() for n in datasets]
+    if not names or not all(names):
+        raise ConfigError(f"{label}: an empty dataset name in {datasets!r}; list registry names, e.g. headct,brainmri")
+    for name in names:
+        try:
+            dataset_names([name])
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    return replace(profile, image_datasets=tuple(names))

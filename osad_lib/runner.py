@@ -15,25 +15,34 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from osad_lib import paths
+from osad_lib.experiments import module_for
 from osad_lib.paths import atomic_write_text
-from osad_lib.validate import ConfigError, choose, notice, parse_seeds
+from osad_lib.validate import ConfigError, choose, closest, notice, parse_seeds
 
 NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
 
 #: Parameters every notebook declares, injected by the runner.
-STANDARD_PARAMETERS = ("profile", "device", "data_root", "seeds", "output_dir", "resume", "interactive")
+STANDARD_PARAMETERS = ("profile", "device", "data_root", "seeds", "output_dir", "resume", "interactive", "datasets",
+                       "profile_file")
+#: How run_all.py sets each standard parameter (``-p`` refuses them, saying so).
+PARAMETER_OPTIONS = {"profile": "use --profile", "device": "use --device", "data_root": "use --data-root",
+                     "seeds": "use --seeds", "output_dir": "use --output-dir", "resume": "use --resume or --no-resume",
+                     "interactive": "run_all.py always passes False (widgets need JupyterLab: make lab)",
+                     "datasets": "use --datasets", "profile_file": "use --profile-file"}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 #: glibc's allocator tuned for PyTorch on the CPU: every tensor above the (adaptive, at most
 #: 32 MB) mmap threshold is otherwise mapped on allocation and unmapped on release, and freed heap
@@ -53,7 +62,11 @@ KERNEL_ENV = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "15", "PYTHONUNBUFFERED":
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What ``run_all.py`` was asked to do (validated by :func:`parse_options`)."""
+    """What ``run_all.py`` was asked to do (validated by :func:`validate_options`, after which
+    ``profile`` is the name of the profile that runs: a custom one's ``name@hash`` when
+    ``profile_file`` is given). ``datasets``: comma-separated registry names replacing the
+    profile's image datasets; ``params``: ``-p NAME=VALUE`` pairs as typed, for the notebooks that
+    declare ``NAME`` (:func:`notebook_parameters`)."""
 
     profile: str = "demo"
     only: tuple[str, ...] = ()
@@ -63,13 +76,20 @@ class RunOptions:
     output_dir: str = ""
     resume: bool = True
     notebooks_dir: Path = NOTEBOOKS_DIR
+    profile_file: str = ""
+    datasets: str = ""
+    params: tuple[tuple[str, str], ...] = ()
 
-    def parameters(self) -> dict:
-        return {
+    def parameters(self, notebook: str | None = None) -> dict:
+        """The papermill parameters of ``notebook`` (the standard ones when None)."""
+        standard = {
             "profile": self.profile, "device": self.device, "data_root": self.data_root,
             "seeds": self.seeds, "output_dir": str(paths.output_root(self.output_dir)),
-            "resume": self.resume, "interactive": False,
+            "resume": self.resume, "interactive": False, "datasets": self.datasets, "profile_file": self.profile_file,
         }
+        if notebook is None or not self.params:
+            return standard
+        return {**standard, **notebook_parameters(self.notebooks_dir / f"{notebook}.ipynb", self.params)}
 
 
 @dataclass(frozen=True)
@@ -112,16 +132,26 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
     ``execute=False`` (``--plan``) leaves out what only running needs: the device, the datasets
     of a profile that needs them, and writable output and cache folders.
     """
-    from osad_lib.profiles import PROFILES, get_profile, resolve_device
+    from osad_lib.profiles import PROFILES, get_profile, load_profile_file, resolve_device, with_datasets
 
-    profile = get_profile(choose("--profile", options.profile, PROFILES))
+    if options.profile_file:
+        profile = load_profile_file(options.profile_file)
+        options = replace(options, profile=profile.name, profile_file=profile.source)
+    else:
+        profile = get_profile(choose("--profile", options.profile, PROFILES))
     choose("--device", options.device, ("auto", "cpu", "cuda"))
     if any(not entry for entry in options.only):
         raise ConfigError("--only: an empty notebook name; list notebooks like --only 01_devnet,02 or leave --only out "
                           "to run them all")
-    select_notebooks(options.only, list_notebooks(options.notebooks_dir))
+    notebooks = select_notebooks(options.only, list_notebooks(options.notebooks_dir))
     if options.seeds:
         parse_seeds("--seeds", options.seeds)
+    if options.datasets:
+        with_datasets(profile, options.datasets, label="--datasets")
+    for notebook in notebooks:
+        notebook_parameters(options.notebooks_dir / f"{notebook}.ipynb", options.params)
+    _check_params_declared(options.params, notebooks, options.notebooks_dir)
+    _check_grids(options, notebooks)
     if not execute:
         return options
     try:
@@ -134,11 +164,105 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
     if profile.needs_data_root and root is None:
         raise ConfigError(f"--profile {profile.name} needs your datasets: pass --data-root DIR or set OSAD_DATA "
                           f"(--plan lists its experiments without them)")
+    if options.datasets:
+        _check_datasets_present(options.datasets, root)
     output = paths.output_root(options.output_dir)
     for folder in (output / "runs" / profile.name, output / "figures" / profile.name):
         paths.require_writable(folder, paths.OUTPUT_SETTING)
     paths.require_writable(paths.cache_dir(), paths.CACHE_SETTING)
     return options
+
+
+def _check_datasets_present(datasets: str, root: Path | None) -> None:
+    """``--datasets``: every entry must have data at hand (for ``mvtecad``, at least one
+    category); a profile's own datasets that are absent are skipped instead."""
+    from osad_lib.data.registry import canonical_name, present_and_missing
+
+    for entry in (e.strip() for e in datasets.split(",")):
+        here, missing = present_and_missing([entry], root)
+        if here:
+            continue
+        if root is None:
+            raise ConfigError(f"--datasets {entry}: not embedded; pass --data-root DIR (or set OSAD_DATA) to the "
+                              f"folder that holds {missing[0]}/ in the MVTec layout")
+        dataset = canonical_name(missing[0]).partition("/")[0]
+        raise ConfigError(f"--datasets {entry}: not found under {root} (expected {root / missing[0]}); convert it with "
+                          f"python -m osad_lib.data.prepare {dataset} SOURCE_DIR {root}, or leave it out")
+
+
+def notebook_parameters(notebook_path: Path, params: Sequence[tuple[str, str]]) -> dict:
+    """The ``-p NAME=VALUE`` pairs that ``notebook_path`` declares, each converted to the type of
+    its parameters cell (str, int, float, bool); a bad value is a one-line ConfigError."""
+    if not params:
+        return {}
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook_path))
+    return {name: _typed(notebook_path.stem, name, raw, declared[name]["inferred_type_name"])
+            for name, raw in params if name in declared}
+
+
+def _typed(notebook: str, name: str, raw: str, kind: str) -> object:
+    """``raw`` as a value of the parameter's declared type ``kind`` (papermill's inferred name)."""
+    if kind == "bool":
+        if raw.strip().lower() in _TRUE + _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ConfigError(f"-p {name}={raw}: {notebook} declares {name} as true/false; pass {name}=true or {name}=false")
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            example = "3" if kind == "int" else "0.05"
+            raise ConfigError(f"-p {name}={raw}: {notebook} declares {name} as {kind}; pass a number, e.g. "
+                              f"{name}={example}") from None
+    return raw
+
+
+def _check_params_declared(params: Sequence[tuple[str, str]], notebooks: Sequence[str], folder: Path) -> None:
+    """Each ``-p`` name must be a parameter of a selected notebook and not a standard one."""
+    if not params:
+        return
+    import papermill
+
+    declared = {nb: papermill.inspect_notebook(str(folder / f"{nb}.ipynb")) for nb in notebooks}
+    for name, _ in params:
+        if name in PARAMETER_OPTIONS:
+            raise ConfigError(f"-p {name}: a standard parameter; {PARAMETER_OPTIONS[name]}")
+        if not any(name in d for d in declared.values()):
+            known = sorted({p for d in declared.values() for p in d} - set(STANDARD_PARAMETERS))
+            hint = closest(name, known)
+            raise ConfigError(f"-p {name}: no selected notebook ({', '.join(notebooks)}) has a parameter {name!r}"
+                              + (f"; did you mean {hint!r}?" if hint else "")
+                              + f" (their parameters: {', '.join(known) or 'only the standard ones'}; profile and "
+                              "method settings go in a --profile-file)")
+
+
+def _check_grids(options: RunOptions, notebooks: Sequence[str]) -> None:
+    """A profile file's per-method settings and the ``-p`` parameters that shape a grid (06's
+    ``studies``) are checked by the experiment modules when they build a grid: build each affected
+    notebook's grid once (as ``--plan`` does), so that a bad value is one line before anything runs."""
+    for name in notebooks:
+        module = module_for(name)
+        shaping = set(inspect.signature(module.grid).parameters) if module is not None else set()
+        if module is None or not (options.profile_file or shaping & {k for k, _ in options.params}):
+            continue
+        where = f"--profile-file {options.profile_file}: " if options.profile_file else ""
+        try:
+            _grid_of(name, options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+        except (TypeError, KeyError, ValueError) as exc:  # a setting of the wrong kind reached a method
+            raise ConfigError(f"{where}{name}: a setting is not what it expects "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+
+def _configure(notebook: str, options: RunOptions, check_data: bool = False):
+    """The notebook configuration ``options`` give ``notebook`` (as its kernel will build it)."""
+    from osad_lib.profiles import configure
+
+    return configure(notebook, profile=options.profile, device=options.device, data_root=options.data_root,
+                     seeds=options.seeds, output_dir=options.output_dir, check_data=check_data,
+                     datasets=options.datasets, profile_file=options.profile_file)
 
 
 def check_parameters(notebook_path: Path) -> None:
@@ -280,7 +404,7 @@ def execute_notebook(notebook: str, options: RunOptions, output_name: str | None
     os.environ.update(KERNEL_ENV)
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=options.parameters(), kernel_name="python3",
+            str(source), str(output), parameters=options.parameters(notebook), kernel_name="python3",
             cwd=str(options.notebooks_dir), progress_bar=sys.stderr.isatty(), log_output=False,
             kernel_manager_class=_kernel_manager_class(kernel_log),
         )
@@ -314,11 +438,13 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
     with exclusive_run(runs):
         state = RunState(runs / "run_state.json")
         for name in notebooks:
-            fingerprint = _fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters())
+            fingerprint = _fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters(name))
             if options.resume and state.is_done(name, fingerprint) and not _results_damaged(runs, name):
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:
                 log(f"[run_all] {name}: running (profile {options.profile})")
+                for line in skipped_data(name, options):
+                    log(f"[run_all]   {line}")
                 outcome = _measured(name, options)
             detail = f" — {outcome.message}" if outcome.message else ""
             log(f"[run_all] {name}: {outcome.status} in {outcome.seconds:.1f} s{detail}")
@@ -405,36 +531,62 @@ def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> l
 
 def trains_something(notebook: str, options: RunOptions) -> bool:
     """False for notebooks whose grid is empty (datasets, report); True otherwise, also when unknown."""
-    from osad_lib.experiments import module_for
-    from osad_lib.profiles import configure
-
     module = module_for(notebook)
     if module is None:
         return True
-    cfg = configure(notebook, profile=options.profile, device=options.device, data_root=options.data_root,
-                    seeds=options.seeds, output_dir=options.output_dir, check_data=False)
-    return bool(module.grid(cfg))
+    return bool(module.grid(_configure(notebook, options)))
 
 
 def plan(options: RunOptions) -> pd.DataFrame:
     """The experiment grid of every selected notebook, without running anything."""
-    from osad_lib.experiments import module_for
-    from osad_lib.profiles import configure
+    return plan_with_skips(options)[0]
 
-    rows = []
+
+def plan_with_skips(options: RunOptions) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """:func:`plan`, with a ``missing`` column (True for an experiment whose data are not present,
+    skipped when run: :func:`osad_lib.experiments.runnable`) and per notebook the lines of
+    :func:`skipped_data`."""
+    rows, skipped = [], {}
     for name in select_notebooks(options.only, list_notebooks(options.notebooks_dir)):
-        module = module_for(name)
-        if module is None:
+        listed = _grid_of(name, options)
+        if listed is None:
             continue
-        cfg = configure(name, profile=options.profile, device=options.device, data_root=options.data_root,
-                        seeds=options.seeds, output_dir=options.output_dir, check_data=False)
-        for item in module.grid(cfg):
+        items, ready, skipped[name] = listed
+        ready_ids = {id(i) for i in ready}
+        for item in items:
             e = item.experiment
             rows.append({"notebook": name, "paper": e.paper, "table": e.table, "dataset": e.dataset,
                          "subset": e.subset, "setting": e.setting, "n_shots": e.n_shots, "method": e.method,
                          "variant": e.variant, "seed": e.seed, "train_images": item.train_images,
-                         "eval_images": item.eval_images})
-    return pd.DataFrame(rows)
+                         "eval_images": item.eval_images, "missing": id(item) not in ready_ids})
+    return pd.DataFrame(rows), skipped
+
+
+def skipped_data(notebook: str, options: RunOptions) -> list[str]:
+    """The lines naming the datasets ``notebook`` skips under ``options`` and, when that leaves
+    it nothing to train, saying so (empty when nothing is skipped)."""
+    listed = _grid_of(notebook, options)
+    return [] if listed is None else listed[2]
+
+
+def _grid_of(notebook: str, options: RunOptions) -> tuple[list, list, list[str]] | None:
+    """(the notebook's grid, its runnable items, the lines of :func:`skipped_data`); None for a
+    notebook without an experiments module."""
+    from osad_lib.experiments import nothing_to_run_line, runnable, skipped_line
+
+    module = module_for(notebook)
+    if module is None:
+        return None
+    cfg = _configure(notebook, options)
+    shaping = inspect.signature(module.grid).parameters  # notebook parameters that shape the grid (06: studies)
+    given = notebook_parameters(options.notebooks_dir / f"{notebook}.ipynb", options.params)
+    try:
+        items = module.grid(cfg, **{k: v for k, v in given.items() if k in shaping})
+    except ConfigError as exc:
+        raise ConfigError(f"{notebook}: {exc}") from None
+    ready, missing = runnable(items)
+    lines = [skipped_line(notebook, missing, cfg.data_root)] if missing else []
+    return items, ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
 
 
 #: Throughput of a ResNet-18 at 448 px (images/s: training step with backward, evaluation),

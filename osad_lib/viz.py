@@ -63,7 +63,7 @@ def profile_banner(cfg: NotebookConfig) -> None:
     from IPython.display import Markdown, display
 
     profile = cfg.profile
-    if profile.name in MEANINGLESS_PROFILES:
+    if profile.builtin in MEANINGLESS_PROFILES:
         display(Markdown(f"⚠️ **{profile.name} profile: every number below is meaningless** ({profile.description}); "
                          "it only checks that each cell runs. The demo profile (embedded real data) and the paper "
                          "profile (your datasets) give results."))

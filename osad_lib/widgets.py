@@ -376,6 +376,10 @@ def score_explorer(scores: pd.DataFrame, images: Any = None, maps: Any = None, m
     """
     import ipywidgets as w
 
+    if isinstance(scores, pd.DataFrame) and scores.empty and title:  # no run: the note the title gives
+        panel = _Panel(lambda: [_figure_output(plots.score_figure(scores, title=title))])
+        panel.redraw()
+        return _box([], panel)
     frame = plots.check_score_frame(scores)
     column = w.Dropdown(options=plots.score_columns(frame), value="score", description="ROC of", style=_STYLE)
     bins = w.IntSlider(value=30, min=5, max=100, step=5, description="bins", **_ON_RELEASE)

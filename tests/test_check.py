@@ -109,7 +109,7 @@ def test_mask_size_mismatch_is_an_error_and_empty_mask_a_warning(converted, tmp_
     assert any("1 anomaly masks have no defect pixels" in w for w in row["warnings"])
 
 
-def test_duplicates_across_train_and_test_and_label_conflicts_are_errors(converted, tmp_path):
+def test_identical_images_are_a_warning_and_label_conflicts_an_error(converted, tmp_path):
     folder = _copy(converted, "headct", tmp_path)
     train = sorted((folder / "train/good").iterdir())
     test_normal = sorted((folder / "test/good").iterdir())
@@ -117,10 +117,12 @@ def test_duplicates_across_train_and_test_and_label_conflicts_are_errors(convert
     shutil.copyfile(test_normal[0], folder / "test/defect/conflict.png")
     shutil.copyfile(train[1], folder / "train/good/twin.png")
     row, errors = _errors(folder, "headct")
-    assert row["train_test_duplicates"] == 1 and "1 images in both train and test" in errors
-    assert f"train/good/{train[0].name} = test/good/leak.png" in errors
-    assert "1 images with two labels" in errors
-    assert any("1 duplicate images within one split" in w for w in row["warnings"])
+    assert errors == f"1 images with two labels, e.g. test/good/{test_normal[0].name} = test/defect/conflict.png; " \
+        "remove the wrongly labelled copy from the download and convert it again"
+    (warning,) = [w for w in row["warnings"] if "identical images" in w]
+    assert row["train_test_duplicates"] == 1 and "2 groups of identical images (1 in both train and test, 1 within one " \
+        f"split), e.g. train/good/{train[0].name} = test/good/leak.png" in warning
+    assert f"python -m osad_lib.data.prepare headct SOURCE_DIR {folder.parent} --dedupe --force" in warning
 
 
 def test_manifest_mismatch_is_an_error(converted, tmp_path):

@@ -15,18 +15,19 @@ For every dataset folder found under ``DATA_ROOT`` (registry names: ``aitex``,
 * the manifest of :mod:`osad_lib.data.prepare`, when present: every file's SHA-1.
 
 Severity (the exit code follows it): **errors** — a broken layout, missing masks, unreadable
-files, mask size mismatches, train/test duplicates, label conflicts, manifest mismatches —
-make the data unfit for the protocol (exit 1). **Warnings** — counts or classes that differ from
-the papers, duplicates inside one split, empty masks, a dataset in a folder under an official
-converter's name — are reported but exit 0 (``--strict`` makes them fail too): several papers'
-own counts cannot be re-derived from their stated rules (e.g. SDD's 594/286 split of 880
-normals is not 3:1), so a difference is something to look at, not proof of a bad copy.
+files, mask size mismatches, label conflicts (one image under two labels), manifest
+mismatches — make the data unfit for the protocol (exit 1). **Warnings** — counts or classes
+that differ from the papers, identical images (in train and test, or within one split), empty
+masks, a dataset in a folder under an official converter's name — are reported but exit 0
+(``--strict`` makes them fail too): several papers' own counts cannot be re-derived from their
+stated rules (e.g. SDD's 594/286 split of 880 normals is not 3:1), so a difference is something
+to look at, not proof of a bad copy; and identical images are part of the papers' own data
+(BrainMRI, HeadCT), recorded by ``prepare`` and dropped only on request (``prepare --dedupe``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections import defaultdict
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from osad_lib.data.images import is_image_file, load_mask, load_rgb
+from osad_lib.data.images import is_image_file, load_mask, load_rgb, pixel_digest
 from osad_lib.data.mvtec import NORMAL_FOLDERS, Sample, read_marker, read_mvtec_layout
 from osad_lib.data.prepare import verify_manifest
 from osad_lib.data.registry import DATASETS, canonical_name, subset_info
@@ -63,10 +64,6 @@ def _loose_samples(root: Path) -> list[Sample]:
     return samples
 
 
-def _pixel_hash(pixels: np.ndarray) -> str:
-    return hashlib.sha1(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
-
-
 def _decode_all(root: Path, samples: list[Sample], desc: str, progress: bool) -> dict[str, Any]:
     """Decode every image and mask: unreadable files, mask problems, pixel-hash groups."""
     unreadable, size_mismatch, empty_masks = [], [], []
@@ -77,7 +74,7 @@ def _decode_all(root: Path, samples: list[Sample], desc: str, progress: bool) ->
         except ConfigError:
             unreadable.append(sample.path)
             continue
-        groups[_pixel_hash(np.asarray(image))].append(sample)
+        groups[pixel_digest(np.asarray(image))].append(sample)
         if sample.mask_path is None:
             continue
         try:
@@ -111,6 +108,22 @@ def _duplicates(groups: dict[str, list[Sample]]) -> dict[str, list[tuple[str, ..
 def _example(items: list, fix: str) -> str:
     first = items[0] if not isinstance(items[0], tuple) else " = ".join(items[0])
     return f"e.g. {first}; {fix}"
+
+
+def _duplicates_warning(name: str, root: Path, duplicates: dict[str, list[tuple[str, ...]]], marker: dict | None) -> str:
+    """The warning on groups of identical images: part of the papers' data (so kept by default),
+    a leakage risk the split manifests count, and the ``prepare --dedupe`` command that drops them."""
+    across, within = duplicates["train_test"], duplicates["within_split"]
+    recorded = {frozenset(g) for g in (marker or {}).get("duplicates", [])}
+    origin = ("recorded by prepare in its manifest, as in the download: the files the papers used (their counts "
+              "include every copy)" if recorded and {frozenset(g) for g in across + within} <= recorded else
+              "the papers' counts include such copies where their download has them")
+    data_root = root.parents[name.count("/")]
+    return (f"{len(across) + len(within)} groups of identical images ({len(across)} in both train and test, "
+            f"{len(within)} within one split), e.g. {' = '.join((across or within)[0])}; {origin}. They stay by "
+            "default; a test image identical to a training one inflates its scores, which each result row's "
+            f"deviations note. To drop all but the first copy: python -m osad_lib.data.prepare "
+            f"{DATASETS[subset_info(name).dataset].name} SOURCE_DIR {data_root} --dedupe --force")
 
 
 def _compare_with_paper(name: str, counts: dict[str, int], per_class: dict[str, int]) -> list[str]:
@@ -159,10 +172,9 @@ def check_dataset(name: str, folder: str | os.PathLike, progress: bool = True) -
         errors.append(f"{len(decoded['unreadable'])} unreadable files, " + _example(decoded["unreadable"], "re-download or re-convert them"))
     if decoded["size_mismatch"]:
         errors.append(f"{len(decoded['size_mismatch'])} masks differ in size from their image, " + _example(decoded["size_mismatch"], "re-convert the dataset"))
-    if duplicates["train_test"]:
-        errors.append(f"{len(duplicates['train_test'])} images in both train and test, " + _example(duplicates["train_test"], "remove one copy"))
     if duplicates["label_conflict"]:
-        errors.append(f"{len(duplicates['label_conflict'])} images with two labels, " + _example(duplicates["label_conflict"], "keep one"))
+        errors.append(f"{len(duplicates['label_conflict'])} images with two labels, " + _example(
+            duplicates["label_conflict"], "remove the wrongly labelled copy from the download and convert it again"))
     manifest, marker = "absent", read_marker(root)
     if marker is not None and "files" in marker:
         problems = verify_manifest(root, progress)
@@ -170,8 +182,8 @@ def check_dataset(name: str, folder: str | os.PathLike, progress: bool = True) -
         if problems:
             errors.append(f"manifest: {problems[0]} (and {len(problems) - 1} more); re-run prepare with --force")
     warnings = _compare_with_paper(name, counts, per_class)
-    if duplicates["within_split"]:
-        warnings.append(f"{len(duplicates['within_split'])} duplicate images within one split, " + _example(duplicates["within_split"], "check the source"))
+    if duplicates["train_test"] or duplicates["within_split"]:
+        warnings.append(_duplicates_warning(name, root, duplicates, marker))
     if decoded["empty_masks"]:
         warnings.append(f"{len(decoded['empty_masks'])} anomaly masks have no defect pixels, " + _example(decoded["empty_masks"], "check them"))
     paper = info.paper

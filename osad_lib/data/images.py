@@ -10,6 +10,7 @@ the file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -133,3 +134,14 @@ def load_mask(path: str | os.PathLike) -> np.ndarray:
     if array.ndim != 2:
         raise ConfigError(f"cannot read mask {path}: shape {array.shape} is not [H, W] or [H, W, C]; re-export it")
     return (array != 0).astype(np.uint8)
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-1 of decoded pixels and their shape: two files have the same digest exactly when they
+    decode to the same image, whatever their format (a PNG and a JPEG re-save differ)."""
+    return hashlib.sha1(str(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def image_digest(path: str | os.PathLike) -> str:
+    """:func:`pixel_digest` of the image file ``path`` as :func:`load_rgb` decodes it."""
+    return pixel_digest(np.asarray(load_rgb(path)))

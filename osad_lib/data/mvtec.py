@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,10 @@ class Sample:
 
     ``path`` and ``mask_path`` are POSIX paths relative to the dataset root; ``label`` is 0 for
     normal and 1 for anomaly; ``anomaly_class`` is ``"good"`` for normals (also for BTAD ``ok``);
-    ``split`` is the folder it came from (``"train"`` or ``"test"``).
+    ``split`` is the folder it came from (``"train"`` or ``"test"``). ``pixel_group`` names the
+    group of identical images it belongs to (the group's first path; its own path when it has no
+    copy) where the dataset records them (``duplicates`` in the manifest of
+    :mod:`osad_lib.data.prepare`), else ``""``.
     """
 
     path: str
@@ -50,6 +54,7 @@ class Sample:
     anomaly_class: str
     mask_path: str | None
     split: str
+    pixel_group: str = ""
 
 
 def _listing(folder: Path) -> list[str]:
@@ -148,7 +153,29 @@ def read_mvtec_layout(root: str | os.PathLike) -> list[Sample]:
         samples += [
             Sample(f"test/{cls}/{n}", 1, cls, mask, "test") for n, mask in zip(images, _masks_of(root, cls, images))
         ]
-    return samples
+    groups = duplicate_record(root)
+    return samples if groups is None else [replace(s, pixel_group=groups.get(s.path, s.path)) for s in samples]
+
+
+def duplicate_record(root: Path) -> dict[str, str] | None:
+    """The dataset's record of identical images (``duplicates`` of its manifest, written by
+    :mod:`osad_lib.data.prepare`): each member's path → its group's first path; None when the
+    folder has no such record."""
+    marker = root / MARKER
+    try:
+        stat = marker.stat()
+    except OSError:
+        return None
+    return _duplicate_record(marker, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _duplicate_record(marker: Path, mtime_ns: int, size: int) -> dict[str, str] | None:
+    """:func:`duplicate_record` of one version of a manifest (cached: manifests list every file)."""
+    manifest = read_marker(marker.parent)
+    if manifest is None or "duplicates" not in manifest:
+        return None
+    return {path: group[0] for group in manifest["duplicates"] for path in group}
 
 
 def anomaly_classes(samples: list[Sample]) -> list[str]:

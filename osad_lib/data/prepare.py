@@ -1,6 +1,6 @@
 """Convert the benchmark datasets from their original downloads into the MVTec layout.
 
-    python -m osad_lib.data.prepare NAME SOURCE_DIR DATA_ROOT [--seed 42] [--force]
+    python -m osad_lib.data.prepare NAME SOURCE_DIR DATA_ROOT [--seed 42] [--force] [--dedupe]
 
 ``NAME`` is one of :data:`CONVERTERS` (mvtecad, aitex, sdd, elpv, optical, mastcam, brainmri,
 headct, hyperkvasir, btad); ``SOURCE_DIR`` is the folder the dataset's home-page download was
@@ -31,6 +31,15 @@ Each output folder is built in a temporary sibling folder and renamed into place
 every file). Running the command again on an existing output **verifies** it against its
 manifest instead of converting again, and reports missing, changed or unexpected files
 (``--force`` rebuilds).
+
+**Exact duplicates.** Some downloads hold identical images under two names (BrainMRI: two
+images end up in both train and test, twenty pairs within one split; HeadCT one pair). The
+papers used these files, so their counts include every copy, and so do ours by default; the
+manifest records each group of identical images (``duplicates``: same decoded pixels,
+:func:`duplicate_groups`), which :mod:`osad_lib.data.check` reports as a warning and the split
+manifests count (:class:`osad_lib.data.protocols.Split`). ``--dedupe`` drops all but the first
+image of each group by sorted path (a group with two labels is left for the check to report)
+and records the dropped files (``dropped``); it is part of the manifest's key.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import os
 import re
 import shutil
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +62,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from osad_lib.data.elpv import convert_elpv
-from osad_lib.data.images import is_image_file, load_mask, load_rgb
-from osad_lib.data.mvtec import MARKER, build_folder_once, read_marker, read_mvtec_layout
+from osad_lib.data.images import image_digest, is_image_file, load_mask, load_rgb
+from osad_lib.data.mvtec import MARKER, NORMAL_FOLDERS, build_folder_once, read_marker, read_mvtec_layout
 from osad_lib.data.protocols import seeded_normal_split
 from osad_lib.data.registry import DATASETS
 from osad_lib.validate import ConfigError, choose
@@ -564,6 +573,43 @@ def writable_root(data_root: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# Exact duplicates: recorded by default, dropped with --dedupe
+# ---------------------------------------------------------------------------------------------
+
+def _image_class(relative: str) -> str:
+    """The label folder of an image's relative path: ``good`` for normals, else its anomaly class."""
+    _, folder, _ = relative.split("/", 2)
+    return "good" if folder in NORMAL_FOLDERS else folder
+
+
+def duplicate_groups(folder: Path, progress: bool = True) -> list[list[str]]:
+    """Groups of identical images (same decoded pixels, :func:`~osad_lib.data.images.image_digest`)
+    among the images in ``folder``'s ``train/`` and ``test/``: relative paths, sorted, each group
+    and the list; only groups of two or more."""
+    images = [r for r in _tree(folder) if r.split("/", 1)[0] in ("train", "test") and is_image_file(r)]
+    by_digest: dict[str, list[str]] = defaultdict(list)
+    for relative in _progress(images, f"duplicates {folder.name}", progress):
+        by_digest[image_digest(folder / relative)].append(relative)
+    return sorted(sorted(group) for group in by_digest.values() if len(group) > 1)
+
+
+def drop_duplicates(folder: Path, groups: list[list[str]]) -> list[str]:
+    """Delete every image of each group but the first by sorted relative path, with its mask; a
+    group whose images carry different labels (a label conflict, which
+    :mod:`osad_lib.data.check` reports as an error) is left whole. Returns the dropped paths."""
+    masks = {s.path: s.mask_path for s in read_mvtec_layout(folder)}
+    dropped = [r for group in groups if len({_image_class(r) for r in group}) == 1 for r in group[1:]]
+    for relative in dropped:
+        (folder / relative).unlink()
+        if masks.get(relative):
+            (folder / masks[relative]).unlink()
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    return dropped
+
+
+# ---------------------------------------------------------------------------------------------
 # Manifests: build, verify
 # ---------------------------------------------------------------------------------------------
 
@@ -612,21 +658,38 @@ class PrepareReport:
     action: str
     counts: dict[str, int]
     problems: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, name: str, folder: Path, action: str, problems: list[str] | None = None) -> PrepareReport:
+        """The report of ``folder`` from its manifest."""
+        manifest = read_marker(folder) or {}
+        return cls(name, folder, action, manifest.get("counts", {}), problems or [], manifest.get("duplicates", []),
+                   manifest.get("dropped", []))
 
     def summary(self) -> str:
-        """One line: train normals, test normals, anomalies per class count, masks."""
+        """One line: train normals, test normals, anomalies per class count, masks, duplicates."""
         train = self.counts.get("train/good", 0)
         test = self.counts.get("test/good", 0)
         anomalies = {k[5:]: v for k, v in self.counts.items() if k.startswith("test/") and k != "test/good"}
         masks = sum(v for k, v in self.counts.items() if k.startswith("ground_truth/"))
         state = f"{len(self.problems)} problem(s)" if self.problems else "ok"
+        if self.dropped:
+            copies = f"; {len(self.dropped)} exact duplicates dropped (--dedupe)"
+        elif self.duplicates:
+            copies = (f"; {len(self.duplicates)} groups of identical images kept, as in the download "
+                      "(--dedupe drops them)")
+        else:
+            copies = ""
         return (f"{self.name}: {self.action} {self.folder} — {train} train normals, {test} test normals, "
-                f"{sum(anomalies.values())} anomalies in {len(anomalies)} classes, {masks} masks [{state}]")
+                f"{sum(anomalies.values())} anomalies in {len(anomalies)} classes, {masks} masks{copies} [{state}]")
 
 
-def _manifest_key(converter: Converter, name: str, source: Path, seed: int) -> dict[str, Any]:
-    return {"dataset": converter.name, "name": name, "source": str(source),
-            "seed": seed if converter.seeded else None, "converter_version": CONVERTER_VERSION}
+def _manifest_key(converter: Converter, name: str, source: Path, seed: int, dedupe: bool = False) -> dict[str, Any]:
+    key = {"dataset": converter.name, "name": name, "source": str(source),
+           "seed": seed if converter.seeded else None, "converter_version": CONVERTER_VERSION}
+    return {**key, "dedupe": True} if dedupe else key
 
 
 def _existing_action(dest: Path, key: dict[str, Any], force: bool) -> str:
@@ -641,24 +704,35 @@ def _existing_action(dest: Path, key: dict[str, Any], force: bool) -> str:
     if old_seed != key["seed"]:
         raise ConfigError(f"{dest} was converted with seed {old_seed}; pass --seed {old_seed} to verify it "
                           f"or --force to rebuild it with seed {key['seed']}")
+    deduped = manifest.get("key", {}).get("dedupe", False)
+    if deduped != key.get("dedupe", False):
+        raise ConfigError(f"{dest} was converted {'with' if deduped else 'without'} --dedupe; pass the same to verify "
+                          f"it, or --force to rebuild it {'with' if not deduped else 'without'} --dedupe")
     return "verify"
 
 
-def _builder(converter: Converter, name: str, source: Path, seed: int, progress: bool) -> Callable[[Path], dict[str, Any]]:
-    """The ``build(tmp)`` of :func:`build_folder_once`: convert, then hash every file for the manifest."""
+def _builder(converter: Converter, name: str, source: Path, seed: int, progress: bool,
+             dedupe: bool = False) -> Callable[[Path], dict[str, Any]]:
+    """The ``build(tmp)`` of :func:`build_folder_once`: convert, record the groups of identical
+    images (and with ``dedupe`` drop all but the first of each), then hash every file."""
     def build(tmp: Path) -> dict[str, Any]:
         notes = converter.convert(source, tmp, seed, progress)
+        groups = duplicate_groups(tmp, progress)
+        dropped = drop_duplicates(tmp, groups) if dedupe else []
         files = hash_files(tmp, progress, desc=f"sha1 {name}")
-        return {"counts": folder_counts(files), "notes": notes, "files": files}
+        facts = {"counts": folder_counts(files), "notes": notes, "files": files, "duplicates": groups}
+        return {**facts, "dropped": dropped} if dedupe else facts
     return build
 
 
 def prepare(name: str, source: str | os.PathLike, data_root: str | os.PathLike, seed: int = DEFAULT_SEED,
-            force: bool = False, progress: bool = True) -> list[PrepareReport]:
+            force: bool = False, progress: bool = True, dedupe: bool = False) -> list[PrepareReport]:
     """Convert dataset ``name`` from its download ``source`` into ``data_root`` (module docstring).
 
     Existing outputs with a manifest are verified, not converted again (``force`` rebuilds).
     All checks happen before any conversion, so a bad argument leaves ``data_root`` untouched.
+    Groups of identical images are recorded in the manifest; ``dedupe`` drops all but the first
+    of each (the papers' counts include every copy, so keeping them is the default).
     """
     name = choose("NAME", str(name).strip().lower(), CONVERTERS)
     converter = CONVERTERS[name]
@@ -671,17 +745,17 @@ def prepare(name: str, source: str | os.PathLike, data_root: str | os.PathLike, 
             raise ConfigError(f"{subset_source} is already {dest}: nothing to convert; check it with python -m osad_lib.data.check {root}")
         if subset_source.resolve() in dest.resolve().parents:
             raise ConfigError(f"DATA_ROOT {root} would write {dest} inside the source {subset_source}; choose another DATA_ROOT")
-        key = _manifest_key(converter, subset, subset_source, seed)
+        key = _manifest_key(converter, subset, subset_source, seed, dedupe)
         plans.append((subset, subset_source, dest, key, _existing_action(dest, key, force)))
     reports = []
     for subset, subset_source, dest, key, action in plans:
         if action == "verify":
-            reports.append(PrepareReport(subset, dest, "verified", read_marker(dest)["counts"], verify_manifest(dest, progress)))
+            reports.append(PrepareReport.of(subset, dest, "verified", verify_manifest(dest, progress)))
             continue
         if force:
             (dest / MANIFEST).unlink(missing_ok=True)  # makes build_folder_once rebuild even for an equal key
-        build_folder_once(dest, key, _builder(converter, subset, subset_source, seed, progress))
-        reports.append(PrepareReport(subset, dest, "converted", read_marker(dest)["counts"]))
+        build_folder_once(dest, key, _builder(converter, subset, subset_source, seed, progress, dedupe))
+        reports.append(PrepareReport.of(subset, dest, "converted"))
     return reports
 
 
@@ -698,10 +772,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_root", metavar="DATA_ROOT", help="your data root (OSAD_DATA); output goes to DATA_ROOT/<name>")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the 3:1 normal split (default 42)")
     parser.add_argument("--force", action="store_true", help="rebuild an existing output instead of verifying it")
+    parser.add_argument("--dedupe", action="store_true",
+                        help="drop exact duplicate images (same pixels), keeping the first of each group by sorted "
+                             "path; default: keep them, as the papers did (the manifest records them either way)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
-        reports = prepare(args.name, args.source, args.data_root, args.seed, args.force, not args.no_progress)
+        reports = prepare(args.name, args.source, args.data_root, args.seed, args.force, not args.no_progress,
+                          args.dedupe)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,13 @@ unlabelled contamination, and the test set. Manifests are plain data with a cont
 
 Every draw sorts the candidate files first and uses ``numpy.random.default_rng(seed)``, so a
 split depends on the seed and the file names only, never on the filesystem's listing order.
+
+**Identical images.** Where the dataset records its groups of identical images
+(:mod:`osad_lib.data.prepare`; BrainMRI and HeadCT have some), a manifest also counts the test
+images that are identical to a labelled training anomaly or to a training normal
+(:func:`with_test_copies`): the test then holds an image the model was trained on. The counts are
+recorded beside the split, not part of its ``manifest_id``, and :attr:`Split.duplicate_note`
+is what a result row's ``deviations`` say about them.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +72,30 @@ class Split:
     train_contamination: tuple[tuple[str, str], ...]
     test: tuple[tuple[str, int, str], ...]
     manifest_id: str = field(default="", compare=False)
+    #: Test images identical to a labelled training anomaly / to a training normal (None: the
+    #: dataset records no duplicates); facts about the files, not part of ``manifest_id``.
+    test_copies_of_labelled: int | None = field(default=None, compare=False)
+    test_copies_of_normal: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "manifest_id", self._content_hash())
 
     def _content(self) -> dict[str, Any]:
         content = asdict(self)
-        content.pop("manifest_id")
+        for recorded in ("manifest_id", *_RECORDED):
+            content.pop(recorded)
         return content
+
+    @property
+    def duplicate_note(self) -> str:
+        """What a result row on this split says about test images identical to training images
+        (empty when there are none or the dataset records no duplicates)."""
+        counts = ((self.test_copies_of_labelled, "a labelled training anomaly"), (self.test_copies_of_normal, "a training normal"))
+        parts = [f"{n} test image(s) identical to {what}" for n, what in counts if n]
+        if not parts:
+            return ""
+        return (f"{', '.join(parts)} (exact duplicates in the dataset, as in the papers' files; prepare --dedupe "
+                "drops them)")
 
     def _content_hash(self) -> str:
         text = json.dumps(self._content(), sort_keys=True, separators=(",", ":"))
@@ -104,9 +127,11 @@ class Split:
         )
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Write the manifest (with its ``manifest_id``) atomically; return the path."""
+        """Write the manifest (with its ``manifest_id`` and the recorded duplicate counts) atomically;
+        return the path."""
         path = Path(path)
-        atomic_write_text(path, json.dumps({**self._content(), "manifest_id": self.manifest_id}, indent=1))
+        recorded = {k: getattr(self, k) for k in _RECORDED}
+        atomic_write_text(path, json.dumps({**self._content(), "manifest_id": self.manifest_id, **recorded}, indent=1))
         return path
 
     @classmethod
@@ -116,18 +141,37 @@ class Split:
         try:
             data = json.loads(path.read_text())
             stored = data.pop("manifest_id")
+            recorded = {k: data.pop(k, None) for k in _RECORDED}
             split = cls(
                 **{**data,
                    "train_normal": tuple(data["train_normal"]),
                    "train_anomaly": tuple(tuple(x) for x in data["train_anomaly"]),
                    "train_contamination": tuple(tuple(x) for x in data["train_contamination"]),
-                   "test": tuple((p, int(label), c) for p, label, c in data["test"])}
+                   "test": tuple((p, int(label), c) for p, label, c in data["test"]), **recorded}
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot read split manifest {path}: {exc}; regenerate it with general_split/hard_split") from None
         if split.manifest_id != stored:
             raise ConfigError(f"split manifest {path} was edited (content hash {split.manifest_id} != stored {stored}); regenerate it")
         return split
+
+
+#: Fields of a :class:`Split` recorded beside its content (not hashed into ``manifest_id``).
+_RECORDED = ("test_copies_of_labelled", "test_copies_of_normal")
+
+
+def with_test_copies(split: Split, samples: Sequence[Sample]) -> Split:
+    """``split`` with its counts of test images identical to a labelled training anomaly and to a
+    training normal, from the samples' ``pixel_group`` (the dataset's duplicate record); unchanged
+    when the dataset records none."""
+    group = {s.path: s.pixel_group for s in samples}
+    if not any(group.values()):
+        return split
+    labelled = {group[p] for p, _ in split.train_anomaly}
+    normal = {group[p] for p in split.train_normal}
+    tested = [group[p] for p, _, _ in split.test]
+    return replace(split, test_copies_of_labelled=sum(g in labelled for g in tested),
+                   test_copies_of_normal=sum(g in normal for g in tested))
 
 
 def _by_path(samples: Sequence[Sample]) -> list[Sample]:
@@ -198,14 +242,14 @@ def general_split(
     labelled, contaminating = drawn[:n_shots], drawn[nested:]
     removed = {s.path for s in drawn}
     test = test_normal + [s for s in anomalies if s.path not in removed]
-    return Split(
+    return with_test_copies(Split(
         dataset=dataset, subset=subset, setting="general", n_shots=n_shots, seed=int(seed), seen_class=None,
         contamination=float(contamination), nested_in=nested,
         train_normal=tuple(s.path for s in train_normal),
         train_anomaly=tuple(sorted((s.path, s.anomaly_class) for s in labelled)),
         train_contamination=tuple(sorted((s.path, s.anomaly_class) for s in contaminating)),
         test=tuple(sorted((s.path, s.label, s.anomaly_class) for s in test)),
-    )
+    ), samples)
 
 
 def hard_split(
@@ -246,14 +290,14 @@ def hard_split(
     order = np.random.default_rng(seed).permutation(len(members))
     labelled = [members[i] for i in order[:n_shots]]
     test = test_normal + [s for s in anomalies if s.anomaly_class != seen_class]
-    return Split(
+    return with_test_copies(Split(
         dataset=dataset, subset=subset, setting="hard", n_shots=n_shots, seed=int(seed), seen_class=seen_class,
         contamination=0.0, nested_in=nested,
         train_normal=tuple(s.path for s in train_normal),
         train_anomaly=tuple(sorted((s.path, s.anomaly_class) for s in labelled)),
         train_contamination=(),
         test=tuple(sorted((s.path, s.label, s.anomaly_class) for s in test)),
-    )
+    ), samples)
 
 
 def make_split(

@@ -28,6 +28,11 @@ from osad_lib import paths
 from osad_lib.validate import ConfigError, closest
 
 
+class DataNotFoundError(ConfigError):
+    """A dataset that is neither embedded nor under the data root (:func:`resolve`): experiments
+    on it are skipped, never crash midway (:func:`osad_lib.experiments.runnable`)."""
+
+
 @dataclass(frozen=True)
 class PaperCounts:
     """Statistics of a (sub)dataset as printed in the papers (DevNet Table 1 / AHL Table 6)."""
@@ -261,14 +266,31 @@ def resolve(name: str, data_root: str | os.PathLike | None = None) -> Path:
         return synthetic_root(info.subset)
     root = paths.data_root(data_root)
     if root is None:
-        raise ConfigError(
+        raise DataNotFoundError(
             f"dataset {name!r} is not embedded: pass data_root (or set OSAD_DATA) to a folder that holds {name}/ "
             "in the MVTec layout; embedded datasets: elpv, synthetic"
         )
     if not root.is_dir():
-        raise ConfigError(f"data_root {root} does not exist; pass the folder that holds your datasets (e.g. {root / name})")
+        raise DataNotFoundError(f"data_root {root} does not exist; pass the folder that holds your datasets (e.g. {root / name})")
     folder = root / name
     if not folder.is_dir():
         empty = " (data_root is empty)" if not any(root.iterdir()) else ""
-        raise ConfigError(f"dataset {name!r} not found: expected the folder {folder}{empty}{_misplaced_hint(name, root)}")
+        raise DataNotFoundError(f"dataset {name!r} not found: expected the folder {folder}{empty}{_misplaced_hint(name, root)}")
     return folder
+
+
+def is_present(name: str, data_root: str | os.PathLike | None = None) -> bool:
+    """Whether dataset ``name``'s data are at hand: embedded (built on first use), or the folder
+    ``<data_root>/<name>`` exists. Checks folders only; nothing is built or read."""
+    if DATASETS[subset_info(name).dataset].embedded:
+        return True
+    root = paths.data_root(data_root)
+    return root is not None and local_folder(name, root).is_dir()
+
+
+def present_and_missing(names: Iterable[str], data_root: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
+    """(registry names of ``names`` — expanded by :func:`dataset_names` — whose data are at hand,
+    the others), each in order."""
+    expanded = dataset_names(names)
+    here = [n for n in expanded if is_present(n, data_root)]
+    return here, [n for n in expanded if n not in here]

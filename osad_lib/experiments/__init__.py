@@ -10,9 +10,13 @@ the plan and the run identical.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
+from osad_lib.data.protocols import Split
 from osad_lib.results import Experiment
 
 NOTEBOOK_MODULES = {
@@ -52,3 +56,53 @@ def module_for(notebook: str) -> ModuleType | None:
         if exc.name == f"osad_lib.experiments.{name}":
             return None
         raise
+
+
+def data_names(item: GridItem) -> tuple[str, ...]:
+    """Registry names of the image datasets an experiment reads (its ``extra_key`` ``name``, or
+    ``source`` and ``target``); none for tabular data."""
+    key = item.experiment.extra_key
+    return tuple(str(key[k]) for k in ("name", "source", "target") if key.get(k))
+
+
+def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
+    """The one rule for data that are not present: (the experiments that can run, the registry
+    names of the datasets that are missing, sorted). A grid gives an experiment on image data a
+    ``manifest_id`` exactly when its split could be made, i.e. its datasets are embedded or under
+    the data root; the others are skipped, never started."""
+    at_hand = [bool(i.experiment.manifest_id) or not data_names(i) for i in items]
+    present = {n for i, ok in zip(items, at_hand) if ok for n in data_names(i)}
+    missing = {n for i, ok in zip(items, at_hand) if not ok for n in data_names(i)} - present
+    return [i for i, ok in zip(items, at_hand) if ok], sorted(missing)
+
+
+def skipped_line(notebook: str, missing: Sequence[str], data_root: str | os.PathLike | Path | None) -> str:
+    """The one line naming the datasets a notebook skips (empty when none), as notebooks print it
+    and ``run_all.py`` logs it."""
+    if not missing:
+        return ""
+    where = f"under {data_root}" if data_root else "(no data root: pass run_all.py --data-root or set OSAD_DATA)"
+    return (f"{notebook}: skipped, data not found {where}: {', '.join(missing)} "
+            "(python -m osad_lib.data.prepare converts a download)")
+
+
+def with_split_note(deviations: str, split: Split | None) -> str:
+    """A row's ``deviations`` with its split's note on test images identical to training images
+    (:attr:`osad_lib.data.protocols.Split.duplicate_note`; nothing without one)."""
+    return "; ".join(p for p in (deviations, split.duplicate_note if split is not None else "") if p)
+
+
+def note_figure(text: str):
+    """A small figure that only says ``text``: what a notebook shows in place of a plot of runs
+    that did not happen (their data are missing)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return fig
+
+
+def nothing_to_run_line(notebook: str) -> str:
+    """What a notebook whose every experiment was skipped says before showing the papers' rows only."""
+    return f"{notebook}: nothing to run on the data at hand; its tables show the papers' rows only"

@@ -40,7 +40,7 @@ from osad_lib import paper
 from osad_lib.data.protocols import Split
 from osad_lib.data.registry import hard_subset_label, subset_info
 from osad_lib.data.tensors import ImageSet, load_split
-from osad_lib.experiments import GridItem
+from osad_lib.experiments import GridItem, with_split_note
 from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments import dra as xdra
 from osad_lib.data.pseudo import load_textures
@@ -171,10 +171,8 @@ def make_dataset_split(cfg: NotebookConfig, name: str, setting: str, n_shots: in
 
 
 def _manifest_id(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int, seen: str | None) -> str:
-    try:
-        return make_dataset_split(cfg, name, setting, n_shots, seed, seen)[0].manifest_id
-    except ConfigError:
-        return ""
+    split = xdra.split_if_present(cfg, name, setting, n_shots, seed, seen)
+    return split.manifest_id if split is not None else ""
 
 
 def _runs(cfg: NotebookConfig) -> list[tuple[str, str, int, str | None]]:
@@ -210,8 +208,9 @@ def split_item(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed:
         subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting,
         n_shots=n_shots, method=method, variant=variant, backbone=cfg.profile.backbone, seed=seed,
         profile=cfg.profile.name, manifest_id=_manifest_id(cfg, name, setting, n_shots, seed, seen),
-        deviations=deviations(cfg, info.dataset, base, config), device=cfg.device_label,
-        extra_key={"name": name, "seen_class": seen or ""})
+        deviations=with_split_note(deviations(cfg, info.dataset, base, config),
+                                   xdra.split_if_present(cfg, name, setting, n_shots, seed, seen)),
+        device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""})
     return GridItem(experiment, *_cost(cfg, info, base, config))
 
 

@@ -51,8 +51,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import paper, paths
-from osad_lib.data.registry import dataset_names, hard_subset_label, subset_info
+from osad_lib import experiments, paper, paths
+from osad_lib.data.protocols import Split
+from osad_lib.data.registry import DataNotFoundError, dataset_names, hard_subset_label, subset_info
 from osad_lib.data.tabular import (
     ADBENCH_ENV, GROUPS, ORGANISATIONS, SPLITS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of,
     load_npz, user_adbench_dir,
@@ -399,6 +400,7 @@ def image_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gri
         runs = [(s, c) for s in ac.image_settings for c in ((None,) if s == "general" else seen)]
         for setting, seen_class in runs:
             for seed in seeds:
+                split = _image_split(cfg, name, setting, shots, seed, seen_class)
                 for ao in (False, True):
                     config = image_devnet_config(cfg, ao)
                     note = "beyond the paper: AnoOnly on the image DevNet"
@@ -407,12 +409,30 @@ def image_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gri
                         subset=hard_subset_label(name, seen_class) if seen_class else info.subset, setting=setting,
                         n_shots=shots, method="devnet", variant=variant_label(ao), backbone=config.backbone,
                         seed=seed, profile=cfg.profile.name, device=cfg.device_label,
-                        deviations="; ".join(p for p in (note, devnet_deviations(cfg, info.dataset, config)) if p),
+                        manifest_id=split.manifest_id if split is not None else "",
+                        deviations=experiments.with_split_note(
+                            "; ".join(p for p in (note, devnet_deviations(cfg, info.dataset, config)) if p), split),
                         extra_key={"name": name, "seen_class": seen_class or ""},
                     )
                     train = config.epochs * config.steps_per_epoch * config.batch_size * config.n_scales
                     items.append(GridItem(experiment, train, 0))
     return items
+
+
+def _image_split(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
+                 seen_class: str | None) -> Split | None:
+    """The split of an image run; None when the dataset is not present, which leaves the run
+    without a ``manifest_id`` and so skips it (:func:`osad_lib.experiments.runnable`)."""
+    try:
+        return make_dataset_split(cfg, name, setting, n_shots, seed, seen_class)[0]
+    except DataNotFoundError:
+        return None
+
+
+def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
+    """The items whose data are at hand and the image datasets that are missing:
+    :func:`osad_lib.experiments.runnable`, the rule of every notebook (ADBench items always run)."""
+    return experiments.runnable(items)
 
 
 def run_image_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import limits, paper
+from osad_lib import experiments, limits, paper
 from osad_lib.data.mvtec import Sample, read_mvtec_layout
-from osad_lib.data.protocols import Split
+from osad_lib.data.protocols import Split, with_test_copies
 from osad_lib.data.pseudo import foreground_mask, randaug_cutpaste
 from osad_lib.data.registry import dataset_names, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images
@@ -223,12 +223,12 @@ def bgad_split(
     tested = [s for s in anomalies if s.path not in used and (test_classes is None or s.anomaly_class in test_classes)]
     if not tested:
         raise ConfigError(f"{where}: no test anomalies remain; use fewer shots or other test classes")
-    return Split(
+    return with_test_copies(Split(
         dataset=dataset, subset=subset, setting="general" if n_shots else "unsupervised", n_shots=n_shots,
         seed=int(seed), seen_class=None, contamination=0.0, nested_in=n_shots,
         train_normal=tuple(train_normal), train_anomaly=tuple(sorted((s.path, s.anomaly_class) for s in drawn)),
         train_contamination=(), test=tuple(sorted((s.path, s.label, s.anomaly_class) for s in test_normal + tested)),
-    )
+    ), samples)
 
 
 def _stratified(candidates: list[Sample], n: int, rng: np.random.Generator) -> list[Sample]:
@@ -289,11 +289,10 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
 
 
 def available_items(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """(items whose data are at hand, one line per dataset that is missing) — a split could be
-    made for an item exactly when its ``manifest_id`` is known."""
-    ready = [i for i in items if i.experiment.manifest_id]
-    missing = sorted({i.experiment.extra_key["name"] for i in items if not i.experiment.manifest_id})
-    return ready, [f"{name}: not found (embedded or under data_root); its rows are skipped" for name in missing]
+    """(items whose data are at hand, one line naming the missing datasets, or none) by
+    :func:`osad_lib.experiments.runnable`, the rule of every notebook."""
+    ready, missing = experiments.runnable(items)
+    return ready, [f"skipped (data not found, embedded or under data_root): {', '.join(missing)}"] if missing else []
 
 
 def _item(cfg: NotebookConfig, config: BGADConfig, table: str, name: str, method: str, n_shots: int,
@@ -301,15 +300,16 @@ def _item(cfg: NotebookConfig, config: BGADConfig, table: str, name: str, method
     info = subset_info(name)
     backbone, _, _ = available_backbone(config)
     try:
-        manifest = dataset_split(cfg, name, n_shots, seed).manifest_id
+        split = dataset_split(cfg, name, n_shots, seed)
     except ConfigError:
-        manifest = ""
+        split = None
     experiment = Experiment(
         notebook=NOTEBOOK, paper="bgad", table=table, dataset=info.dataset, subset=info.subset,
         setting="general" if n_shots else "unsupervised", n_shots=n_shots, method=method,
-        backbone=backbone, seed=seed, profile=cfg.profile.name, manifest_id=manifest,
-        deviations=config_deviations(method_config(config, method), info.dataset, info.has_masks,
-                                     int(grid_option(cfg, "max_train_normals")), labelled=n_shots > 0),
+        backbone=backbone, seed=seed, profile=cfg.profile.name, manifest_id=split.manifest_id if split else "",
+        deviations=experiments.with_split_note(config_deviations(
+            method_config(config, method), info.dataset, info.has_masks, int(grid_option(cfg, "max_train_normals")),
+            labelled=n_shots > 0), split),
         device=cfg.device_label, extra_key={"name": name},
     )
     return GridItem(experiment, *_cost(info, n_shots, config, int(grid_option(cfg, "max_train_normals"))))
@@ -790,6 +790,8 @@ def plot_localization(paths_by_method: dict[str, Path], n: int = 4):
     (red contour) and each method's anomaly map (one colour scale per method)."""
     import matplotlib.pyplot as plt
 
+    if not paths_by_method:  # no run on a dataset with pixel masks (e.g. its data are missing)
+        return experiments.note_figure("no anomaly maps: no run on a dataset with pixel masks")
     loaded = {m: dict(np.load(p)) for m, p in paths_by_method.items() if p.is_file()}
     if not loaded:
         raise ConfigError("no saved anomaly maps found; run the grid first (maps are kept for the first seed)")

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import paper
+from osad_lib import experiments, paper
 from osad_lib.data.registry import subset_info
 from osad_lib.data.tensors import ImageSet, load_split
 from osad_lib.experiments import GridItem
@@ -216,11 +216,8 @@ def _cost(cfg: NotebookConfig, dra_cfg: DRAConfig, ahl_cfg: AHLConfig, method: s
 
 def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
     """The items whose source and target data are at hand, and the domains that are missing (those
-    of the other items that no runnable item has)."""
-    ready = [i for i in items if i.experiment.manifest_id]
-    present = {i.experiment.extra_key[k] for i in ready for k in ("source", "target")}
-    missing = {i.experiment.extra_key[k] for i in items for k in ("source", "target")} - present
-    return ready, sorted(missing)
+    of the other items that no runnable item has): :func:`osad_lib.experiments.runnable`."""
+    return experiments.runnable(items)
 
 
 def deviations(cfg: NotebookConfig, dataset: str, method: str, same: bool) -> str:

@@ -20,9 +20,9 @@ import torch
 
 from osad_lib.data.mvtec import Sample, anomaly_classes, read_mvtec_layout
 from osad_lib.data.protocols import general_split, hard_split
-from osad_lib.data.registry import DATASETS, dataset_names, local_folder, resolve, subset_info
+from osad_lib.data.registry import DATASETS, dataset_names, local_folder, present_and_missing, resolve, subset_info
 from osad_lib.data.tensors import load_images
-from osad_lib.experiments import GridItem
+from osad_lib.experiments import GridItem, skipped_line
 from osad_lib.profiles import NotebookConfig
 
 _COUNTS = ("train_normal", "test_normal", "anomalies", "n_classes")
@@ -34,16 +34,21 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
 
 
 def present_datasets(cfg: NotebookConfig) -> list[str]:
-    """Registry names to describe: smoke → the synthetic subsets; otherwise ELPV, the synthetic
-    subsets and every dataset found under ``cfg.data_root`` (``<data_root>/<name>``)."""
+    """Registry names to describe: the profile's image datasets that are at hand (its ``datasets``
+    parameter; the others are skipped and named, :func:`osad_lib.data.registry.present_and_missing`),
+    then the synthetic subsets and, except under smoke, ELPV and every dataset found under
+    ``cfg.data_root`` (``<data_root>/<name>``)."""
+    names, missing = present_and_missing(cfg.profile.image_datasets, cfg.data_root)
+    if missing:
+        print(skipped_line(cfg.notebook, missing, cfg.data_root))
     synthetic = dataset_names(["synthetic/*"])
-    if cfg.profile.name == "smoke":
-        return synthetic
-    names = ["elpv"] + synthetic
+    if cfg.profile.builtin == "smoke":
+        return list(dict.fromkeys(names + synthetic))
+    names += ["elpv"] + synthetic
     if cfg.data_root is not None:
         local = [n for d, info in DATASETS.items() if not info.embedded for n in info.names]
         names += [n for n in local if local_folder(n, cfg.data_root).is_dir()]
-    return names
+    return list(dict.fromkeys(names))
 
 
 def read_datasets(names: list[str], data_root: Path | None) -> dict[str, tuple[Path, list[Sample]]]:

@@ -43,7 +43,7 @@ import torch
 from scipy.stats import wilcoxon
 from tqdm.auto import tqdm
 
-from osad_lib import explain, paper
+from osad_lib import experiments, explain, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
@@ -244,9 +244,10 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
         if name not in samples:
             samples[name] = _samples_if_present(cfg, name)
         for seed in cfg.seeds:
-            manifest = "" if samples[name] is None else make_split(
+            split = None if samples[name] is None else make_split(
                 samples[name], setting, shots, seed, seen_class=seen, dataset=info.dataset, subset=info.subset,
-            ).manifest_id
+            )
+            manifest = split.manifest_id if split is not None else ""
             for method in (choose("method", m, METHODS) for m in grid_option(cfg, "methods")):
                 if table not in _method_tables(cfg, method) or seed not in method_seeds(cfg, method, table):
                     continue
@@ -259,8 +260,8 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                     subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting,
                     n_shots=row_shots(method, shots), method=method, backbone=config.backbone, seed=seed,
                     profile=cfg.profile.name, manifest_id=manifest,
-                    deviations=method_deviations(cfg, method, info.dataset), device=cfg.device_label,
-                    extra_key=extra,
+                    deviations=experiments.with_split_note(method_deviations(cfg, method, info.dataset), split),
+                    device=cfg.device_label, extra_key=extra,
                 )
                 items.append(GridItem(experiment, *_cost(info, setting, seen, shots, config)))
     return items
@@ -446,8 +447,14 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
 
 
 def run_grid(cfg: NotebookConfig, items: Sequence[GridItem] | None = None) -> pd.DataFrame:
-    """Run (or, with ``cfg.resume``, skip stored) experiments; return the notebook's stored rows."""
-    items = grid(cfg) if items is None else items
+    """Run (or, with ``cfg.resume``, skip stored) experiments; return the notebook's stored rows.
+    Experiments on data that are not present are skipped and named in one line
+    (:func:`osad_lib.experiments.runnable`)."""
+    items, missing = experiments.runnable(grid(cfg) if items is None else items)
+    if missing:
+        print(experiments.skipped_line(NOTEBOOK, missing, cfg.data_root))
+    if not items:
+        print(experiments.nothing_to_run_line(NOTEBOOK))
     for item in tqdm(items, desc="01_devnet experiments", unit="run"):
         cfg.store.run_experiment(item.experiment, lambda item=item: run_one(cfg, item), resume=cfg.resume)
     return cfg.store.read()
@@ -516,13 +523,14 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         rows["table"] = "table4"
     else:
         rows = _with_means(_rows(cfg, table, "auroc"), table)
-    if rows.empty:  # e.g. no dataset with hard-setting classes under the data root: no Table 3
-        return pd.DataFrame(columns=PAPER_TABLE_COLUMNS)
     joined = paper.compare(rows, f"devnet_{table}")
-    joined = joined[joined["dataset"].isin(set(rows["dataset"]))]
-    if table == "table3":
-        joined = joined[joined["subset"].isin(set(rows["subset"]))]
-    joined = joined[joined["n_shots"].isna() | joined["n_shots"].isin([0, *set(rows["n_shots"].astype(int))])]
+    if rows.empty:  # nothing ran (its data are missing): the paper's rows of the profile's datasets
+        joined = joined[joined["dataset"].isin({subset_info(n).dataset for n in dataset_names(cfg.profile.image_datasets)})]
+    else:
+        joined = joined[joined["dataset"].isin(set(rows["dataset"]))]
+        if table == "table3":
+            joined = joined[joined["subset"].isin(set(rows["subset"]))]
+        joined = joined[joined["n_shots"].isna() | joined["n_shots"].isin([0, *set(rows["n_shots"].astype(int))])]
     out = joined.assign(
         paper=[paper.format_mean_std(m, s) for m, s in zip(joined["paper_mean"], joined["paper_std"])],
         measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
@@ -612,6 +620,8 @@ def fig4_figure(curve: pd.DataFrame):
 
     from osad_lib.viz import METHOD_COLORS
 
+    if curve.empty:  # no localization run (its data are missing)
+        return experiments.note_figure("DevNet Fig. 4: no localization run on the data at hand")
     fig, ax = plt.subplots(figsize=(4.4, 3.4))
     for method, part in curve.groupby("method", sort=False):  # points, not lines: F1 is not monotone in t
         ax.scatter(part["f1"], part["pixel_auroc"], s=12, alpha=0.8, color=METHOD_COLORS.get(method), label=method)
@@ -628,6 +638,8 @@ def fig5_overlays(cfg: NotebookConfig, method: str = "devnet", max_datasets: int
     run (lowest seed) of each of at most ``max_datasets`` localization datasets."""
     images, masks, maps, titles = [], [], [], []
     runs = sorted(_artifacts(cfg, method), key=lambda r: (r[0]["dataset"], r[0]["subset"], r[0]["seed"]))
+    if not runs:  # nothing ran (its data are missing)
+        return experiments.note_figure(f"no localization run of {method}: nothing ran on the data at hand")
     first: dict[tuple[str, str], tuple[pd.Series, dict[str, np.ndarray]]] = {}
     for row, data in runs:
         first.setdefault((row["dataset"], row["subset"]), (row, data))
@@ -680,8 +692,11 @@ def score_explorer_inputs(cfg: NotebookConfig, method: str = "devnet") -> dict[s
     runs = sorted(_artifacts(cfg, method, "auroc"),
                   key=lambda r: (not len(r[1]["overlay_index"]), r[0]["table"], r[0]["dataset"], r[0]["subset"],
                                  r[0]["seed"]))
-    if not runs:
+    if not runs and experiments.runnable(grid(cfg))[0]:
         raise ConfigError(f"no stored run of {method!r} with per-image scores; run the grid (run_grid) first")
+    if not runs:  # nothing ran (its data are missing): an empty score frame
+        return {"scores": pd.DataFrame(columns=["score", "label", "class", "kind"]), "images": None, "masks": None,
+                "maps": None, "title": f"{method}: no stored run (nothing ran on the data at hand)"}
     row, data = runs[0]
     split, images, masks = _overlay_images(cfg, row, data)
     has_maps = len(data["overlay_index"]) > 0

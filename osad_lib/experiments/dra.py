@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import paper
+from osad_lib import experiments, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
@@ -233,10 +233,19 @@ def run_seeds(cfg: NotebookConfig, method: str, n_shots: int, other_mode: bool =
 def _manifest_id(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
                  seen_class: str | None) -> str:
     """The split's ``manifest_id`` when the data are at hand (embedded or under data_root), else ""."""
+    split = split_if_present(cfg, name, setting, n_shots, seed, seen_class)
+    return split.manifest_id if split is not None else ""
+
+
+@functools.lru_cache(maxsize=64)
+def split_if_present(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed: int,
+                     seen_class: str | None) -> Split | None:
+    """:func:`make_dataset_split`'s split when the data are at hand, else None (cached: a grid
+    asks once per row)."""
     try:
-        return make_dataset_split(cfg, name, setting, n_shots, seed, seen_class)[0].manifest_id
+        return make_dataset_split(cfg, name, setting, n_shots, seed, seen_class)[0]
     except ConfigError:
-        return ""
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +292,9 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
         variant=variant_label(config) if method in TRAINERS else "",
         backbone=(method_config(cfg, method).backbone if method in APPENDIX_METHODS + UNSUPERVISED_METHODS
                   else cfg.profile.backbone),
-        seed=seed, profile=cfg.profile.name, manifest_id=manifest, deviations=deviations,
+        seed=seed, profile=cfg.profile.name, manifest_id=manifest,
+        deviations=experiments.with_split_note(
+            deviations, split_if_present(cfg, name, setting, n_shots, seed, seen_class)),
         device=cfg.device_label, extra_key=extra,
     )
     cost = _cost(info, setting, config)
@@ -425,11 +436,9 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
 
 
 def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """The items whose data are at hand (their ``manifest_id`` is known) and the dataset names
-    that are missing (so a notebook can say what it skipped)."""
-    ready = [i for i in items if i.experiment.manifest_id]
-    missing = sorted({i.experiment.extra_key["name"] for i in items if not i.experiment.manifest_id})
-    return ready, missing
+    """The items whose data are at hand and the dataset names that are missing (so a notebook can
+    say what it skipped): :func:`osad_lib.experiments.runnable`, the rule of every notebook."""
+    return experiments.runnable(items)
 
 
 # --------------------------------------------------------------------------------------------

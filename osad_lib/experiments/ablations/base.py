@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 
 from osad_lib import paper as paper_tables
-from osad_lib.data.registry import dataset_names, resolve
+from osad_lib.data.registry import present_and_missing
 from osad_lib.experiments import GridItem
 from osad_lib.profiles import NotebookConfig
-from osad_lib.validate import ConfigError
 
 NOTEBOOK = "06_ablations"
 
@@ -81,15 +80,9 @@ def study_seeds(cfg: NotebookConfig, opts: dict[str, Any]) -> tuple[int, ...]:
 
 
 def present_datasets(cfg: NotebookConfig, names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(registry names whose data are at hand — embedded or under ``data_root`` —, missing names)."""
-    here, missing = [], []
-    for name in dataset_names(names):
-        try:
-            resolve(name, cfg.data_root)
-            here.append(name)
-        except ConfigError:
-            missing.append(name)
-    return here, missing
+    """(registry names whose data are at hand — embedded or under ``data_root`` —, missing names):
+    :func:`osad_lib.data.registry.present_and_missing`, the rule of every notebook."""
+    return present_and_missing(names, cfg.data_root)
 
 
 def study_rows(cfg: NotebookConfig, paper: str, element: str) -> pd.DataFrame:
