@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
