@@ -22,8 +22,8 @@ metrics, optionally writing per-image head scores).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import functools
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
