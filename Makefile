@@ -46,8 +46,11 @@ smoke: venv
 paper: venv
 	$(BIN)/python run_all.py --profile paper --data-root "$(DATA_ROOT)"
 
+# Two pytest workers, each test file on one worker (its module and session fixtures, e.g. the
+# smoke run of the whole series, run once): on 2 cores about half the serial time.
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Containers often run as root, which Jupyter refuses without --allow-root.
 lab: venv

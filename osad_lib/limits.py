@@ -137,6 +137,15 @@ def stratified_rows(classes: Sequence[str], max_images: int, seed: int) -> list[
     return sorted(keep)
 
 
+def scored_pool(planned: int, kept: int) -> int:
+    """Size of a pool a method scores during training (AHL's ψ pool): ``planned`` (0 = the whole
+    pool), or under a test-image limit the ``kept`` rows it always keeps plus ``max_test_images``."""
+    limit = active().max_test_images
+    if not limit:
+        return planned
+    return kept + limit if planned <= 0 else min(planned, kept + limit)
+
+
 def test_rows(classes: Sequence[str], seed: int) -> list[int]:
     """The test images an evaluation keeps: :func:`stratified_rows` with ``max_test_images``; when
     that is below the number of classes, one normal (``good``) and anomalies of as many classes as fit."""

@@ -372,9 +372,10 @@ DRY_RUN_TEST_IMAGES = 8
 
 
 def _dry_run(name: str, description: str, run_limits: RunLimits, **changes: Any) -> Profile:
-    """The paper profile with ``run_limits``, one seed and the paper's method settings."""
+    """The paper profile with ``run_limits``, one seed and the paper's method settings; without a
+    data root ``run_all.py --dry-run`` generates stand-ins of its datasets, so it needs none."""
     return replace(PROFILES["paper"], name=name, description=description, seeds=(0,), overrides_of="paper",
-                   limits=run_limits, deviations=run_limits.describe(), **changes)
+                   limits=run_limits, deviations=run_limits.describe(), needs_data_root=False, **changes)
 
 
 PROFILES["paper-dry-run"] = _dry_run(
@@ -384,6 +385,11 @@ PROFILES["paper-dry-run-ci"] = _dry_run(
     "paper-dry-run-ci", "CI-sized dry run of the paper profile: one dataset per family, one run per code path",
     RunLimits(max_steps=1, max_test_images=2, max_batch_size=2, one_run_per_path=True),
     image_datasets=DATASET_FAMILY_REPRESENTATIVES)
+
+
+#: The built-in profiles a profile file may name as its ``base`` (the dry-run profiles are
+#: ``run_all.py --dry-run``'s own).
+BASE_PROFILES = ("smoke", "demo", "paper")
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:
@@ -648,10 +654,11 @@ def load_profile_file(path: str | os.PathLike) -> Profile:
     data = _read_profile_data(file)
     where = f"profile file {file}"
     if "base" not in data:
-        raise ConfigError(f"{where}: no base profile; add a first line base = \"demo\" (one of {', '.join(PROFILES)})")
+        raise ConfigError(f"{where}: no base profile; add a first line base = \"demo\" (one of {', '.join(BASE_PROFILES)})")
     base = data.pop("base")
-    if base not in PROFILES:
-        raise ConfigError(f"{where}: base {base!r} is not one of {', '.join(PROFILES)}" + _did_you_mean(str(base), PROFILES))
+    if base not in BASE_PROFILES:
+        raise ConfigError(f"{where}: base {base!r} is not one of {', '.join(BASE_PROFILES)}"
+                          + _did_you_mean(str(base), BASE_PROFILES))
     name = data.pop("name", file.stem)
     methods = data.pop("methods", {})
     if not isinstance(methods, Mapping):

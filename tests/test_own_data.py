@@ -75,17 +75,17 @@ def _write(path: Path, text: str) -> Path:
 
 def test_a_derived_profile_inherits_its_bases_method_settings(tmp_path):
     file = _write(tmp_path / "mine.toml", 'base = "demo"\nname = "headct-demo"\nepochs = 3\nseeds = [0, 1]\n'
-                  '[methods.devnet]\nlr = 0.01\n[methods.ahl.devnet]\nlr = 0.5\n')
+                  '[methods.devnet]\nlr = 0.01\n[methods.cross_domain.ahl]\nn_clusters = 4\n')
     mine, demo = load_profile_file(file), PROFILES["demo"]
     assert mine.name.startswith("headct-demo@") and mine.base == "demo" and mine.builtin == "demo"
     assert (mine.epochs, mine.seeds, mine.image_size) == (3, (0, 1), demo.image_size)
     for method in METHOD_OVERRIDES:  # everything the file does not name comes from the base
-        if method not in ("devnet", "ahl"):
+        if method not in ("devnet", "cross_domain"):
             assert mine.method(method) == demo.method(method), method
     assert mine.method("devnet") == {**demo.method("devnet"), "lr": 0.01}
-    assert mine.method("ahl")["devnet"] == {**demo.method("ahl")["devnet"], "lr": 0.5}  # nested tables merge
-    assert {k: v for k, v in mine.method("ahl").items() if k != "devnet"} == \
-        {k: v for k, v in demo.method("ahl").items() if k != "devnet"}
+    assert mine.method("cross_domain")["ahl"] == {**demo.method("cross_domain")["ahl"], "n_clusters": 4}  # nested merge
+    assert {k: v for k, v in mine.method("cross_domain").items() if k != "ahl"} == \
+        {k: v for k, v in demo.method("cross_domain").items() if k != "ahl"}
     assert "custom profile headct-demo (base demo): epochs=3" in mine.deviations
     assert configure("01_devnet", profile_file=str(file), output_dir=str(tmp_path)).store.path == \
         tmp_path / "runs" / mine.name / "results" / "01_devnet.csv"
@@ -302,7 +302,7 @@ def test_own_datasets_run_end_to_end_with_tables_beside_the_papers(data_root, tm
     quick = _write(tmp_path / "quick.toml", "\n".join([  # the smoke settings, one run per dataset and method
         'base = "smoke"', 'name = "quick"', 'n_shots = [10]', 'settings = ["general"]',  # the papers' 10 anomalies
         '[methods.devnet]', 'methods = ["devnet"]', '[methods.dra]', 'methods = ["dra"]', 'clean_runs = []',
-        '[methods.ahl]', 'bases = ["devnet"]']) + "\n")
+        '[methods.ahl]', 'bases = ["devnet"]', 'general_n_shots = [10]']) + "\n")
     proc = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--profile-file", str(quick), "--datasets",
                            "headct,brainmri", "--data-root", str(data_root), "--only", "01_devnet,02_dra,05_ahl",
                            "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=900)

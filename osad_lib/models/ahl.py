@@ -897,7 +897,8 @@ class AHLTrainer:
                                           weight_decay=config.unified_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step_size, config.lr_gamma)
         self.psi = ScoreHistory(len(self.tasks), config)
-        self.psi_index = psi_pool_indices(self.pool.layout, config.psi_pool_size, seed)
+        self.psi_index = psi_pool_indices(  # a dry run (osad_lib.limits) scores a few rows beside the anomalies
+            self.pool.layout, limits.scored_pool(config.psi_pool_size, self.pool.layout.n_anomalies), seed)
         cs, includes = zip(*(category_weights(t, self.pool.layout, config.unseen_weight, config.seen_weight)
                              for t in self.tasks))
         self.c = torch.tensor(np.stack(cs, 1)[self.psi_index], dtype=torch.float32)
