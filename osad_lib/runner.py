@@ -521,11 +521,12 @@ def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> l
         from osad_lib.headline import COLUMNS
 
         table = pd.read_csv(headline, dtype=str, keep_default_na=False)
-        if not set(COLUMNS) <= set(table.columns):
-            lines.append(f"  {headline} has other columns than {', '.join(COLUMNS)}: rerun 08_report")
-        for row in table.itertuples() if set(COLUMNS) <= set(table.columns) else ():
-            lines.append(f"  {row.paper}: {row.claim}")
-            lines.append(f"    {row.measured_on}: paper {row.paper_value}, ours {row.ours} — {row.verdict}")
+        if set(COLUMNS) <= set(table.columns):
+            for row in table.itertuples():
+                lines.append(f"  {row.paper}: {row.claim}")
+                lines.append(f"    {row.measured_on}: paper {row.paper_value}, ours {row.ours} — {row.verdict}")
+        else:  # written by an older version
+            lines.append(f"  {headline} lacks the columns {', '.join(COLUMNS)}: rerun 08_report")
     lines.append("")
     for label, path in (("report", runs / "REPORT.md"), ("report (HTML)", runs / "REPORT.html"),
                         ("tables", paths.tables_dir(options.profile, options.output_dir)),
