@@ -221,11 +221,12 @@ def anoonly_row(cfg: NotebookConfig, group: str = "mvtecad") -> dict[str, str]:
     verdict = "; ".join(f"{status} ({k}/{heads} heads)" for status, k in counts.most_common())
     paper_gains = published.reindex(gains["method"]).dropna()
     seeds = sorted(set(gains["n_seeds"].astype(int)))
+    seed_text = _seeds(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]} seeds"
     return {
         "paper": "AnoOnly", "claim": ANOONLY_CLAIM,
         "measured_on": f"{group}, clean organisation, paper split: heads " + ", ".join(gains["method"]),
         "paper_value": _span(paper_gains, len(paper_gains)) if len(paper_gains) else "—",
-        "ours": f"{_span(gains['gain_mean'], heads)} ({'/'.join(map(str, seeds))} seeds)",
+        "ours": f"{_span(gains['gain_mean'], heads)} ({seed_text})",
         "verdict": verdict,
     }
 

@@ -524,7 +524,7 @@ def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> l
         if set(COLUMNS) <= set(table.columns):
             for row in table.itertuples():
                 lines.append(f"  {row.paper}: {row.claim}")
-                lines.append(f"    {row.measured_on}: paper {row.paper_value}, ours {row.ours} — {row.verdict}")
+                lines.append(f"    {row.measured_on}: paper {row.paper_value} · ours {row.ours} · {row.verdict}")
         else:  # written by an older version
             lines.append(f"  {headline} lacks the columns {', '.join(COLUMNS)}: rerun 08_report")
     lines.append("")

@@ -151,7 +151,7 @@ def test_missing_papers_say_so_and_the_terminal_prints_every_row(ahead, tmp_path
     text = "\n".join(lines)
     for name in ("DevNet", "DRA", "BGAD", "AnoOnly", "AHL"):
         assert f"  {name}: " in text
-    assert "paper 0.846 ± 0.022, ours 0.845 ± 0.005 (std, 3 seeds) — reproduced" in text
+    assert "paper 0.846 ± 0.022 · ours 0.845 ± 0.005 (std, 3 seeds) · reproduced" in text
     pd.DataFrame({"paper": ["DevNet"], "claim": ["x"]}).to_csv(tmp_path / "runs" / PROFILE / "tables" / "headline.csv")
     lines = runner.closing_lines(options, [runner.NotebookOutcome("08_report", "ok", 3.0, tmp_path)])
     assert any(line.endswith("rerun 08_report") for line in lines)  # a headline of an older version
