@@ -580,17 +580,34 @@ def version_pairs(cells: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataF
     })[columns].reset_index(drop=True)
 
 
+def cell_verdict(n_seeds: int, delta: float, within_tolerance: Any, settings_differ: Any) -> str:
+    """A cell's outcome in a few words, from its :func:`cell_table` flags (module docstring):
+    ``reproduced``; ``within tolerance, substitute settings``; ``below the paper by 0.034``
+    (outside tolerance; ``, substitute settings`` appended when the settings differ);
+    ``not measured``; ``no paper number``."""
+    if not n_seeds:
+        return "not measured"
+    if pd.isna(delta):
+        return "no paper number"
+    differ = bool(settings_differ) if not pd.isna(settings_differ) else False
+    if bool(within_tolerance):
+        return "within tolerance, substitute settings" if differ else "reproduced"
+    side = "above" if delta > 0 else "below"
+    return f"{side} the paper by {abs(delta):.3f}" + (", substitute settings" if differ else "")
+
+
 def measured_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Every measured cell version, for reading: keys, version, paper and measured ``mean ± std``,
-    delta, seeds and the flags."""
+    delta, seeds, the :func:`cell_verdict`, outside-spread flag and deviations."""
     m = cells[cells["n_seeds"] > 0]
     return pd.DataFrame({
         **{c: m[c] for c in ["table_id", *KEYS, "version", "primary"]},
         "paper": [paper.format_mean_std(a, b) for a, b in zip(m["paper_mean"], m["paper_std"])],
         "measured": [paper.format_mean_std(a, b) for a, b in zip(m["measured_mean"], m["measured_std"])],
-        "delta": m["delta"].round(3), "n_seeds": m["n_seeds"], "within_tolerance": m["within_tolerance"],
-        "reproduced": m["reproduced"], "outside_spread": m["outside_spread"], "settings_differ": m["settings_differ"],
-        "deviations": m["deviations"],
+        "n_seeds": m["n_seeds"], "delta": m["delta"].round(3),
+        "verdict": [cell_verdict(*r) for r in zip(m["n_seeds"], m["delta"], m["within_tolerance"],
+                                                   m["settings_differ"])],
+        "outside_spread": m["outside_spread"], "deviations": m["deviations"],
     }).reset_index(drop=True)
 
 
@@ -788,6 +805,11 @@ _SECTIONS = (
 )
 
 
+_HEADLINE_CAPTION = ("One row per paper: its main claim, the paper's number, ours and the verdict the project's rules "
+                     "give (a level: the report's tolerance rule on the cell; a gain: paired differences over seeds, "
+                     "beyond 2 standard errors or not). Mean ± std (or ± s.e. for a paired difference) over the seeds.")
+
+
 def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
@@ -809,26 +831,27 @@ def _artifacts(profile: str, output: str | os.PathLike | None) -> dict[str, dict
     return out
 
 
-def _md_escape(value: object) -> object:
-    return value.replace("|", "\\|") if isinstance(value, str) else value
-
-
 def _md_table(df: pd.DataFrame) -> str:
+    """The first :data:`MAX_ROWS_SHOWN` rows as Markdown, deviations as numbered footnotes."""
     if df.empty:
         return "_none_"
-    shown = df.head(MAX_ROWS_SHOWN).map(_md_escape)
-    shown = shown.astype(object).where(shown.notna(), None)
     note = f"\n\n_First {MAX_ROWS_SHOWN} of {len(df)} rows; the linked CSV has all._" if len(df) > MAX_ROWS_SHOWN else ""
-    return shown.to_markdown(index=False, floatfmt=".3f", missingval="—") + note
+    return viz.markdown_table(df.head(MAX_ROWS_SHOWN), missing="—") + note
 
 
 def _html_table(df: pd.DataFrame) -> str:
+    """The first :data:`MAX_ROWS_SHOWN` rows as HTML, deviations as a numbered list under it."""
     if df.empty:
         return "<p><em>none</em></p>"
     note = (f"<p><em>First {MAX_ROWS_SHOWN} of {len(df)} rows; the linked CSV has all.</em></p>"
             if len(df) > MAX_ROWS_SHOWN else "")
-    return df.head(MAX_ROWS_SHOWN).to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}",
-                                           border=0, classes="data") + note
+    shown, notes = viz.footnoted(df.head(MAX_ROWS_SHOWN))
+    footnotes = ""
+    if notes:
+        footnotes = (f"<p><em>Deviations ({viz.NOTE_COLUMN}):</em></p><ol>"
+                     + "".join(f"<li>{html.escape(text)}</li>" for text in notes) + "</ol>")
+    return shown.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}", border=0,
+                         classes="data") + footnotes + note
 
 
 def _summary_line(card: pd.DataFrame) -> str:
@@ -849,10 +872,13 @@ def write_report(
     cover: Coverage | None = None,
     rows: pd.DataFrame | None = None,
     cells: pd.DataFrame | None = None,
+    headline: pd.DataFrame | None = None,
 ) -> dict[str, Path | list[Path]]:
     """Save the report's tables (``viz.save_table``) and figures (``viz.savefig``) and write
     ``runs/<profile>/REPORT.md`` and ``REPORT.html`` linking every table, figure and executed
-    notebook of the run (relative links). ``rows``/``cells`` reuse what the caller computed.
+    notebook of the run (relative links). ``rows``/``cells`` reuse what the caller computed;
+    ``headline`` (:func:`osad_lib.headline.headline_table`), when given, is saved as
+    ``tables/headline`` and opens both reports.
 
     Returns ``{"markdown", "html", "tables", "figures"}`` (the last two: files written here).
     """
@@ -865,6 +891,8 @@ def write_report(
     tables = report_tables(rows, cells, tolerance)
     tables_dir, figures_dir, runs = (paths.tables_dir(profile, output), paths.figures_dir(profile, output),
                                      paths.runs_dir(profile, output))
+    if headline is not None:
+        tables = {"headline": headline, **tables}
     written_tables = [p for name, df in tables.items() for p in viz.save_table(df, name, tables_dir)]
     written_figures = []
     for name, fig in (("report_deltas", delta_figure(cells, tolerance)), ("report_status", status_figure(card))):
@@ -889,8 +917,11 @@ def _intro(profile: str, tolerance: float) -> str:
 def _markdown(profile: str, card: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
               artifacts: Mapping[str, Mapping[str, list[Path]]], runs: Path, tolerance: float) -> str:
     figures = artifacts["figures"]
-    out = [f"# Reproduction report — profile `{profile}`", "", _intro(profile, tolerance), "",
-           f"**{_summary_line(card)}**", "", "## Definitions", ""]
+    out = [f"# Reproduction report — profile `{profile}`", ""]
+    if "headline" in tables:
+        out += ["## Headline", "", _HEADLINE_CAPTION + f" ([csv]({_relative(runs / 'tables' / 'headline.csv', runs)}))",
+                "", _md_table(tables["headline"]), ""]
+    out += [_intro(profile, tolerance), "", f"**{_summary_line(card)}**", "", "## Definitions", ""]
     out += [f"- **{term}**: {text}" for term, text in DEFINITIONS]
     for name, title, caption in _SECTIONS:
         out += ["", f"## {title}", "", caption + f" ([csv]({_relative(runs / 'tables' / (name + '.csv'), runs)}))", "",
@@ -923,8 +954,12 @@ def _html(profile: str, card: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
     intro = esc(_intro(profile, tolerance)).replace("`", "")
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>Reproduction report — {esc(profile)}</title><style>{_CSS}</style></head><body>",
-           f"<h1>Reproduction report — profile <code>{esc(profile)}</code></h1>", f"<p>{intro}</p>",
-           f"<p><strong>{esc(_summary_line(card))}</strong></p>", "<h2>Definitions</h2><ul>"]
+           f"<h1>Reproduction report — profile <code>{esc(profile)}</code></h1>"]
+    if "headline" in tables:
+        out += ["<h2>Headline</h2>", f'<p>{esc(_HEADLINE_CAPTION)} (<a href="tables/headline.csv">csv</a>)</p>',
+                _html_table(tables["headline"])]
+    out += [f"<p>{intro}</p>",
+            f"<p><strong>{esc(_summary_line(card))}</strong></p>", "<h2>Definitions</h2><ul>"]
     out += [f"<li><strong>{esc(term)}</strong>: {esc(text)}</li>" for term, text in DEFINITIONS]
     out.append("</ul>")
     for name, title, caption in _SECTIONS:
@@ -947,7 +982,7 @@ def _html(profile: str, card: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
 
 
 __all__ = [
-    "Coverage", "DEFINITIONS", "STATUSES", "TOLERANCE", "canonical_rows", "cell_table", "coverage",
+    "Coverage", "DEFINITIONS", "STATUSES", "TOLERANCE", "canonical_rows", "cell_table", "cell_verdict", "coverage",
     "dataset_presence", "delta_figure", "mean_parts", "measured_cells", "missing_cells",
     "outside_spread", "report_tables", "results_overview", "scorecard", "scorecard_display", "status_figure",
     "substitute_settings", "summarize", "table_status", "unmatched_rows", "version_label", "version_markers",

@@ -506,7 +506,8 @@ def _minutes(seconds: float) -> str:
 
 def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> list[str]:
     """What the terminal shows after a run: totals, the headline paper-vs-measured rows that
-    08_report wrote (``tables/headline.csv``: one line per paper — claim, paper, ours, verdict),
+    08_report wrote (``tables/headline.csv``, :func:`osad_lib.headline.headline_table`: per paper its
+    claim, then where it was measured, the paper's number, ours and the verdict),
     and where the report, tables and figures are."""
     runs = paths.runs_dir(options.profile, options.output_dir)
     wall, cpu = sum(o.seconds for o in outcomes), sum(o.cpu_seconds for o in outcomes)
@@ -517,8 +518,15 @@ def closing_lines(options: RunOptions, outcomes: Sequence[NotebookOutcome]) -> l
     if headline.is_file():
         lines.append("")
         lines.append(f"Headline ({options.profile} profile; full report below):")
-        for row in pd.read_csv(headline).fillna("").itertuples():
-            lines.append(f"  {row.paper}: {row.claim} — paper {row.paper_value}, ours {row.measured} — {row.verdict}")
+        from osad_lib.headline import COLUMNS
+
+        table = pd.read_csv(headline, dtype=str, keep_default_na=False)
+        if set(COLUMNS) <= set(table.columns):
+            for row in table.itertuples():
+                lines.append(f"  {row.paper}: {row.claim}")
+                lines.append(f"    {row.measured_on}: paper {row.paper_value} · ours {row.ours} · {row.verdict}")
+        else:  # written by an older version
+            lines.append(f"  {headline} lacks the columns {', '.join(COLUMNS)}: rerun 08_report")
     lines.append("")
     for label, path in (("report", runs / "REPORT.md"), ("report (HTML)", runs / "REPORT.html"),
                         ("tables", paths.tables_dir(options.profile, options.output_dir)),

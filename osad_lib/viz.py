@@ -91,10 +91,67 @@ def savefig(fig: plt.Figure, name: str, folder: str | Path) -> list[Path]:
     return out
 
 
+#: The long free-text column of result tables that :func:`footnoted` moves under the table.
+NOTE_SOURCE = "deviations"
+#: The column of footnote numbers that replaces it.
+NOTE_COLUMN = "deviation_note"
+
+
+def footnoted(df: pd.DataFrame, column: str = NOTE_SOURCE,
+              note_column: str = NOTE_COLUMN) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` with its long text ``column`` replaced, in place, by footnote numbers, and the notes.
+
+    Notes are numbered from 1 in order of first appearance; identical strings share one number;
+    an empty or missing string gets no number (``<NA>``). ``notes[k - 1]`` is the text of note
+    ``k``. A frame without ``column`` comes back unchanged with no notes. The CSV keeps the full
+    text: this is for what is displayed and written as Markdown/HTML.
+    """
+    if column not in df.columns:
+        return df, []
+    texts = ["" if pd.isna(v) else str(v).strip() for v in df[column]]
+    numbers: dict[str, int] = {}
+    for text in texts:
+        if text and text not in numbers:
+            numbers[text] = len(numbers) + 1
+    marks = pd.array([numbers[t] if t else pd.NA for t in texts], dtype="Int64")
+    out = df.copy()
+    out.insert(out.columns.get_loc(column), note_column, marks)
+    return out.drop(columns=column), list(numbers)
+
+
+def notes_markdown(notes: list[str], title: str = "Deviations") -> str:
+    """The footnotes of :func:`footnoted` as a numbered Markdown list (``""`` when none)."""
+    if not notes:
+        return ""
+    return f"_{title} ({NOTE_COLUMN}):_\n\n" + "\n".join(f"{k}. {text}" for k, text in enumerate(notes, 1))
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f", missing: str = "") -> str:
+    """``df`` as a Markdown table with its ``deviations`` as numbered footnotes under it
+    (:func:`footnoted`); ``|`` in cells escaped; ``missing`` for empty cells."""
+    shown, notes = footnoted(df)
+    shown = shown.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
+    shown = shown.astype(object).where(shown.notna(), None)
+    table = shown.to_markdown(index=False, floatfmt=floatfmt, missingval=missing)
+    return table + (f"\n\n{notes_markdown(notes)}" if notes else "")
+
+
+def show_table(df: pd.DataFrame) -> None:
+    """Display ``df`` in a notebook with its ``deviations`` as a ``deviation_note`` number column
+    and the numbered notes under it (:func:`footnoted`)."""
+    from IPython.display import Markdown, display
+
+    shown, notes = footnoted(df)
+    display(shown)
+    if notes:
+        display(Markdown(notes_markdown(notes)))
+
+
 def save_table(df: pd.DataFrame, name: str, folder: str | Path, floatfmt: str = ".3f") -> list[Path]:
-    """Save a table as ``<folder>/<name>.csv`` and ``.md`` (atomic writes); return the paths."""
+    """Save a table as ``<folder>/<name>.csv`` (full text) and ``.md`` (:func:`markdown_table`:
+    ``deviations`` as numbered footnotes) with atomic writes; return the paths."""
     folder = Path(folder)
     csv, md = folder / f"{name}.csv", folder / f"{name}.md"
     atomic_write_text(csv, df.to_csv(index=False))
-    atomic_write_text(md, df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    atomic_write_text(md, markdown_table(df, floatfmt) + "\n")
     return [csv, md]

@@ -517,6 +517,7 @@ def test_dataset_means_follow_the_paper_rows():
     out = dra_experiments.with_dataset_means(rows)
     means = out[out["subset"].str.endswith("mean")].set_index("subset")["value"].to_dict()
     assert means == pytest.approx({"mean": 0.7, "carpet/mean": 0.6})  # metal_nut has one class: no mean
+    assert (out.loc[out["subset"].str.endswith("mean"), "status"] == "ok").all()  # paired_differences reads them
 
 
 def test_test_subsample_keeps_class_shares_and_is_seeded():

@@ -465,6 +465,8 @@ def with_dataset_means(measured: pd.DataFrame) -> pd.DataFrame:
         agg = group.groupby(keys + ["_g"], dropna=False).agg(
             value=("value", "mean"), n=("value", "size"), deviations=("deviations", "first")).reset_index()
         agg = agg[agg["n"] > 1].rename(columns={"_g": "subset"}).drop(columns="n")
+        if "status" in measured:  # means of ok rows: paired_differences keeps only ok rows
+            agg["status"] = "ok"
         extra.append(agg)
     return pd.concat([measured] + extra, ignore_index=True) if extra else measured
 

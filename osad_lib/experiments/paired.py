@@ -61,23 +61,29 @@ def paired_differences(rows: pd.DataFrame, treatment: tuple[str, str], control: 
     return pd.DataFrame(out, columns=[*keys, *PAIRED_COLUMNS])
 
 
-def verdict(row: dict | pd.Series) -> str:
-    """One sentence for a :func:`paired_differences` row: the difference ± its standard error,
-    the seeds improved, whether it is beyond :data:`SE_FACTOR` standard errors, and the paper's."""
+def status(row: dict | pd.Series) -> str:
+    """The short verdict of a :func:`paired_differences` row (``treatment``, ``control``,
+    ``diff_mean``, ``diff_se``, ``n_seeds``): better / worse beyond :data:`SE_FACTOR` standard
+    errors, within seed noise, or a single seed cannot separate the two."""
     t, c, d, se, n = row["treatment"], row["control"], row["diff_mean"], row["diff_se"], int(row["n_seeds"])
     if n < 2 or not np.isfinite(se):
-        status = f"a single seed cannot separate {t} from {c}"
-    elif d > SE_FACTOR * se:
-        status = f"{t} is better beyond {SE_FACTOR:g} standard errors"
-    elif d < -SE_FACTOR * se:
-        status = f"{t} is worse beyond {SE_FACTOR:g} standard errors"
-    else:
-        status = f"within seed noise ({SE_FACTOR:g} standard errors)"
+        return f"a single seed cannot separate {t} from {c}"
+    if d > SE_FACTOR * se:
+        return f"{t} is better beyond {SE_FACTOR:g} standard errors"
+    if d < -SE_FACTOR * se:
+        return f"{t} is worse beyond {SE_FACTOR:g} standard errors"
+    return f"within seed noise ({SE_FACTOR:g} standard errors)"
+
+
+def verdict(row: dict | pd.Series) -> str:
+    """One sentence for a :func:`paired_differences` row: the difference ± its standard error,
+    the seeds improved, its :func:`status`, and the paper's difference."""
+    t, c, d, se, n = row["treatment"], row["control"], row["diff_mean"], row["diff_se"], int(row["n_seeds"])
     spread = f" ± {se:.3f}" if np.isfinite(se) else ""
     paper = row.get("paper_diff", float("nan"))
     claim = f"; paper {paper:+.3f}" if paper is not None and np.isfinite(paper) else ""
     return (f"{t} − {c}: {d:+.3f}{spread} (s.e., {n} seeds, {int(row['n_improved'])} improved): "
-            f"{status}{claim}.")
+            f"{status(row)}{claim}.")
 
 
 def summary_sentence(table: pd.DataFrame, where: Callable[[pd.Series], str]) -> str:
@@ -87,4 +93,4 @@ def summary_sentence(table: pd.DataFrame, where: Callable[[pd.Series], str]) -> 
     return " ".join(f"{where(row)}: {row['verdict']}" for _, row in table.iterrows())
 
 
-__all__ = ["PAIRED_COLUMNS", "SE_FACTOR", "paired_differences", "summary_sentence", "verdict"]
+__all__ = ["PAIRED_COLUMNS", "SE_FACTOR", "paired_differences", "status", "summary_sentence", "verdict"]
