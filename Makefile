@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: demo smoke paper test lab bench gpu-check wheels venv clean-runs
+.PHONY: demo smoke paper test test-dry-run lab bench gpu-check wheels venv clean-runs
 
 venv: $(STAMP) $(KERNEL)
 
@@ -47,10 +47,15 @@ paper: venv
 	$(BIN)/python run_all.py --profile paper --data-root "$(DATA_ROOT)"
 
 # Two pytest workers, each test file on one worker (its module and session fixtures, e.g. the
-# smoke run of the whole series, run once): on 2 cores about half the serial time.
+# smoke run of the whole series, run once).
 TEST_WORKERS ?= 2
 test: venv
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The paper profile's CI-sized dry run of every notebook (run_all.py --profile paper --dry-run ci)
+# and its checks: ~15 min on 2 CPU cores, so outside `make test`'s 20-minute budget.
+test-dry-run: venv
+	$(BIN)/python -m pytest -m dryrun --timeout=2400 tests/test_dry_run.py
 
 # Containers often run as root, which Jupyter refuses without --allow-root.
 lab: venv

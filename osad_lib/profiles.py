@@ -202,9 +202,7 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # Synthetic subsets stand in for the domains.
         "smoke": {"domains": ("synthetic/weave", "synthetic/grain"), "n_shots": 5, "max_seeds": 1,
                   "finetune_epochs": 1, "finetune_steps": 2, "ahl": {"n_clusters": 2}},
-        # demo: one seed; fine-tuning 10 epochs x 2 steps (DRA's 1280-channel composite head on the
-        # frozen Lite0 maps makes a step cost over a CPU-second: 10 x 8 took about 2 CPU-min per cell)
-        # and AHL 5 epochs (05_ahl's 10 took about 2 CPU-min per source).
+        # demo: one seed; fine-tuning 10 epochs x 2 steps and AHL 5 epochs (half of 05_ahl's 10).
         "demo": {"domains": ("synthetic/weave", "synthetic/grain", "synthetic/object"), "max_seeds": 1,
                  "finetune_steps": 2, "ahl": {"epochs": 5}},
     },
@@ -255,12 +253,10 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                              "bgad_table4", "bgad_table5", "bgad_table6", "anoonly_table2", "anoonly_fig5",
                              "anoonly_fig6", "anoonly_fig7", "anoonly_fig8", "anoonly_fig9", "ahl_table5",
                              "ahl_table10", "ahl_fig3"), "options": {
-            # DevNet / DRA studies on ELPV with the demo's cached frozen Lite0 features (01/02's
-            # settings). Rep is not run: it trains the backbone, which the demo freezes whole.
-            # A DevNet run takes seconds; DRA is costly on Lite0's 1280-channel map: its composite
-            # head (3x3 conv 1280->1280) makes a run ~1-4 CPU-min, and each seed and pseudo source a
-            # pool of 512 pseudo anomalies (~1.5 CPU-min). So DRA: one seed, Table 3 on the general
-            # setting, Table 4 on the seen class mono.
+            # DevNet / DRA studies on ELPV with 01/02's demo settings (cached Lite0 stems, the last
+            # stage fine-tuned; the variants equal to 01/02's runs load their models from the run's
+            # model store). A DevNet run takes seconds, a DRA run about half a CPU-minute. So DRA:
+            # one seed, Table 3 on the general setting, Table 4 on the seen class mono.
             "devnet_table5": {"datasets": ("elpv",)},
             "devnet_fig6": {"datasets": ("elpv",), "max_seeds": 2},
             "devnet_fig7": {"datasets": ("elpv",), "methods": ("devnet", "flos"), "max_seeds": 2},

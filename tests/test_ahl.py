@@ -391,3 +391,13 @@ def test_psi_weights_track_errors_not_score_scale():
     std = ahl.importance_weights(ahl.generalization_errors(ahl.standardized_scores(scores), labels, c, include))
     assert raw.max() > 0.99  # one-hot on the smallest scale
     assert torch.allclose(std, torch.full((4,), 0.25), atol=1e-6)
+
+
+def test_a_task_set_keeps_a_normal_when_the_pseudo_coin_replaces_every_one():
+    from osad_lib.models.ahl import _with_pseudo
+
+    normals = np.array([4, 9, 11])
+    kept, replaced = _with_pseudo(normals, True, 1.0, np.random.default_rng(0))  # the coin replaces all
+    assert len(kept) == 1 and sorted([*kept, *replaced]) == [4, 9, 11]
+    kept, replaced = _with_pseudo(normals, True, 0.0, np.random.default_rng(0))
+    assert kept.tolist() == [4, 9, 11] and replaced.size == 0

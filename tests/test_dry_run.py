@@ -85,6 +85,7 @@ def dry_run(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.dryrun
 def test_the_paper_dry_run_executes_every_notebook(dry_run):
     out, proc = dry_run
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -103,6 +104,7 @@ def _path_keys(frame: pd.DataFrame) -> set[str]:
     return {limits.path_key(*row) for row in frame[columns].itertuples(index=False)}
 
 
+@pytest.mark.dryrun
 @pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if n not in ("00_datasets", "08_report")])
 def test_every_code_path_of_the_paper_grid_ran_once_and_says_dry_run(dry_run, notebook):
     from osad_lib.profiles import configure
@@ -121,6 +123,7 @@ def test_every_code_path_of_the_paper_grid_ran_once_and_says_dry_run(dry_run, no
     assert rows["value"].between(0, 1).all() and np.isfinite(rows["value"]).all()
 
 
+@pytest.mark.dryrun
 def test_kdad_runs_in_the_devnet_and_dra_tables(dry_run):
     out, _ = dry_run
     for notebook, tables in (("01_devnet", {"table2", "table3"}), ("02_dra", {"table1", "table2"})):

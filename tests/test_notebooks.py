@@ -18,6 +18,8 @@ from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 #: The kernel `make venv` installs (its display name is what JupyterLab writes into a notebook).
+#: The smoke run of the whole series is the setup of several tests: more time than the default.
+pytestmark = pytest.mark.timeout(1800)
 KERNEL_DISPLAY_NAME = re.search(r'--display-name "([^"]+)"', (ROOT / "Makefile").read_text()).group(1)
 
 

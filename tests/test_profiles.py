@@ -27,7 +27,8 @@ def test_dry_run_profiles_keep_the_paper_settings_and_only_add_limits(name):
     dry, paper = get_profile(name), get_profile("paper")
     assert dry.limits.max_steps == 1 and dry.limits.max_test_images >= 2 and dry.seeds == (0,)
     same = {f for f in paper.__dataclass_fields__ if f not in ("name", "description", "seeds", "limits", "overrides_of",
-                                                               "deviations", "image_datasets")}
+                                                               "deviations", "image_datasets", "needs_data_root")}
+    assert paper.needs_data_root and not dry.needs_data_root  # run_all.py generates its data when none is given
     assert all(getattr(dry, f) == getattr(paper, f) for f in same)
     assert all(dry.method(m) == paper.method(m) for m in METHOD_OVERRIDES)
     assert dry.deviations.startswith("dry run: 1 optimisation step") and paper.limits == limits.NONE

@@ -319,10 +319,16 @@ def split_anomalies(n_anomalies: int, rng: np.random.Generator, consistent: bool
 
 def _with_pseudo(normals: np.ndarray, enabled: bool, prob: float,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split a normal set into (kept normals, normals replaced by their pseudo version) (code §4.5)."""
+    """Split a normal set into (kept normals, normals replaced by their pseudo version) (code §4.5).
+
+    Each normal is replaced with probability ``prob``; when the coin replaces all of a small set
+    (a three-member cluster: 1 in 8 at 0.5), one drawn normal stays, since a task set needs
+    normal samples (the official code's sampler would have none to draw from either)."""
     if not enabled:
         return np.sort(normals), np.array([], dtype=np.int64)
     replaced = rng.random(len(normals)) < prob
+    if len(normals) and replaced.all():
+        replaced[rng.integers(len(normals))] = False
     return np.sort(normals[~replaced]), np.sort(normals[replaced])
 
 
