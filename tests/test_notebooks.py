@@ -50,9 +50,14 @@ def fresh_clone(parent: Path) -> Path:
     """The repository as a user's clone has it: its tracked and not-ignored files (the working
     tree, so uncommitted edits are tested too) copied to ``parent/osad-companion``, with nothing
     beside it (no ``../shared``, no ``runs/``, no virtual environment)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
     clone = parent / "osad-companion"
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True) if shutil.which("git") else None
+    if listing is None or listing.returncode != 0:  # not a git checkout (an unpacked archive): everything but local state
+        shutil.copytree(ROOT, clone, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "runs", "cache", ".cache", "__pycache__", "*.egg-info", ".pytest_cache"))
+        return clone
+    listed = listing.stdout.decode().split("\0")
     for name in sorted(n for n in listed if n and (ROOT / n).is_file()):
         (clone / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, clone / name)
