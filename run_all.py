@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import sys
 from pathlib import Path
 
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        logging.disable(logging.CRITICAL)  # asyncio's note on the interrupted cell's task, printed at exit
         print("run_all.py: interrupted; finished notebooks and stored experiments are kept, rerun the same command "
               "to resume", file=sys.stderr)
         return 130

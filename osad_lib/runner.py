@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import inspect
 import json
+import logging
 import os
 import resource
 import sys
@@ -385,6 +386,20 @@ def _kernel_manager_class(log: Path) -> type:
     return LoggedKernelManager
 
 
+@contextlib.contextmanager
+def _client_log_quiet() -> Iterator[None]:
+    """The notebook client's own log lines (e.g. "Kernel died while waiting for execute reply"
+    when Ctrl-C reaches the kernel first) off the terminal: the runner reports every failure in
+    its one line and the kernel's output is in its log file."""
+    client_log = logging.getLogger("traitlets")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
 def execute_notebook(notebook: str, options: RunOptions, output_name: str | None = None) -> NotebookOutcome:
     """Execute one notebook with papermill; never raises for a failure inside the notebook.
 
@@ -403,11 +418,12 @@ def execute_notebook(notebook: str, options: RunOptions, output_name: str | None
     env_backup = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)
     try:
-        papermill.execute_notebook(
-            str(source), str(output), parameters=options.parameters(notebook), kernel_name="python3",
-            cwd=str(options.notebooks_dir), progress_bar=sys.stderr.isatty(), log_output=False,
-            kernel_manager_class=_kernel_manager_class(kernel_log),
-        )
+        with _client_log_quiet():
+            papermill.execute_notebook(
+                str(source), str(output), parameters=options.parameters(notebook), kernel_name="python3",
+                cwd=str(options.notebooks_dir), progress_bar=sys.stderr.isatty(), log_output=False,
+                kernel_manager_class=_kernel_manager_class(kernel_log),
+            )
     except PapermillExecutionError as exc:
         if exc.ename == "KeyboardInterrupt":  # the kernel was interrupted with the runner: stop, do not go on
             raise KeyboardInterrupt from None
