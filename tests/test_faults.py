@@ -426,18 +426,22 @@ def clean_run(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 
 def test_ctrl_c_is_one_line_exit_130_and_a_rerun_resumes(clean_run, tmp_path):
-    proc = _run_all(tmp_path, start_new_session=True)
-    results = tmp_path / "runs" / "smoke" / "results" / "01_toy.csv"
-    deadline = time.time() + 120
-    while not (results.exists() and len(results.read_text().splitlines()) > 1) and time.time() < deadline:
-        time.sleep(0.1)  # stop it inside the notebook, with some experiments stored
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-    out, err = proc.communicate(timeout=120)
+    for attempt in range(3):  # on a loaded machine the toy notebook may finish before the signal lands
+        out_dir = tmp_path / f"attempt{attempt}"
+        proc = _run_all(out_dir, start_new_session=True)
+        results = out_dir / "runs" / "smoke" / "results" / "01_toy.csv"
+        deadline = time.time() + 120
+        while not (results.exists() and len(results.read_text().splitlines()) > 1) and time.time() < deadline:
+            time.sleep(0.02)  # stop it inside the notebook, with some experiments stored
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            break
     assert proc.returncode == 130, out + err
     assert "interrupted" in one_line(err) and "rerun the same command to resume" in err
-    rerun = _run_all(tmp_path)
+    rerun = _run_all(out_dir)
     assert rerun.wait(timeout=300) == 0
-    pd.testing.assert_frame_equal(_rows(tmp_path), clean_run[1])
+    pd.testing.assert_frame_equal(_rows(out_dir), clean_run[1])
 
 
 def test_a_rerun_after_damage_recovers_every_row_of_an_undamaged_run(clean_run):
