@@ -386,18 +386,25 @@ def _kernel_manager_class(log: Path) -> type:
     return LoggedKernelManager
 
 
+def _below_error(record: logging.LogRecord) -> bool:
+    """Keep a log record only when it is less than an error."""
+    return record.levelno < logging.ERROR
+
+
 @contextlib.contextmanager
 def _client_log_quiet() -> Iterator[None]:
-    """The notebook client's own log lines (e.g. "Kernel died while waiting for execute reply"
+    """The notebook client's own error lines (e.g. "Kernel died while waiting for execute reply"
     when Ctrl-C reaches the kernel first) off the terminal: the runner reports every failure in
-    its one line and the kernel's output is in its log file."""
-    client_log = logging.getLogger("traitlets")
-    level = client_log.level
-    client_log.setLevel(logging.CRITICAL)
+    its one line and the kernel's output is in its log file. papermill hands its client the
+    "papermill" logger; the kernel manager logs through "traitlets". Warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("papermill", "traitlets")]
+    for log in loggers:
+        log.addFilter(_below_error)
     try:
         yield
     finally:
-        client_log.setLevel(level)
+        for log in loggers:
+            log.removeFilter(_below_error)
 
 
 def execute_notebook(notebook: str, options: RunOptions, output_name: str | None = None) -> NotebookOutcome:

@@ -130,3 +130,18 @@ def test_slurm_fan_out_through_submitit_local_backend_merges_results(tmp_path):
     assert len(rows) == 3 * 6 * 2 and not rows.duplicated(["seed", "variant", "metric"]).any()
     assert sorted((tmp_path / "runs" / "smoke" / "jobs").glob("01_toy__seeds-*.ipynb"))
     assert "01_toy: ok" in proc.stdout  # the assembly pass, which found every experiment stored
+
+
+def test_notebook_client_error_lines_stay_off_the_terminal_during_a_run(caplog):
+    """papermill hands nbclient its "papermill" logger; nbclient logs "Kernel died while waiting for
+    execute reply." there when Ctrl-C reaches the kernel first. The runner prints its own one line."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    with runner._client_log_quiet():
+        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        logging.getLogger("traitlets").error("kernel restarted")
+        logging.getLogger("papermill").warning("a warning still shows")
+    logging.getLogger("papermill").error("after the run errors show again")
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == ["a warning still shows", "after the run errors show again"]
