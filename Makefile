@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: demo smoke paper test test-dry-run lab bench gpu-check wheels venv clean-runs
+.PHONY: demo smoke paper test test-dry-run lock-smoke lab bench gpu-check wheels venv clean-runs
 
 venv: $(STAMP) $(KERNEL)
 
@@ -56,6 +56,14 @@ test: venv
 # and its checks: ~15 min on 2 CPU cores, so outside `make test`'s 20-minute budget.
 test-dry-run: venv
 	$(BIN)/python -m pytest -m dryrun --timeout=2400 tests/test_dry_run.py
+
+# Rewrite the smoke profile's locked numbers (tests/expected/smoke_results.csv) after a change
+# that is meant to move them; the diff of that file shows which did.
+LOCK_RUN ?= runs-lock
+lock-smoke: venv
+	rm -rf $(LOCK_RUN)
+	env -u OSAD_DATA -u OSAD_ADBENCH -u OSAD_OUTPUT $(BIN)/python run_all.py --profile smoke --output-dir $(LOCK_RUN)
+	$(BIN)/python -m tests.smoke_numbers $(LOCK_RUN)
 
 # Containers often run as root, which Jupyter refuses without --allow-root.
 lab: venv
