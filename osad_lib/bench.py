@@ -38,19 +38,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from osad_lib import paths
+from osad_lib.data.images import load_rgb
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.registry import resolve
 from osad_lib.data.tensors import load_images
 from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.models.devnet import DevNet, DevNetConfig
-from osad_lib.models.stems import random_rotation, to_float_images
 from osad_lib.models.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
+from osad_lib.models.stems import random_rotation, to_float_images
+from osad_lib.paths import atomic_write_text
 from osad_lib.profiles import get_profile, resolve_device
-from osad_lib.results import atomic_write_text
 from osad_lib.seeding import seed_everything
 from osad_lib.training import autocast
 from osad_lib.validate import choose
-
 
 #: Image methods benchmarked (see the module docstring).
 METHODS = ("devnet", "dra")
@@ -94,8 +94,6 @@ class NaiveImageDataset(Dataset):
 
     def __init__(self, root: Path, paths_: list[str], labels: list[int], size: int):
         from torchvision import transforms
-
-        from osad_lib.data.images import load_rgb
 
         self.root, self.paths, self.labels, self.load = root, paths_, labels, load_rgb
         self.transform = transforms.Compose([transforms.Resize((size, size)), transforms.RandomRotation(180),

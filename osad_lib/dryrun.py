@@ -42,6 +42,7 @@ from osad_lib.data.mvtec import build_folder_once
 from osad_lib.data.registry import DATASETS, SubsetInfo
 from osad_lib.data.synthetic import DEFECT_CLASSES, add_defect, normal_image
 from osad_lib.data.tabular import GROUPS
+from osad_lib.experiments.ablations.devnet import FIG7_SHOTS, PAPER_DATASETS
 from osad_lib.models.backbones import hub_file_name, source_model
 from osad_lib.profiles import DATASET_FAMILY_REPRESENTATIVES
 from osad_lib.validate import choose
@@ -83,8 +84,6 @@ def anomalies_per_class(info: SubsetInfo) -> dict[str, int]:
     ``shots`` is the largest labelled draw of any grid on the dataset (10, DevNet Fig. 7's 40), so
     that the draw still leaves test anomalies; at least 2, and ``SHOTS + 1`` for a hard-setting seen
     class (10 labelled, one held out)."""
-    from osad_lib.experiments.ablations.devnet import FIG7_SHOTS, PAPER_DATASETS
-
     classes = info.anomaly_classes
     shots = max(FIG7_SHOTS) if info.dataset in PAPER_DATASETS["fig7"] else SHOTS
     share = max(2, math.ceil((shots + CONTAMINATED + len(classes)) / len(classes)))

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from osad_lib import paths
+from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.pseudo import apply_batch
 from osad_lib.data.tensors import ImageSet, file_digests
 from osad_lib.training import load_checkpoint, save_checkpoint
@@ -240,8 +241,6 @@ def dataset_key(root: Path, *settings: Any) -> str:
     ``settings`` (backbone, weights, image size, … — anything the features depend on). Editing,
     adding or removing a file changes the key, so a stale cache is never used; moving the
     dataset or copying the cache does not."""
-    from osad_lib.data.mvtec import read_mvtec_layout
-
     files = [rel for sample in read_mvtec_layout(root) for rel in (sample.path, sample.mask_path) if rel is not None]
     text = json.dumps([FEATURE_VERSION, [str(x) for x in settings], sorted(file_digests(root, files).items())])
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 
 from osad_lib import paths
-from osad_lib.results import atomic_write_text
+from osad_lib.paths import atomic_write_text
 
 ROOT = paths.PROJECT_ROOT
 #: What the check needs beyond torch/torchvision: installed with their dependencies, and (second

@@ -36,9 +36,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from osad_lib.data import pseudo
 from osad_lib.data.mvtec import Sample
-from osad_lib.data.protocols import Split
-from osad_lib.validate import ConfigError
+from osad_lib.data.protocols import Split, make_split
+from osad_lib.data.registry import subset_info
+from osad_lib.data.tensors import load_images
+from osad_lib.experiments import note_figure
+from osad_lib.experiments.datasets import protocol_counts
+from osad_lib.metrics import image_auroc
+from osad_lib.paper import compare, format_mean_std, list_tables
+from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import show_image
 
 #: Required columns of a score frame (see the module docstring).
 SCORE_COLUMNS = ("score", "label", "class", "kind")
@@ -87,12 +95,6 @@ def split_overview(name: str, folder: Path, samples: Sequence[Sample], setting: 
     ``official_code_facts.md`` §2.3); counts come from
     :func:`osad_lib.experiments.datasets.protocol_counts`.
     """
-    from osad_lib.data.protocols import make_split
-    from osad_lib.data.registry import subset_info
-    from osad_lib.data.tensors import load_images
-    from osad_lib.experiments.datasets import _show, protocol_counts
-    from osad_lib.validate import choose
-
     part = choose("part", part, SPLIT_PARTS)
     info = subset_info(name)
     split = make_split(samples, setting, n_shots, seed, seen_class=seen_class if setting == "hard" else None,
@@ -110,7 +112,7 @@ def split_overview(name: str, folder: Path, samples: Sequence[Sample], setting: 
         for c in range(per_class):
             ax = fig.add_subplot(grid[r, c])
             if c < len(paths):
-                _show(ax, shown.images[k], None if shown.masks is None else shown.masks[k])
+                show_image(ax, shown.images[k], None if shown.masks is None else shown.masks[k])
                 k += 1
             else:
                 ax.axis("off")
@@ -163,10 +165,6 @@ def pseudo_anomaly_example(name: str, folder: Path, samples: Sequence[Sample], g
     Otsu foreground of the image when ``on_foreground`` (as BGAD's code, §5.3).
     """
     import torch
-
-    from osad_lib.data import pseudo
-    from osad_lib.data.tensors import load_images
-    from osad_lib.validate import choose
 
     generator = choose("generator", generator, tuple(pseudo.GENERATORS))
     normals = [s for s in samples if s.split == "train" and s.label == 0]
@@ -247,8 +245,6 @@ def _roc(ax: plt.Axes, frame: pd.DataFrame, column: str) -> None:
     """ROC of normals against each anomaly kind present and against all anomalies."""
     from sklearn.metrics import roc_curve
 
-    from osad_lib.metrics import image_auroc
-
     normal = frame[frame["kind"] == "normal"][column].to_numpy(float)
     groups = [(k, frame[frame["kind"] == k][column].to_numpy(float)) for k in ("seen", "unseen")]
     groups = [(k, v) for k, v in groups if len(v)]
@@ -313,8 +309,6 @@ def score_figure(scores: pd.DataFrame, column: str = "score", bins: int = 30, in
     and ``maps`` [N,H,W] are indexed by the frame's ``map_index`` (or aligned with its rows).
     """
     if isinstance(scores, pd.DataFrame) and scores.empty and title:  # a run that did not happen, said in its title
-        from osad_lib.experiments import note_figure
-
         return note_figure(title)
     frame = check_score_frame(scores)
     columns = score_columns(frame)
@@ -353,8 +347,6 @@ def score_figure(scores: pd.DataFrame, column: str = "score", bins: int = 30, in
 
 def result_tables(results: pd.DataFrame) -> pd.DataFrame:
     """(paper, table, table_id) of the stored results that have a transcribed paper table."""
-    from osad_lib.paper import list_tables
-
     ok = results[results["status"] == "ok"]
     present = ok[["paper", "table"]].drop_duplicates()
     known = list_tables()[["table_id", "paper", "table"]]
@@ -366,8 +358,6 @@ def results_comparison(results: pd.DataFrame, paper: str, table: str, dataset: s
     """Paper vs measured (:func:`osad_lib.paper.compare`) for table ``<paper>_<table>``: the
     measured rows (``with_unmeasured``: also the paper rows nobody measured), filtered by
     ``dataset``/``method``/``setting``/``metric`` (empty = all)."""
-    from osad_lib.paper import compare
-
     rows = results[(results["paper"] == paper) & (results["table"] == table) & (results["status"] == "ok")]
     out = compare(rows, f"{paper}_{table}")
     if not with_unmeasured:
@@ -381,8 +371,6 @@ def results_comparison(results: pd.DataFrame, paper: str, table: str, dataset: s
 def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     """A :func:`results_comparison` frame for reading: keys, ``paper`` and ``measured`` as
     "mean ± std", seeds, delta, within spread, deviations."""
-    from osad_lib.paper import format_mean_std
-
     keys = ["dataset", "subset", "setting", "n_shots", "method", "variant", "metric"]
     view = comparison[keys].copy()
     view["paper"] = [format_mean_std(m, s) for m, s in zip(comparison["paper_mean"], comparison["paper_std"])]
@@ -394,38 +382,8 @@ def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def _row_label(row: pd.Series) -> str:
-    parts = [row["dataset"] + (f"/{row['subset']}" if row["subset"] else ""), row["setting"],
-             f"{row['n_shots']}-shot" if pd.notna(row["n_shots"]) else "", row["method"], row["variant"], row["metric"]]
-    return " ".join(str(p) for p in parts if p) + ("" if pd.notna(row["paper_mean"]) else " (no paper row)")
-
-
-def paper_vs_measured_bars(comparison: pd.DataFrame, title: str, max_rows: int = 40) -> plt.Figure:
-    """Measured mean ± std over seeds beside the paper's mean ± std, one pair of bars per
-    measured row of a :func:`results_comparison` frame (the first ``max_rows``)."""
-    if comparison.empty:
-        comparison = pd.DataFrame(columns=["n_seeds", "measured_mean", "measured_std", "paper_mean", "paper_std"])
-    measured = comparison[comparison["n_seeds"] > 0].head(max_rows)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.28 * max(len(measured), 3)), layout="constrained")
-    y = np.arange(len(measured))
-    ax.barh(y - 0.2, measured["measured_mean"], 0.4, xerr=measured["measured_std"].fillna(0), color="#1f77b4",
-            label="measured (mean ± std over seeds)", error_kw={"linewidth": 0.8})
-    ax.barh(y + 0.2, measured["paper_mean"], 0.4, xerr=measured["paper_std"].fillna(0), color="#bbbbbb",
-            label="paper (reference)", error_kw={"linewidth": 0.8})
-    ax.set_yticks(y, [_row_label(r) for _, r in measured.iterrows()], fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.02)
-    ax.set_xlabel("metric value")
-    if measured.empty:
-        ax.text(0.5, 0.5, "no measured rows for this selection", ha="center", va="center", transform=ax.transAxes)
-    ax.legend(fontsize=7, ncol=2, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)
-    cut = f" (first {max_rows} of {int((comparison['n_seeds'] > 0).sum())})" if len(measured) == max_rows else ""
-    fig.suptitle(title + cut, fontsize=9)
-    return fig
-
-
 __all__ = [
     "BASE_COLUMN", "HEAD_PREFIX", "KIND_COLORS", "SCORE_COLUMNS", "SPLIT_PARTS", "check_score_frame", "comparison_view",
-    "mapped_rows", "paper_vs_measured_bars", "pseudo_anomaly_example", "result_tables", "results_comparison", "score_columns",
+    "mapped_rows", "pseudo_anomaly_example", "result_tables", "results_comparison", "score_columns",
     "score_figure", "split_overview",
 ]

@@ -44,10 +44,10 @@ from typing import Any
 import torch
 
 from osad_lib import limits, paths
+from osad_lib.data.registry import dataset_names
 from osad_lib.limits import RunLimits
 from osad_lib.results import ResultsStore, device_label, store_for
 from osad_lib.validate import ConfigError, choose, closest, parse_seeds
-from osad_lib.viz import enable_inline_figures, show_full_text
 
 PAPER_IMAGE_DATASETS = (
     "mvtecad", "aitex", "sdd", "elpv", "optical", "mastcam", "brainmri", "headct", "hyperkvasir",
@@ -492,8 +492,6 @@ def configure(
     out = paths.output_root(output_dir)
     limits.install(prof.limits)  # the dry-run profiles' truncation, read by the shared loops
     os.environ.setdefault("MPLBACKEND", "Agg")
-    enable_inline_figures()
-    show_full_text()
     return NotebookConfig(
         notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
         data_root=root, output_dir=out, resume=resume, interactive=interactive,
@@ -679,8 +677,6 @@ def with_datasets(profile: Profile, datasets: str | Sequence[str], label: str = 
     """``profile`` on ``datasets`` (registry names, comma-separated or a list; ``mvtecad`` stands
     for its 15 categories) instead of its image datasets: naming fewer restricts it, others extend
     it. Name and settings hash stay: every result row's key holds its dataset."""
-    from osad_lib.data.registry import dataset_names
-
     names = [n.strip() for n in datasets.split(",")] if isinstance(datasets, str) else [str(n).strip() for n in datasets]
     if not names or not all(names):
         raise ConfigError(f"{label}: an empty dataset name in {datasets!r}; list registry names, e.g. headct,brainmri")

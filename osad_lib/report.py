@@ -62,8 +62,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osad_lib import paper, paths, viz
-from osad_lib.results import atomic_write_text, read_all
+from osad_lib import experiments, paper, paths, viz
+from osad_lib.data import registry, tabular
+from osad_lib.paths import atomic_write_text
+from osad_lib.profiles import configure, get_profile
+from osad_lib.results import read_all
 from osad_lib.validate import ConfigError
 
 #: Absolute tolerance (on the [0, 1] scale) of "within tolerance" / "reproduced".
@@ -133,24 +136,26 @@ class Coverage:
 
 
 def coverage(profile: str, data_root: str | os.PathLike | None = None) -> Coverage:
-    """The grids of every notebook (``runner.plan``) under ``profile`` and under ``paper``.
+    """The grids of every notebook (:func:`osad_lib.experiments.grid_of`, as ``run_all.py
+    --plan`` lists them) under ``profile`` and under ``paper``.
 
     A notebook whose grid cannot be listed (a :class:`ConfigError`, e.g. a missing ADBench
     folder) contributes nothing and is named in ``notes``.
     """
-    from osad_lib import runner
-
     root = paths.data_root(data_root)
     notes: list[str] = []
 
     def plan_of(name: str) -> pd.DataFrame:
         frames = []
-        for notebook in runner.list_notebooks():
-            options = runner.RunOptions(profile=name, only=(notebook,), data_root=str(root or ""))
+        for notebook in sorted(experiments.NOTEBOOK_MODULES):
             try:
-                frames.append(runner.plan(options))
+                listed = experiments.grid_of(notebook, configure(notebook, profile=name, data_root=str(root or ""),
+                                                                    check_data=False))
             except ConfigError as exc:
                 notes.append(f"{notebook} ({name} profile): grid not listed: {exc}")
+                continue
+            if listed is not None:
+                frames.append(experiments.plan_rows(notebook, *listed[:2]))
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=["notebook", *PLAN_KEYS])
@@ -169,8 +174,6 @@ def dataset_presence(paper_id: str, dataset: str, data_root: str | os.PathLike |
     e.g. ``"dataset not present: mvtecad (set the data_root parameter or run_all.py --data-root)"``,
     phrased for notebook and command-line users alike. Datasets the project does not
     know (AnoOnly's ``overall``) count as present: there is nothing to fetch."""
-    from osad_lib.data import registry, tabular
-
     if paper_id == "anoonly" and dataset in tabular.GROUPS:
         try:
             found = tabular.group_files(dataset, tabular.user_adbench_dir(data_root=data_root))
@@ -278,11 +281,7 @@ def mean_parts(paper_id: str, dataset: str, setting: str) -> dict[str, tuple[str
     ``mean`` over the seen classes of a single-subset dataset; other settings → ``mean`` over the
     subsets of a multi-subset dataset (MVTec AD categories, BTAD products).
     """
-    from osad_lib.data import registry
-
     if paper_id == "anoonly":
-        from osad_lib.data import tabular
-
         group = tabular.GROUPS.get(dataset)
         return {"": group.stems} if group else {}
     info = registry.DATASETS.get(dataset)
@@ -906,8 +905,6 @@ def write_report(
 
 
 def _intro(profile: str, tolerance: float) -> str:
-    from osad_lib.profiles import get_profile
-
     prof = get_profile(profile)
     return (f"Profile `{profile}`: {prof.description}. Absolute tolerance: {tolerance:g} (values on the [0, 1] "
             "scale). Paper numbers come from `osad_lib.paper`; measured numbers from the results stores under "

@@ -37,7 +37,8 @@ from typing import Any
 import pandas as pd
 
 from osad_lib import __version__, limits
-from osad_lib.paths import atomic_write_text
+from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
+from osad_lib.paths import atomic_write_text, results_dir
 from osad_lib.validate import notice
 
 #: Columns identifying an experiment (the key that resume checks).
@@ -424,16 +425,14 @@ class ResultsStore:
         """Run ``experiment`` unless its rows exist (with ``resume``), store its rows, return them.
 
         ``run`` returns ``{metric: value}``. A run that fails with a non-finite loss
-        (:class:`osad_lib.training.NonFiniteLossError`) is recorded as one ``status=failed`` row
+        (:class:`osad_lib.errors.NonFiniteLossError`) is recorded as one ``status=failed`` row
         and the caller's grid continues; CUDA out of memory raises
-        :class:`osad_lib.training.CudaOutOfMemoryError` naming the experiment and the setting to
+        :class:`osad_lib.errors.CudaOutOfMemoryError` naming the experiment and the setting to
         lower; any other exception propagates and writes nothing. Under a CI-sized dry run
         (:attr:`osad_lib.limits.RunLimits.one_run_per_path`) an experiment whose code path already
         has rows is skipped (no rows).
         """
         import torch
-
-        from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
 
         if limits.active().one_run_per_path and self.path_has_rows(experiment):
             return self.read().iloc[0:0]
@@ -467,15 +466,11 @@ class ResultsStore:
 
 def store_for(notebook: str, profile: str, output: str | os.PathLike | None = None) -> ResultsStore:
     """The store of ``notebook`` under ``profile`` (see :mod:`osad_lib.paths`)."""
-    from osad_lib.paths import results_dir
-
     return ResultsStore(results_dir(profile, output) / f"{notebook}.csv")
 
 
 def read_all(profile: str, output: str | os.PathLike | None = None) -> pd.DataFrame:
     """Rows of every notebook's store under ``profile`` (validated)."""
-    from osad_lib.paths import results_dir
-
     frames = [ResultsStore(p).read() for p in sorted(results_dir(profile, output).glob("*.csv"))]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else ResultsStore(Path("/nonexistent")).read()

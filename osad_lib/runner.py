@@ -7,6 +7,10 @@ that finishes without writing a table or figure is treated as failed (the silent
 Resume works at two levels: a notebook that already completed with the same parameters and the
 same source is skipped, and inside a notebook every experiment whose results are stored is
 skipped (:meth:`osad_lib.results.ResultsStore.run_experiment`).
+
+``osad_lib.profiles`` and ``osad_lib.headline`` import torch and every method (seconds): they
+are imported inside the functions that need them, so ``run_all.py --help`` and a bad option's
+one-line error come back at once.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from osad_lib import paths
+from osad_lib import experiments, paths
 from osad_lib.experiments import module_for
+from osad_lib.data.registry import canonical_name, present_and_missing
 from osad_lib.paths import atomic_write_text
+from osad_lib.results import ResultsStore, store_for
 from osad_lib.validate import ConfigError, choose, closest, notice, parse_seeds
 
 NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
@@ -177,8 +183,6 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
 def _check_datasets_present(datasets: str, root: Path | None) -> None:
     """``--datasets``: every entry must have data at hand (for ``mvtecad``, at least one
     category); a profile's own datasets that are absent are skipped instead."""
-    from osad_lib.data.registry import canonical_name, present_and_missing
-
     for entry in (e.strip() for e in datasets.split(",")):
         here, missing = present_and_missing([entry], root)
         if here:
@@ -338,8 +342,6 @@ class RunState:
         return state
 
     def _from_results(self) -> dict:
-        from osad_lib.results import ResultsStore
-
         state = {}
         for file in sorted((self.path.parent / "results").glob("*.csv")):
             rows = ResultsStore(file).read()
@@ -361,8 +363,6 @@ class RunState:
 def _results_damaged(runs: Path, notebook: str) -> bool:
     """Whether the notebook's results store had damaged rows (now moved aside): then a notebook
     that completed earlier must run again to recompute their experiments."""
-    from osad_lib.results import ResultsStore
-
     return bool(ResultsStore(runs / "results" / f"{notebook}.csv").damaged_experiments())
 
 
@@ -482,8 +482,6 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
 
 def _experiment_counts(notebook: str, options: RunOptions, since: float) -> tuple[int, int]:
     """(experiments whose rows were written since ``since``, experiments found stored from before)."""
-    from osad_lib.results import store_for
-
     rows = store_for(notebook, options.profile, paths.output_root(options.output_dir)).read()
     if not len(rows):
         return 0, 0
@@ -577,20 +575,15 @@ def plan_with_skips(options: RunOptions) -> tuple[pd.DataFrame, dict[str, list[s
     """:func:`plan`, with a ``missing`` column (True for an experiment whose data are not present,
     skipped when run: :func:`osad_lib.experiments.runnable`) and per notebook the lines of
     :func:`skipped_data`."""
-    rows, skipped = [], {}
+    frames, skipped = [], {}
     for name in select_notebooks(options.only, list_notebooks(options.notebooks_dir)):
         listed = _grid_of(name, options)
         if listed is None:
             continue
         items, ready, skipped[name] = listed
-        ready_ids = {id(i) for i in ready}
-        for item in items:
-            e = item.experiment
-            rows.append({"notebook": name, "paper": e.paper, "table": e.table, "dataset": e.dataset,
-                         "subset": e.subset, "setting": e.setting, "n_shots": e.n_shots, "method": e.method,
-                         "variant": e.variant, "seed": e.seed, "train_images": item.train_images,
-                         "eval_images": item.eval_images, "missing": id(item) not in ready_ids})
-    return pd.DataFrame(rows), skipped
+        frames.append(experiments.plan_rows(name, items, ready))
+    frames = [f for f in frames if len(f)]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), skipped
 
 
 def skipped_data(notebook: str, options: RunOptions) -> list[str]:
@@ -601,23 +594,11 @@ def skipped_data(notebook: str, options: RunOptions) -> list[str]:
 
 
 def _grid_of(notebook: str, options: RunOptions) -> tuple[list, list, list[str]] | None:
-    """(the notebook's grid, its runnable items, the lines of :func:`skipped_data`); None for a
-    notebook without an experiments module."""
-    from osad_lib.experiments import nothing_to_run_line, runnable, skipped_line
-
-    module = module_for(notebook)
-    if module is None:
+    """:func:`osad_lib.experiments.grid_of` under ``options`` (its notebook parameters included)."""
+    if module_for(notebook) is None:
         return None
-    cfg = _configure(notebook, options)
-    shaping = inspect.signature(module.grid).parameters  # notebook parameters that shape the grid (06: studies)
     given = notebook_parameters(options.notebooks_dir / f"{notebook}.ipynb", options.params)
-    try:
-        items = module.grid(cfg, **{k: v for k, v in given.items() if k in shaping})
-    except ConfigError as exc:
-        raise ConfigError(f"{notebook}: {exc}") from None
-    ready, missing = runnable(items)
-    lines = [skipped_line(notebook, missing, cfg.data_root)] if missing else []
-    return items, ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
+    return experiments.grid_of(notebook, _configure(notebook, options), given)
 
 
 #: Throughput of a ResNet-18 at 448 px (images/s: training step with backward, evaluation),

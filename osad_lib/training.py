@@ -27,21 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from osad_lib import limits
+from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
 from osad_lib.paths import atomic_write, atomic_write_text, format_size
 from osad_lib.validate import notice
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss became NaN or infinite; the run is stopped and recorded as failed."""
-
-
-class CudaOutOfMemoryError(RuntimeError):
-    """CUDA ran out of memory; the one-line message names the batch size that failed and one to try.
-
-    Unlike :class:`NonFiniteLossError` it is not recorded as a failed run: the same experiment
-    can succeed with a smaller batch, so it stops the grid (everything stored so far is kept) and
-    a rerun with ``resume`` continues from the experiment that ran out of memory.
-    """
 
 
 @contextlib.contextmanager

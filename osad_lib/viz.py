@@ -1,4 +1,6 @@
-"""Figures: one saving helper, one theme, one colour per method (conventions §2.7)."""
+"""Output helpers every layer that draws or writes tables uses: one theme, one colour per method,
+saving figures and tables (CSV + Markdown with numbered deviation footnotes), and the chart of
+paper-versus-measured bars. Imports nothing above the core (paths)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from osad_lib.paths import atomic_write, atomic_write_text  # noqa: E402
 
 if TYPE_CHECKING:
-    from osad_lib.profiles import NotebookConfig
+    import torch
 
 METHOD_COLORS = {
     "devnet": "#1f77b4", "dra": "#d62728", "bgad": "#2ca02c", "bgad_fas": "#2ca02c",
@@ -23,50 +26,6 @@ METHOD_COLORS = {
     "feawad": "#aec7e8", "prenet": "#98df8a", "patchcore": "#c49c94", "saoe": "#f7b6d2",
     "mlep": "#dbdb8d",
 }
-
-
-def enable_inline_figures() -> None:
-    """Let ``display(fig)`` show figures as PNG inside a kernel although the backend is Agg.
-
-    Batch runs force the non-interactive Agg backend (conventions §2.7); without this, IPython
-    would show a figure only as ``<Figure size …>`` text. A no-op outside IPython.
-    """
-    try:
-        from IPython import get_ipython
-        from IPython.core.pylabtools import select_figure_formats
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None:
-        select_figure_formats(shell, {"png"}, bbox_inches="tight")
-
-
-def show_full_text() -> None:
-    """Show table cells in full inside a kernel: pandas cuts text at 50 characters by default,
-    which hides the report's reasons and the definitions. A no-op outside IPython."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        pd.set_option("display.max_colwidth", None)
-
-
-#: Profiles whose numbers say nothing about the methods: their notebooks open with a banner.
-MEANINGLESS_PROFILES = ("smoke",)
-
-
-def profile_banner(cfg: NotebookConfig) -> None:
-    """Display one line at the top of a notebook's results when its profile's numbers are
-    meaningless (``smoke``: random-weight backbones, tiny synthetic data, a few steps); nothing
-    otherwise."""
-    from IPython.display import Markdown, display
-
-    profile = cfg.profile
-    if profile.builtin in MEANINGLESS_PROFILES:
-        display(Markdown(f"⚠️ **{profile.name} profile: every number below is meaningless** ({profile.description}); "
-                         "it only checks that each cell runs. The demo profile (embedded real data) and the paper "
-                         "profile (your datasets) give results."))
 
 
 def set_theme() -> None:
@@ -155,3 +114,42 @@ def save_table(df: pd.DataFrame, name: str, folder: str | Path, floatfmt: str = 
     atomic_write_text(csv, df.to_csv(index=False))
     atomic_write_text(md, markdown_table(df, floatfmt) + "\n")
     return [csv, md]
+
+
+def show_image(ax: plt.Axes, image: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """``image`` (C×H×W in [0, 1]) on ``ax`` without ticks, the ground-truth ``mask`` outlined in red."""
+    ax.imshow(image.permute(1, 2, 0).numpy())
+    if mask is not None and mask.any():
+        ax.contour(mask[0].numpy(), levels=[0.5], colors="red", linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _row_label(row: pd.Series) -> str:
+    parts = [row["dataset"] + (f"/{row['subset']}" if row["subset"] else ""), row["setting"],
+             f"{row['n_shots']}-shot" if pd.notna(row["n_shots"]) else "", row["method"], row["variant"], row["metric"]]
+    return " ".join(str(p) for p in parts if p) + ("" if pd.notna(row["paper_mean"]) else " (no paper row)")
+
+
+def paper_vs_measured_bars(comparison: pd.DataFrame, title: str, max_rows: int = 40) -> plt.Figure:
+    """Measured mean ± std over seeds beside the paper's mean ± std, one pair of bars per
+    measured row of a :func:`results_comparison` frame (the first ``max_rows``)."""
+    if comparison.empty:
+        comparison = pd.DataFrame(columns=["n_seeds", "measured_mean", "measured_std", "paper_mean", "paper_std"])
+    measured = comparison[comparison["n_seeds"] > 0].head(max_rows)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.28 * max(len(measured), 3)), layout="constrained")
+    y = np.arange(len(measured))
+    ax.barh(y - 0.2, measured["measured_mean"], 0.4, xerr=measured["measured_std"].fillna(0), color="#1f77b4",
+            label="measured (mean ± std over seeds)", error_kw={"linewidth": 0.8})
+    ax.barh(y + 0.2, measured["paper_mean"], 0.4, xerr=measured["paper_std"].fillna(0), color="#bbbbbb",
+            label="paper (reference)", error_kw={"linewidth": 0.8})
+    ax.set_yticks(y, [_row_label(r) for _, r in measured.iterrows()], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("metric value")
+    if measured.empty:
+        ax.text(0.5, 0.5, "no measured rows for this selection", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(fontsize=7, ncol=2, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)
+    cut = f" (first {max_rows} of {int((comparison['n_seeds'] > 0).sum())})" if len(measured) == max_rows else ""
+    fig.suptitle(title + cut, fontsize=9)
+    return fig

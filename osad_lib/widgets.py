@@ -1,4 +1,5 @@
-"""Interactive widgets that teach the methods (``conventions.md`` §2.5).
+"""The notebooks' Jupyter side: the display set-up every notebook starts with
+(:func:`notebook_display`) and interactive widgets that teach the methods.
 
 Each widget is a function returning an ipywidgets container — rows of controls, then one
 ``Output`` (always the last child). A control change re-calls a static figure function of
@@ -15,7 +16,7 @@ widget                 figure function it re-calls
 ``dataset_browser``    :func:`osad_lib.plots.split_overview`
 ``pseudo_playground``  :func:`osad_lib.plots.pseudo_anomaly_example`
 ``score_explorer``     :func:`osad_lib.plots.score_figure` (score frame: ``osad_lib.plots``)
-``results_explorer``   :func:`osad_lib.plots.results_comparison` + ``paper_vs_measured_bars``
+``results_explorer``   :func:`osad_lib.plots.results_comparison` + :func:`osad_lib.viz.paper_vs_measured_bars`
 =====================  ================================================================
 
 ``ipywidgets`` is imported only when a widget is built, so ``import osad_lib.widgets`` works
@@ -36,8 +37,66 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from osad_lib import plots
+from osad_lib import paths, plots, viz
+from osad_lib.data import pseudo
+from osad_lib.data.mvtec import anomaly_classes
+from osad_lib.data.protocols import SETTINGS
+from osad_lib.data.pseudo import GENERATORS
+from osad_lib.data.registry import DATASETS, dataset_names, local_folder, subset_info
+from osad_lib.experiments.datasets import read_datasets
+from osad_lib.profiles import NotebookConfig
+from osad_lib.results import read_all
 from osad_lib.validate import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# the notebook's display, right after configure
+
+
+def enable_inline_figures() -> None:
+    """Let ``display(fig)`` show figures as PNG inside a kernel although the backend is Agg.
+
+    Batch runs force the non-interactive Agg backend (conventions §2.7); without this, IPython
+    would show a figure only as ``<Figure size …>`` text. A no-op outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def show_full_text() -> None:
+    """Show table cells in full inside a kernel: pandas cuts text at 50 characters by default,
+    which hides the report's reasons and the definitions. A no-op outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        pd.set_option("display.max_colwidth", None)
+
+
+#: Profiles whose numbers say nothing about the methods: their notebooks open with a banner.
+MEANINGLESS_PROFILES = ("smoke",)
+
+
+def notebook_display(cfg: NotebookConfig) -> None:
+    """A notebook's display, set up right after :func:`osad_lib.profiles.configure`: figures
+    shown inline as PNG (:func:`enable_inline_figures`), table text in full
+    (:func:`show_full_text`), and one line at the top of the results when the profile's numbers
+    are meaningless (``smoke``: random-weight backbones, tiny synthetic data, a few steps)."""
+    from IPython.display import Markdown, display
+
+    enable_inline_figures()
+    show_full_text()
+    profile = cfg.profile
+    if profile.builtin in MEANINGLESS_PROFILES:
+        display(Markdown(f"⚠️ **{profile.name} profile: every number below is meaningless** ({profile.description}); "
+                         "it only checks that each cell runs. The demo profile (embedded real data) and the paper "
+                         "profile (your datasets) give results."))
 
 # --------------------------------------------------------------------------------------------
 # rendering into an Output
@@ -124,9 +183,6 @@ _ON_RELEASE = {"continuous_update": False}
 def available_datasets(data_root: str | os.PathLike | None = None) -> list[str]:
     """Registry names whose data are at hand: the synthetic subsets and ELPV (embedded) and every
     dataset found as ``<data_root>/<name>`` (``data_root`` or ``OSAD_DATA``)."""
-    from osad_lib import paths
-    from osad_lib.data.registry import DATASETS, dataset_names, local_folder
-
     names = dataset_names(["synthetic/*", "elpv"])
     root = paths.data_root(data_root)
     if root is not None:
@@ -143,8 +199,6 @@ class _Datasets:
 
     def __call__(self, name: str) -> tuple[Path, list]:
         if name not in self.read:
-            from osad_lib.experiments.datasets import read_datasets
-
             self.read[name] = read_datasets([name], self.data_root)[name]
         return self.read[name]
 
@@ -160,9 +214,6 @@ def _max_shots(samples: list, setting: str, seen_class: str) -> int:
 def _browser_defaults(name: str, samples: list) -> dict[str, Any]:
     """Default controls of the dataset browser: general setting, training part, shots
     min(10, smallest class), seen class = the paper's first hard-setting class (else the first)."""
-    from osad_lib.data.mvtec import anomaly_classes
-    from osad_lib.data.registry import subset_info
-
     classes = anomaly_classes(samples)
     seen = next((c for c in subset_info(name).hard_seen_classes if c in classes), classes[0])
     smallest = min(Counter(s.anomaly_class for s in samples if s.label == 1).values())
@@ -180,9 +231,6 @@ def dataset_browser(data_root: str | os.PathLike | None = None, names: Sequence[
     class), Output.
     """
     import ipywidgets as w
-
-    from osad_lib.data.mvtec import anomaly_classes
-    from osad_lib.data.protocols import SETTINGS
 
     names = list(names or available_datasets(data_root))
     data = _Datasets(data_root)
@@ -256,8 +304,6 @@ def generator_defaults(generator: str) -> dict[str, Any]:
     """Default values of the playground parameters of ``generator``: its keyword defaults
     (``cutpaste_mix`` forwards to ``cutpaste_same_image``/``cutpaste_scar``: theirs), and
     ``on_foreground=False`` (paste anywhere, as the BGAD paper; True: BGAD's code)."""
-    from osad_lib.data import pseudo
-
     spec = pseudo.GENERATORS[generator]
     defaults = {**pseudo.cutpaste_same_image.__kwdefaults__, **pseudo.cutpaste_scar.__kwdefaults__,
                 **(spec.fn.__kwdefaults__ or {}), "on_foreground": False}
@@ -283,8 +329,6 @@ def _parameter_control(name: str, spec: tuple, value: Any) -> Any:
 def _playground_dataset(names: Sequence[str]) -> str:
     """An object dataset with masks if offered (BGAD's generator pastes real defects), else any
     with masks, else the first (as :func:`osad_lib.experiments.datasets.gallery_dataset`)."""
-    from osad_lib.data.registry import subset_info
-
     with_masks = [n for n in names if subset_info(n).has_masks]
     objects = [n for n in with_masks if subset_info(n).kind == "object"]
     return (objects or with_masks or list(names))[0]
@@ -305,8 +349,6 @@ def pseudo_playground(data_root: str | os.PathLike | None = None, names: Sequenc
     (replaced when the generator changes), Output.
     """
     import ipywidgets as w
-
-    from osad_lib.data.pseudo import GENERATORS
 
     names = list(names or available_datasets(data_root))
     data = _Datasets(data_root)
@@ -429,14 +471,12 @@ def results_explorer(profile: str, output_dir: str | os.PathLike | None = None) 
     """Filter the results store (:func:`osad_lib.results.read_all`) by paper, table, dataset,
     method, setting and metric → the paper-vs-measured table (:func:`osad_lib.paper.compare`)
     and bars of measured mean ± std beside the paper's numbers
-    (:func:`osad_lib.plots.paper_vs_measured_bars`).
+    (:func:`osad_lib.viz.paper_vs_measured_bars`).
 
     Children: row (paper, table, show unmeasured paper rows), row (dataset, method, setting,
     metric), Output (figure, then table).
     """
     import ipywidgets as w
-
-    from osad_lib.results import read_all
 
     results = read_all(profile, output_dir)
     tables = plots.result_tables(results)
@@ -452,7 +492,7 @@ def results_explorer(profile: str, output_dir: str | os.PathLike | None = None) 
             return [_text_output(_results_title("", "", profile) + f" (results under {output_dir or 'the checkout'})")]
         chosen = {k: c.value for k, c in filters.items()}
         comparison = plots.results_comparison(results, paper.value, table.value, **chosen)
-        figure = _figure_output(plots.paper_vs_measured_bars(comparison, _results_title(paper.value, table.value, profile)))
+        figure = _figure_output(viz.paper_vs_measured_bars(comparison, _results_title(paper.value, table.value, profile)))
         if unmeasured.value:
             comparison = plots.results_comparison(results, paper.value, table.value, **chosen, with_unmeasured=True)
         return [figure, _table_output(plots.comparison_view(comparison))]
@@ -487,16 +527,14 @@ def results_explorer(profile: str, output_dir: str | os.PathLike | None = None) 
 def static_results_explorer(profile: str, output_dir: str | os.PathLike | None = None) -> plt.Figure:
     """:func:`results_explorer`'s figure at its default controls (first paper and table with
     stored results; metric ``auroc`` when measured, no other filter)."""
-    from osad_lib.results import read_all
-
     results = read_all(profile, output_dir)
     tables = plots.result_tables(results)
     if tables.empty:
-        return plots.paper_vs_measured_bars(pd.DataFrame(), _results_title("", "", profile))
+        return viz.paper_vs_measured_bars(pd.DataFrame(), _results_title("", "", profile))
     first = tables.iloc[0]
     measured = plots.results_comparison(results, first["paper"], first["table"])
     comparison = plots.results_comparison(results, first["paper"], first["table"], **_default_filters(measured))
-    return plots.paper_vs_measured_bars(comparison, _results_title(first["paper"], first["table"], profile))
+    return viz.paper_vs_measured_bars(comparison, _results_title(first["paper"], first["table"], profile))
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from osad_lib import metrics
+from osad_lib.experiments import baselines as xbaselines
 from osad_lib.models import baselines
 from osad_lib.models.backbones import Backbone
 from osad_lib.models.baselines import (
@@ -208,37 +209,37 @@ def smoke(tmp_path_factory):
 
 
 # KDAD runs at its own settings (VGG-16 source, 128 px): tests/test_kdad.py runs it end to end
-@pytest.mark.parametrize("method", sorted(set(baselines.RUNNERS) - {"kdad"}))
+@pytest.mark.parametrize("method", sorted(set(xbaselines.RUNNERS) - {"kdad"}))
 def test_runners_run_end_to_end_and_return_metrics_in_unit_interval(smoke, method):
     cfg, split, root, out = smoke
-    config = baselines.method_config(cfg, method)
+    config = xbaselines.method_config(cfg, method)
     assert config.image_size == 64 and config.backbone == cfg.profile.backbone
     artifact = out / f"{method}.npz"
-    result = baselines.RUNNERS[method](cfg, split, root, max_test_images=16, localize=method in ("minns", "patchcore"),
+    result = xbaselines.RUNNERS[method](cfg, split, root, max_test_images=16, localize=method in ("minns", "patchcore"),
                                        artifact=artifact, checkpoint=out / f"{method}.pt")
     expected = {"auroc", "aupr"} | ({"pixel_auroc"} if method in ("minns", "patchcore") else set())
     assert set(result) == expected and all(0.0 <= v <= 1.0 for v in result.values())
     with np.load(artifact) as data:
         assert len(data["scores"]) == len(data["labels"]) == 16 and np.isfinite(data["scores"]).all()
-    deviations = baselines.baseline_deviations(method, "synthetic", config)
+    deviations = xbaselines.baseline_deviations(method, "synthetic", config)
     assert deviations.startswith("synthetic data") and "image_size=64 (paper: " in deviations
 
 
 def test_minns_and_deepsad_follow_devnet_settings_but_keep_their_own(smoke):
     cfg = smoke[0]
-    minns, deepsad = baselines.baseline_config(cfg, "minns"), baselines.baseline_config(cfg, "deepsad")
+    minns, deepsad = xbaselines.baseline_config(cfg, "minns"), xbaselines.baseline_config(cfg, "deepsad")
     assert (minns.epochs, minns.batch_size, minns.n_scales) == (cfg.profile.epochs, cfg.profile.batch_size, 2)
     assert (deepsad.n_scales, deepsad.lr, deepsad.rotation_degrees, deepsad.balanced) == (1, 1e-4, 0.0, False)
-    assert baselines.baseline_config(cfg, "minns", mil_pooling="topk").mil_pooling == "topk"
+    assert xbaselines.baseline_config(cfg, "minns", mil_pooling="topk").mil_pooling == "topk"
 
 
 def test_demo_patchcore_uses_a_smaller_coreset_and_says_so(tmp_path):
     from osad_lib.profiles import configure
 
     cfg = configure("01_devnet", profile="demo", output_dir=str(tmp_path), check_data=False)
-    config = baselines.patchcore_config(cfg)
+    config = xbaselines.patchcore_config(cfg)
     assert (config.coreset_ratio, config.image_size, config.backbone) == (0.01, 160, "efficientnet_lite0")
-    text = baselines.baseline_deviations("patchcore", "elpv", config)
+    text = xbaselines.baseline_deviations("patchcore", "elpv", config)
     assert "coreset_ratio=0.01 (paper: 0.1)" in text and "image_size=160 (paper: 224)" in text
     assert "at most 200 training normals (paper: all)" in text
     assert "batch_size" not in text  # memory-only settings are not deviations

@@ -203,7 +203,7 @@ def test_devnet_explanations_find_synthetic_defects():
 @pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
 def test_profiles_run_the_baselines_with_their_own_deviations(profile, tmp_path):
     from osad_lib.experiments import devnet as experiments
-    from osad_lib.models import baselines
+    from osad_lib.experiments import baselines
     from osad_lib.profiles import configure
 
     cfg = configure("01_devnet", profile=profile, output_dir=str(tmp_path), check_data=False)

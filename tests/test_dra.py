@@ -190,7 +190,7 @@ def test_bad_settings_are_one_line_errors():
 # ------------------------------------------------------------------------------------------
 # training data, references and the faithful / clean switch
 
-from osad_lib.data.tensors import ImageSet  # noqa: E402
+from osad_lib.data.tensors import ImageSet, subsample  # noqa: E402
 from osad_lib.models import dra as dra_module  # noqa: E402
 from osad_lib.models.dra import DRATrainingData, score_dra, train_config  # noqa: E402
 
@@ -524,11 +524,11 @@ def test_test_subsample_keeps_class_shares_and_is_seeded():
     images = image_set(n_normal=30, n_anomaly=0)
     images = ImageSet(images.images, torch.tensor([0] * 10 + [1] * 20), ["good"] * 10 + ["a"] * 12 + ["b"] * 8,
                       None, images.paths)
-    small = dra_experiments.subsample(images, 15, seed=1)
+    small = subsample(images, 15, seed=1)
     assert len(small) == 15 and sorted(small.classes).count("a") == 6 and small.classes.count("good") == 5
-    assert small.paths == dra_experiments.subsample(images, 15, seed=1).paths
-    assert small.paths != dra_experiments.subsample(images, 15, seed=2).paths
-    assert dra_experiments.subsample(images, 0, seed=1) is images
+    assert small.paths == subsample(images, 15, seed=1).paths
+    assert small.paths != subsample(images, 15, seed=2).paths
+    assert subsample(images, 0, seed=1) is images
 
 
 def test_cached_batches_draw_pool_pseudo_anomalies_without_repeats_and_anomaly_views():

@@ -13,7 +13,8 @@ import torch
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.results import Experiment, ResultsStore
-from osad_lib.training import BalancedBatchSampler, CudaOutOfMemoryError, TrainConfig, fit
+from osad_lib.errors import CudaOutOfMemoryError
+from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -95,7 +95,7 @@ def test_kdad_runs_on_a_split_with_masks_and_localizes(tmp_path):
     from osad_lib.data.mvtec import read_mvtec_layout
     from osad_lib.data.protocols import make_split
     from osad_lib.data.synthetic import synthetic_root
-    from osad_lib.models import baselines
+    from osad_lib.experiments import baselines
     from osad_lib.profiles import configure
 
     cfg = configure("01_devnet", profile="smoke", output_dir=str(tmp_path))

@@ -11,6 +11,7 @@ from pathlib import Path
 import papermill
 import pytest
 
+import smoke_numbers
 from osad_lib.experiments import module_for
 from osad_lib.results import ResultsStore
 from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
@@ -42,7 +43,7 @@ def test_notebook_is_clean_and_parameterised(name):
     assert set(STANDARD_PARAMETERS) <= set(declared)
     assert declared["profile"]["default"] == '"demo"'
     assert declared["interactive"]["default"] == "True"  # widgets in Jupyter; run_all.py passes False
-    assert any("viz.profile_banner(cfg)" in "".join(c["source"]) for c in code)
+    assert any("widgets.notebook_display(cfg)" in "".join(c["source"]) for c in code)
     assert nb["cells"][0]["cell_type"] == "markdown"  # opens with the paper's claim
 
 
@@ -100,6 +101,25 @@ def test_smoke_run_writes_results_tables_and_figures(smoke_run, name):
         assert rows["value"].between(0, 1).all()
         assert (rows["profile"] == "smoke").all() and (rows["dataset"] != "").all()
     assert any((out / "figures" / "smoke").glob("*.png")) and any((out / "runs" / "smoke" / "tables").glob("*.csv"))
+
+
+def test_smoke_numbers_are_the_locked_ones(smoke_run):
+    """Nothing but code moved: every result row of the smoke run has its locked value (issue: lock
+    the numbers before the architecture changes). ``make lock-smoke`` rewrites the lock on purpose."""
+    out, _ = smoke_run
+    moved = smoke_numbers.differences(smoke_numbers.collect(out), smoke_numbers.read_lock())
+    assert moved.empty, f"{len(moved)} smoke numbers differ from tests/expected/smoke_results.csv " \
+        f"(left_only: new row, right_only: row gone):\n{moved.head(30).to_string()}"
+
+
+def test_the_smoke_lock_catches_a_moved_number():
+    locked = smoke_numbers.read_lock()
+    assert len(locked) > 400 and locked["notebook"].nunique() == 7  # 01-07 store rows; 00 and 08 only read
+    halved = locked.assign(value=locked["value"] / 2)
+    assert len(smoke_numbers.differences(halved, locked)) == (locked["value"] != 0).sum()
+    assert len(smoke_numbers.differences(locked.iloc[1:], locked)) == 1
+    nudged = locked.assign(value=locked["value"] + smoke_numbers.TOLERANCE / 2)
+    assert smoke_numbers.differences(nudged, locked).empty
 
 
 def test_make_lab_works_as_root():

@@ -8,7 +8,7 @@ import pytest
 from osad_lib.results import COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
 import torch
 
-from osad_lib.training import CudaOutOfMemoryError, NonFiniteLossError
+from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
 
 
 def make_experiment(seed: int = 0, method: str = "devnet") -> Experiment:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from osad_lib.seeding import seed_everything
-from osad_lib.training import BalancedBatchSampler, CudaOutOfMemoryError, NonFiniteLossError, TrainConfig, fit
+from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
+from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 
 
 def test_sampler_fills_slots_in_order_and_covers_each_group():

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from osad_lib.data.mvtec import Sample, anomaly_classes
-from osad_lib.results import atomic_write_text
+from osad_lib.paths import atomic_write_text
 from osad_lib.validate import ConfigError, choose
 
 SETTINGS = ("general", "hard")

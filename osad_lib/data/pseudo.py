@@ -40,6 +40,7 @@ from scipy import ndimage
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from osad_lib.data.images import is_image_file, load_rgb
 from osad_lib.seeding import torch_generator
 from osad_lib.validate import ConfigError, choose
 
@@ -290,8 +291,6 @@ def draem_perlin(image: torch.Tensor, generator: torch.Generator, *, textures: t
 def load_textures(folder: str | os.PathLike, size: int, limit: int | None = None) -> torch.Tensor:
     """Texture images [N,3,size,size] in [0, 1] from every image file under ``folder`` (sorted;
     for DTD pass ``dtd/images``), the first ``limit`` of them if given."""
-    from osad_lib.data.images import is_image_file, load_rgb
-
     root = Path(folder).expanduser()
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p.name)) if root.is_dir() else []
     if not files:

@@ -25,6 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osad_lib import paths
+from osad_lib.data.elpv import elpv_root
+from osad_lib.data.synthetic import (
+    DEFAULT_SUBSET,
+    DEFECT_CLASSES,
+    SUBSETS,
+    synthetic_root,
+)
 from osad_lib.validate import ConfigError, closest
 
 
@@ -114,8 +121,6 @@ def _single(name: str, kind: str, classes: tuple[str, ...], hard: tuple[str, ...
 
 
 def _build() -> dict[str, DatasetInfo]:
-    from osad_lib.data.synthetic import DEFAULT_SUBSET, DEFECT_CLASSES, SUBSETS
-
     mvtec = {
         cat: SubsetInfo(f"mvtecad/{cat}", "mvtecad", cat, kind, classes, _MVTEC_HARD.get(cat, ()), True,
                         PaperCounts(train, test, anomalies, len(classes), note=_MVTEC_NOTES.get(cat, "")))
@@ -257,12 +262,8 @@ def resolve(name: str, data_root: str | os.PathLike | None = None) -> Path:
     name = canonical_name(name)
     info = subset_info(name)
     if info.dataset == "elpv":
-        from osad_lib.data.elpv import elpv_root
-
         return elpv_root()
     if info.dataset == "synthetic":
-        from osad_lib.data.synthetic import synthetic_root
-
         return synthetic_root(info.subset)
     root = paths.data_root(data_root)
     if root is None:

@@ -279,3 +279,12 @@ def load_split(split: Split, root: str | os.PathLike, image_size: int, cache: bo
                    [by_path[p].anomaly_class for p, _ in part], [p for p, _ in part])
         for part in (train, test)
     )
+
+
+def subsample(images: ImageSet, max_images: int, seed: int) -> ImageSet:
+    """At most ``max_images`` of ``images``, each class (``good`` included) keeping its share
+    (at least one image per class; :func:`osad_lib.limits.stratified_rows`); seeded, sorted by
+    position. 0 = all images."""
+    if not max_images or len(images) <= max_images:
+        return images
+    return images.select(limits.stratified_rows(images.classes, max_images, seed))

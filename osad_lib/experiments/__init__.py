@@ -10,14 +10,22 @@ the plan and the run identical.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from osad_lib.data.protocols import Split
 from osad_lib.results import Experiment
+from osad_lib.validate import ConfigError
+
+if TYPE_CHECKING:
+    from osad_lib.profiles import NotebookConfig
 
 NOTEBOOK_MODULES = {
     "00_datasets": "datasets",
@@ -101,6 +109,36 @@ def note_figure(text: str):
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return fig
+
+
+def grid_of(notebook: str, cfg: NotebookConfig, parameters: Mapping[str, object] | None = None
+            ) -> tuple[list[GridItem], list[GridItem], list[str]] | None:
+    """(the notebook's grid under ``cfg``, its runnable items (:func:`runnable`), the lines
+    naming the data it skips and, when that leaves nothing, saying so); None for a notebook
+    without an experiments module. Of ``parameters`` (the notebook's, e.g. ``-p`` of run_all.py),
+    those its ``grid`` takes shape it (06: ``studies``)."""
+    module = module_for(notebook)
+    if module is None:
+        return None
+    shaping = inspect.signature(module.grid).parameters
+    try:
+        items = module.grid(cfg, **{k: v for k, v in (parameters or {}).items() if k in shaping})
+    except ConfigError as exc:
+        raise ConfigError(f"{notebook}: {exc}") from None
+    ready, missing = runnable(items)
+    lines = [skipped_line(notebook, missing, cfg.data_root)] if missing else []
+    return items, ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
+
+
+def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem]) -> pd.DataFrame:
+    """One row per experiment of a notebook's grid: what it measures, its image counts, and
+    ``missing`` (True when its data are not present and it is skipped when run)."""
+    ready_ids = {id(i) for i in ready}
+    return pd.DataFrame([
+        {"notebook": notebook, "paper": e.paper, "table": e.table, "dataset": e.dataset, "subset": e.subset,
+         "setting": e.setting, "n_shots": e.n_shots, "method": e.method, "variant": e.variant, "seed": e.seed,
+         "train_images": item.train_images, "eval_images": item.eval_images, "missing": id(item) not in ready_ids}
+        for item in items for e in [item.experiment]])
 
 
 def nothing_to_run_line(notebook: str) -> str:

@@ -39,7 +39,7 @@ import torch
 from osad_lib import paper
 from osad_lib.data.protocols import Split
 from osad_lib.data.registry import hard_subset_label, subset_info
-from osad_lib.data.tensors import ImageSet, load_split
+from osad_lib.data.tensors import ImageSet, load_split, subsample
 from osad_lib.experiments import GridItem, with_split_note
 from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments import dra as xdra
@@ -53,7 +53,8 @@ from osad_lib.models.ahl import BASES, AHLConfig, train_ahl
 from osad_lib.models.devnet import DevNetConfig, score_images
 from osad_lib.models.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import Experiment, atomic_write_text, read_all
+from osad_lib.paths import atomic_write_text
+from osad_lib.results import Experiment, read_all
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "05_ahl"
@@ -281,7 +282,7 @@ def _base_run_cached(cfg: NotebookConfig, base: str, name: str, setting: str, n_
     split, root = make_dataset_split(cfg, name, setting, n_shots, seed, seen)
     config = base_config(cfg, base)
     train, test = load_split(split, root, config.image_size)
-    test = xdra.subsample(test, grid_option(cfg, "max_test_images"), seed)
+    test = subsample(test, grid_option(cfg, "max_test_images"), seed)
     if base == "devnet":
         model = xdevnet.trained_devnet(cfg, split, root, config, train)
         references: Sequence[int] = ()

@@ -53,20 +53,48 @@ import torch
 
 from osad_lib import experiments, paper, paths
 from osad_lib.data.protocols import Split
-from osad_lib.data.registry import DataNotFoundError, dataset_names, hard_subset_label, subset_info
+from osad_lib.data.registry import (
+    DataNotFoundError,
+    dataset_names,
+    hard_subset_label,
+    subset_info,
+)
 from osad_lib.data.tabular import (
-    ADBENCH_ENV, GROUPS, ORGANISATIONS, SPLITS, TabularSplit, adbench_file, adbench_roots, adbench_split, group_of,
-    load_npz, user_adbench_dir,
+    ADBENCH_ENV,
+    GROUPS,
+    ORGANISATIONS,
+    SPLITS,
+    TabularSplit,
+    adbench_file,
+    adbench_roots,
+    adbench_split,
+    group_of,
+    leakage,
+    load_npz,
+    user_adbench_dir,
 )
 from osad_lib.experiments import GridItem
-from osad_lib.experiments.devnet import devnet_config, devnet_deviations, make_dataset_split, run_devnet, table_shots
+from osad_lib.experiments.devnet import (
+    devnet_config,
+    devnet_deviations,
+    make_dataset_split,
+    run_devnet,
+    table_shots,
+)
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
 from osad_lib.models.ssad import (
-    CODE_BEHAVIOUR, DEFAULT_NOT_PAPER, HEAD_DEFAULTS, HEADS, SSADConfig, TrainedHead, train_head,
+    CODE_BEHAVIOUR,
+    DEFAULT_NOT_PAPER,
+    HEAD_DEFAULTS,
+    HEADS,
+    SSADConfig,
+    TrainedHead,
+    train_head,
 )
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import set_theme
 
 NOTEBOOK = "04_anoonly"
 PAPER = "anoonly"
@@ -845,8 +873,6 @@ def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
 def leakage_table(cfg: NotebookConfig, seed: int | None = None) -> pd.DataFrame:
     """Per file: test rows with an identical training row under each split (clean organisation;
     the paper's split leaks)."""
-    from osad_lib.data.tabular import leakage
-
     ac = anoonly_config(cfg)
     seed = cfg.seeds[0] if seed is None else seed
     recs = []
@@ -877,8 +903,6 @@ def aupr_boxplot(df: pd.DataFrame) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from osad_lib.viz import set_theme
-
     set_theme()
     rows = df[(df["paper"] == PAPER) & (df["table"] == "table1") & (df["metric"] == "aupr") & (df["status"] == "ok")]
     per_file = rows.groupby(["setting", "method", "variant", "subset"], sort=False)["value"].mean().reset_index()
@@ -907,8 +931,6 @@ def score_tsne(cfg: NotebookConfig, stem: str | None = None, seed: int | None = 
     import matplotlib.pyplot as plt
     from scipy.stats import rankdata
     from sklearn.manifold import TSNE
-
-    from osad_lib.viz import set_theme
 
     set_theme()
     ac = anoonly_config(cfg)

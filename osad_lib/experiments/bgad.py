@@ -59,9 +59,11 @@ from osad_lib.models.bgad import (
     image_scores, loglik_maps,
 )
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import Experiment, atomic_write_text
+from osad_lib.paths import atomic_write_text
+from osad_lib.results import Experiment
 from osad_lib.seeding import seed_everything, torch_generator
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import METHOD_COLORS
 
 NOTEBOOK = "03_bgad"
 METHODS = ("bgad", "bgad_fas")
@@ -761,8 +763,6 @@ def plot_epoch_curves(rows: pd.DataFrame, metrics: Sequence[str] = ("auroc", "pi
     """Fig. 3: test AUROC after every meta epoch, mean ± std over seeds, per dataset, method and shots."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from osad_lib.viz import METHOD_COLORS
 
     curves = epoch_curves(rows)
     curves = curves[curves["metric"].isin(metrics)]

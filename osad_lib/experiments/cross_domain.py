@@ -53,7 +53,7 @@ import torch
 
 from osad_lib import experiments, paper
 from osad_lib.data.registry import subset_info
-from osad_lib.data.tensors import ImageSet, load_split
+from osad_lib.data.tensors import ImageSet, load_split, subsample
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments import dra as xdra
@@ -255,7 +255,7 @@ def domain_data(cfg: NotebookConfig, name: str, seed: int) -> tuple[ImageSet, Im
     train, test = load_split(split, root, xdra.dra_config(cfg).image_size)
     normal = set(split.train_normal)
     normals = train.select([i for i, p in enumerate(train.paths) if p in normal])
-    return normals, xdra.subsample(test, option(cfg, "max_test_images"), seed), root
+    return normals, subsample(test, option(cfg, "max_test_images"), seed), root
 
 
 class NormalOnlyData(DRATrainingData):

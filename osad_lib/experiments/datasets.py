@@ -18,12 +18,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from osad_lib.data import pseudo
 from osad_lib.data.mvtec import Sample, anomaly_classes, read_mvtec_layout
 from osad_lib.data.protocols import general_split, hard_split
-from osad_lib.data.registry import DATASETS, dataset_names, local_folder, present_and_missing, resolve, subset_info
+from osad_lib.data.registry import (
+    DATASETS,
+    dataset_names,
+    local_folder,
+    present_and_missing,
+    resolve,
+    subset_info,
+)
 from osad_lib.data.tensors import load_images
 from osad_lib.experiments import GridItem, skipped_line
 from osad_lib.profiles import NotebookConfig
+from osad_lib.viz import show_image
 
 _COUNTS = ("train_normal", "test_normal", "anomalies", "n_classes")
 
@@ -132,14 +141,6 @@ def _image_grid(n_rows: int, n_cols: int, title: str, cell: float = 1.3) -> tupl
     return fig, axes
 
 
-def _show(ax: plt.Axes, image: torch.Tensor, mask: torch.Tensor | None) -> None:
-    ax.imshow(image.permute(1, 2, 0).numpy())
-    if mask is not None and mask.any():
-        ax.contour(mask[0].numpy(), levels=[0.5], colors="red", linewidths=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def sample_grid(name: str, folder: Path, samples: list[Sample], per_class: int = 4,
                 image_size: int = 96, seed: int = 0) -> plt.Figure:
     """Example images per class (rows), ground-truth masks outlined in red where they exist."""
@@ -153,7 +154,7 @@ def sample_grid(name: str, folder: Path, samples: list[Sample], per_class: int =
         for c in range(per_class):
             ax = axes[r, c]
             if c < len(rows):
-                _show(ax, data.images[rows[c]], None if data.masks is None else data.masks[rows[c]])
+                show_image(ax, data.images[rows[c]], None if data.masks is None else data.masks[rows[c]])
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(cls, fontsize=7, rotation=0, ha="right", va="center")
@@ -165,8 +166,6 @@ def pseudo_anomaly_gallery(name: str, folder: Path, samples: list[Sample], image
     """Every generator of :data:`osad_lib.data.pseudo.GENERATORS` applied to the same normal
     images (rows: generators; red: the generator's mask), plus BGAD's Otsu foreground masks.
     ``randaug_cutpaste`` pastes the dataset's real defects, so it needs a dataset with masks."""
-    from osad_lib.data import pseudo
-
     normals = [s for s in samples if s.split == "train"][:n_images]
     images = load_images(folder, normals, image_size, cache=False).batch()
     defects = [s for s in samples if s.label == 1 and s.mask_path][:8]
@@ -184,7 +183,7 @@ def pseudo_anomaly_gallery(name: str, folder: Path, samples: list[Sample], image
     fig, axes = _image_grid(len(rows), n_images, f"{name}: pseudo anomalies of the same normal images (red: mask)")
     for r, (label, batch, masks) in enumerate(rows):
         for c in range(min(n_images, len(batch))):
-            _show(axes[r, c], batch[c].clamp(0, 1), masks[c])
+            show_image(axes[r, c], batch[c].clamp(0, 1), masks[c])
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     return fig
 

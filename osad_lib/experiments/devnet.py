@@ -17,11 +17,11 @@ class in ``subset`` (``mono``, ``carpet/color``). Each row's ``deviations`` list
 settings differ from the official code (:func:`devnet_deviations`).
 
 Methods are runners in :data:`METHODS` (name → ``(cfg, split, root, *, localize, artifact,
-checkpoint) -> metrics``): DevNet and FLOS (:data:`DEVNET_METHODS`), and the baselines of the
-DevNet tables from :data:`osad_lib.models.baselines.RUNNERS` — Deep SVDD, Deep SAD, MINNS, KDAD
+checkpoint) -> metrics``): DevNet and FLOS (:data:`osad_lib.experiments.devnet_settings.DEVNET_METHODS`), and the baselines of the
+DevNet tables from :data:`osad_lib.experiments.baselines.RUNNERS` — Deep SVDD, Deep SAD, MINNS, KDAD
 §6.2, and PatchCore (not in DevNet's tables; the unsupervised reference of AHL Table 4, whose
 ``table4`` reads its rows from any notebook). Baseline rows' ``deviations`` come from
-:func:`osad_lib.models.baselines.baseline_deviations`. Unsupervised methods
+:func:`osad_lib.experiments.baselines.baseline_deviations`. Unsupervised methods
 (:data:`UNSUPERVISED`) run on the same split as the others (same test set, labelled anomalies
 ignored) and their rows carry ``n_shots=0``, as the paper's tables list them.
 :func:`register_method` adds further runners. ``METHOD_OVERRIDES
@@ -46,20 +46,32 @@ from tqdm.auto import tqdm
 from osad_lib import experiments, explain, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
-from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
-from osad_lib.data.tensors import ImageSet, load_split
-from osad_lib.experiments import GridItem
-from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models import baselines
-from osad_lib.models.baselines import BaselineConfig
-from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, training_stems
+from osad_lib.data.registry import (
+    DATASETS,
+    dataset_names,
+    hard_subset_label,
+    resolve,
+    subset_info,
+)
+from osad_lib.data.synthetic import SyntheticConfig
+from osad_lib.data.tensors import ImageSet, load_split, subsample
+from osad_lib.experiments import GridItem, baselines
+from osad_lib.experiments.devnet_settings import (
+    DEVNET_METHODS,
+    GRID_KEYS,
+    devnet_config,
+)
 from osad_lib.experiments.model_store import load_or_train
+from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, training_stems
+from osad_lib.metrics import image_aupr, image_auroc
+from osad_lib.models.baselines import BaselineConfig
 from osad_lib.models.devnet import DevNet, DevNetConfig, score_images, train_devnet
 from osad_lib.models.kdad import KDADConfig
 from osad_lib.models.patchcore import PatchCoreConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import METHOD_COLORS
 
 NOTEBOOK = "01_devnet"
 PAPER = "devnet"
@@ -69,12 +81,6 @@ PAPER_SHOTS = 10
 LOCALIZATION_FALLBACK = ("synthetic/weave",)
 #: Test anomalies whose maps are kept per run for the Fig. 5 overlays.
 N_OVERLAYS = 6
-#: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig:
-#: ``methods`` (default: all of :data:`METHODS`), ``max_seen_classes`` (0: all),
-#: ``method_tables`` (method → the tables it runs on; default: every table of the grid) and
-#: ``method_seeds`` (method → how many of the profile's seeds it runs, the first ones; default all)
-#: and ``table_seeds`` (table → the same limit for every method of that table).
-GRID_KEYS = ("methods", "max_seen_classes", "method_tables", "method_seeds", "table_seeds")
 #: Table 5 ablation labels (paper ``variant`` column) → DevNetConfig options (§6.8.1).
 TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
     "rep": {"variant": "rep"},
@@ -84,8 +90,6 @@ TABLE5_VARIANTS: dict[str, dict[str, Any]] = {
     "alexnet_ds": {"variant": "ds", "backbone": "alexnet"},
     "resnet50_ds": {"variant": "ds", "backbone": "resnet50"},
 }
-#: Method name → DevNetConfig options that define it (FLOS: DevNet with the focal loss, §6.3).
-DEVNET_METHODS: dict[str, dict[str, Any]] = {"devnet": {}, "flos": {"criterion": "focal"}}
 #: Methods trained without labelled anomalies: their rows have ``n_shots=0`` (the paper's Table 2
 #: lists Deep SVDD and KDAD so), while they run on the table's split (same test set as the others).
 UNSUPERVISED = ("deepsvdd", "patchcore", "kdad")
@@ -93,19 +97,6 @@ UNSUPERVISED = ("deepsvdd", "patchcore", "kdad")
 
 # --------------------------------------------------------------------------------------------
 # configuration
-
-
-def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -> DevNetConfig:
-    """DevNet's code defaults ← the profile (image size, scales, backbone, weights, schedule,
-    batch) ← ``METHOD_OVERRIDES["devnet"][profile]`` ← the method (``flos`` = focal loss) ←
-    ``changes`` (an ablation, e.g. ``topk_ratio=0.05`` or ``**TABLE5_VARIANTS["rep"]``)."""
-    method = choose("method", method, DEVNET_METHODS)
-    p = cfg.profile
-    base = {"image_size": p.image_size, "n_scales": p.n_scales, "backbone": p.backbone, "weights": p.weights,
-            "epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch, "batch_size": p.batch_size,
-            "eval_batch_size": p.eval_batch_size}
-    settings = {k: v for k, v in p.method("devnet").items() if k not in GRID_KEYS}
-    return DevNetConfig.from_overrides({**base, **settings, **DEVNET_METHODS[method], **changes})
 
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
@@ -152,14 +143,14 @@ def devnet_deviations(cfg: NotebookConfig, dataset: str, config: DevNetConfig | 
 
 def method_config(cfg: NotebookConfig, method: str) -> DevNetConfig | BaselineConfig | PatchCoreConfig | KDADConfig:
     """The settings ``method``'s runner uses under this profile (:func:`devnet_config`, or the
-    baseline's :func:`osad_lib.models.baselines.method_config`)."""
+    baseline's :func:`osad_lib.experiments.baselines.method_config`)."""
     method = choose("method", method, METHODS)
     return devnet_config(cfg, method) if method in DEVNET_METHODS else baselines.method_config(cfg, method)
 
 
 def method_deviations(cfg: NotebookConfig, method: str, dataset: str) -> str:
     """The ``deviations`` of a row of ``method``: :func:`devnet_deviations` for DevNet/FLOS,
-    :func:`osad_lib.models.baselines.baseline_deviations` for the baselines."""
+    :func:`osad_lib.experiments.baselines.baseline_deviations` for the baselines."""
     config = method_config(cfg, method)
     if isinstance(config, DevNetConfig):
         return devnet_deviations(cfg, dataset, config)
@@ -287,8 +278,6 @@ def _cost(info: Any, setting: str, seen: str | None, n_shots: int,
     if counts is None:
         if info.dataset != "synthetic":
             return _train_images(config, 0), 0
-        from osad_lib.data.synthetic import SyntheticConfig
-
         s = SyntheticConfig()
         n_train, per_class = s.n_train, s.n_per_class
         n_test = s.n_test_normal + s.n_per_class * len(info.anomaly_classes)
@@ -310,12 +299,6 @@ def _train_images(config: DevNetConfig | BaselineConfig | PatchCoreConfig | KDAD
 
 # --------------------------------------------------------------------------------------------
 # running one experiment
-
-
-def _subsample(test: ImageSet, max_test_images: int, seed: int) -> ImageSet:
-    from osad_lib.experiments.dra import subsample
-
-    return subsample(test, max_test_images, seed)
 
 
 def run_devnet(
@@ -341,7 +324,7 @@ def run_devnet(
     """
     config = config if config is not None else devnet_config(cfg)
     train, test = load_split(split, root, config.image_size)
-    test = _subsample(test, max_test_images, split.seed)
+    test = subsample(test, max_test_images, split.seed)
     stem = StemConfig.of(config)
     model = trained_devnet(cfg, split, root, config, train, checkpoint, progress)
     inputs = dataset_stems(root, stem, test, cfg.device) if config.frozen_stages else test.images
@@ -408,7 +391,7 @@ def _run_devnet_method(method: str) -> Callable[..., dict[str, float]]:
 
 
 #: Method name → runner ``(cfg, split, root, *, localize, artifact, checkpoint) -> metrics``:
-#: DevNet, FLOS and the baselines (:data:`osad_lib.models.baselines.RUNNERS`, same signature);
+#: DevNet, FLOS and the baselines (:data:`osad_lib.experiments.baselines.RUNNERS`, same signature);
 #: extend with :func:`register_method`.
 METHODS: dict[str, Callable[..., dict[str, float]]] = {
     **{m: _run_devnet_method(m) for m in DEVNET_METHODS}, **baselines.RUNNERS,
@@ -617,8 +600,6 @@ def fig4_curve(cfg: NotebookConfig, n_thresholds: int = 100) -> pd.DataFrame:
 def fig4_figure(curve: pd.DataFrame):
     """Plot :func:`fig4_curve`: x detection F1, y pixel AUROC of the detected anomalies, one line per method."""
     import matplotlib.pyplot as plt
-
-    from osad_lib.viz import METHOD_COLORS
 
     if curve.empty:  # no localization run (its data are missing)
         return experiments.note_figure("DevNet Fig. 4: no localization run on the data at hand")

@@ -36,19 +36,20 @@ from osad_lib import experiments, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import DATASETS, dataset_names, hard_subset_label, resolve, subset_info
-from osad_lib.data.tensors import ImageSet, load_images, load_split
+from osad_lib.data.tensors import ImageSet, load_images, load_split, subsample
 from osad_lib.experiments import GridItem
-from osad_lib.limits import stratified_rows
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems, training_stems
 from osad_lib.models.stems import StemFeatures
 from osad_lib.experiments.model_store import load_or_train
 from osad_lib.experiments.paired import paired_differences, summary_sentence
 from osad_lib.models.dra import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra, train_dra
-from osad_lib.models.baselines import RUNNERS, baseline_deviations, method_config
+from osad_lib.experiments import devnet as xdevnet
+from osad_lib.experiments.baselines import RUNNERS, baseline_deviations, method_config
 from osad_lib.models.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import Experiment, atomic_write_text
+from osad_lib.paths import atomic_write_text
+from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "02_dra"
@@ -59,10 +60,10 @@ NOTEBOOK = "02_dra"
 METHODS = ("dra", "devnet", "saoe", "mlep", "deepsad", "minns", "kdad")
 #: Trainers of the methods run through :func:`run_dra` (same pipeline, same config type).
 TRAINERS = {"dra": train_dra, "saoe": train_saoe, "mlep": train_mlep}
-#: The baselines of appendix Tables 7/8 (DRA App. C.1), run by :data:`osad_lib.models.baselines.RUNNERS`
+#: The baselines of appendix Tables 7/8 (DRA App. C.1), run by :data:`osad_lib.experiments.baselines.RUNNERS`
 #: with their own settings, only at the ``appendix_n_shots`` shot count.
 APPENDIX_METHODS = ("deepsad", "minns")
-#: Unsupervised baselines of Tables 1/2 (:data:`osad_lib.models.baselines.RUNNERS`, their own settings):
+#: Unsupervised baselines of Tables 1/2 (:data:`osad_lib.experiments.baselines.RUNNERS`, their own settings):
 #: one run per dataset, setting, seen class and seed on the split of the largest shot count (all shot
 #: counts share its test set, App. A.2); rows carry ``n_shots=0`` as the paper's tables.
 UNSUPERVISED_METHODS = ("kdad",)
@@ -389,14 +390,6 @@ def training_stems_of(cfg: NotebookConfig, root: Path, config: DRAConfig, train:
     return {"stems": training_stems(root, stem, train, cfg.device, config.dihedral), "pseudo_stems": pool}
 
 
-def subsample(images: ImageSet, max_images: int, seed: int) -> ImageSet:
-    """At most ``max_images`` of ``images``, each class (``good`` included) keeping its share
-    (at least one image per class); seeded, sorted by position. 0 = all images."""
-    if not max_images or len(images) <= max_images:
-        return images
-    return images.select(stratified_rows(images.classes, max_images, seed))
-
-
 def _score_frame(images: ImageSet, scores: dict[str, np.ndarray], seen: Sequence[str]) -> pd.DataFrame:
     labels = images.labels.numpy()
     group = np.where(labels == 0, "normal", np.where(np.isin(images.classes, list(seen)), "seen", "unseen"))
@@ -682,13 +675,9 @@ def explorer_run(cfg: NotebookConfig) -> tuple[pd.DataFrame, str]:
 
 def _devnet_deviations(cfg: NotebookConfig, dataset: str) -> str:
     """DevNet's own deviations (its profile settings, ``osad_lib.experiments.devnet``) plus the test subsample."""
-    from osad_lib.experiments import devnet as devnet_experiments
-
-    return _with_subsample(cfg, devnet_experiments.devnet_deviations(cfg, dataset))
+    return _with_subsample(cfg, xdevnet.devnet_deviations(cfg, dataset))
 
 
 def _run_devnet(cfg: NotebookConfig, split: Split, root: Path) -> dict[str, float]:
-    from osad_lib.experiments import devnet as devnet_experiments
-
-    return devnet_experiments.run_devnet(cfg, split, root, max_test_images=grid_option(cfg, "max_test_images"),
-                                         localize=False)
+    return xdevnet.run_devnet(cfg, split, root, max_test_images=grid_option(cfg, "max_test_images"),
+                              localize=False)

@@ -69,7 +69,8 @@ from osad_lib.features import PSEUDO_GENERATORS
 from osad_lib.losses.deviation import deviation_loss
 from osad_lib.models import dra as dra_model
 from osad_lib.models.heads import TopKMILHead, average_scales
-from osad_lib.training import BalancedBatchSampler, NonFiniteLossError, TrainConfig, fit
+from osad_lib.errors import NonFiniteLossError
+from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 from osad_lib.validate import ConfigError, choose
 
 #: Base models AHL plugs into (§4.1).

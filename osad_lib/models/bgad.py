@@ -40,7 +40,7 @@ from osad_lib import limits
 from osad_lib.losses.bgad import BGADLossConfig, bgad_loss
 from osad_lib.models.backbones import Backbone
 from osad_lib.models.flows import conditional_flow, gaussian_log_likelihood, positional_encoding_2d
-from osad_lib.training import NonFiniteLossError
+from osad_lib.errors import NonFiniteLossError
 from osad_lib.validate import ConfigError, choose
 
 

@@ -68,7 +68,8 @@ from osad_lib.losses.ssad import (
     LOSS_FORMS, bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss,
 )
 from osad_lib.seeding import seed_everything
-from osad_lib.training import NonFiniteLossError, save_checkpoint
+from osad_lib.errors import NonFiniteLossError
+from osad_lib.training import save_checkpoint
 from osad_lib.validate import ConfigError, choose
 
 HEADS = ("deepsad", "devnet", "feawad", "prenet")
@@ -373,7 +374,7 @@ def run_stage(stage: Stage, rng: np.random.Generator, progress: bool = False) ->
     """The one training loop of the tabular heads; returns the mean training loss per epoch.
 
     The loss of every batch includes the explicit L_BN terms of ``bn_dagger`` norms (Eq. (5)).
-    A non-finite loss raises :class:`~osad_lib.training.NonFiniteLossError`.
+    A non-finite loss raises :class:`~osad_lib.errors.NonFiniteLossError`.
     """
     history: list[float] = []
     best, best_state = math.inf, None

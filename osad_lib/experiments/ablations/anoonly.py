@@ -48,6 +48,7 @@ from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, 
 from osad_lib.models.ssad import HEADS
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import METHOD_COLORS, paper_vs_measured_bars
 
 PAPER = "anoonly"
 METRICS = ("auroc", "aupr")
@@ -165,8 +166,6 @@ def table_table2(cfg: NotebookConfig) -> pd.DataFrame:
 
 def figure_table2(cfg: NotebookConfig):
     """Measured vs paper bars of Table 2's AUROC rows."""
-    from osad_lib.plots import paper_vs_measured_bars
-
     table = table_table2(cfg)
     return paper_vs_measured_bars(table[table["metric"] == "auroc"],
                                   f"AnoOnly Table 2: overall AUROC per normalisation ({cfg.profile.name})")
@@ -227,8 +226,6 @@ def table_fig8(cfg: NotebookConfig) -> pd.DataFrame:
 
 
 def _style(method: str, anoonly: bool) -> dict[str, Any]:
-    from osad_lib.viz import METHOD_COLORS
-
     return {"color": METHOD_COLORS.get(method), "linestyle": "-" if anoonly else "--",
             "label": f"{method} + AnoOnly" if anoonly else method}
 

@@ -50,6 +50,7 @@ from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, 
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import paper_vs_measured_bars
 
 PAPER = "bgad"
 #: Table 4's grid: β (fractions) × τ.
@@ -386,8 +387,6 @@ def _bars(table: Callable[[NotebookConfig], pd.DataFrame], reference: str) -> Ca
     """The study's figure: measured (last epoch) beside the paper, one pair of bars per measured row."""
 
     def figure(cfg: NotebookConfig):
-        from osad_lib.plots import paper_vs_measured_bars
-
         title = f"BGAD {reference}: measured (last epoch) vs paper ({cfg.profile.name})"
         return paper_vs_measured_bars(table(cfg), title)
 

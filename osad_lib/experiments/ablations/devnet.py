@@ -46,6 +46,7 @@ from osad_lib.models.devnet import DevNet, DevNetConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import METHOD_COLORS, paper_vs_measured_bars
 
 PAPER = "devnet"
 #: The paper's datasets per study (Table 5 has no Mastcam row; Fig. 6 excludes Mastcam, Fig. 7
@@ -195,8 +196,6 @@ def table_table5(cfg: NotebookConfig) -> pd.DataFrame:
 
 def figure_table5(cfg: NotebookConfig):
     """Measured vs paper bars of the Table 5 rows that ran."""
-    from osad_lib.plots import paper_vs_measured_bars
-
     return paper_vs_measured_bars(table_table5(cfg), f"DevNet Table 5 ablation: AUC-ROC ({cfg.profile.name} profile)")
 
 
@@ -293,8 +292,6 @@ def curve_figure(cfg: NotebookConfig, element: str):
     """One panel per dataset: measured AUROC (mean ± std over seeds) against the swept value, one
     line per method; the paper's Table 2 value at the default point as a star."""
     import matplotlib.pyplot as plt
-
-    from osad_lib.viz import METHOD_COLORS
 
     column, label, _, short = SWEEPS[element]
     curve = curve_table(cfg, element)

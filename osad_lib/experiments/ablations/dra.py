@@ -44,6 +44,7 @@ from osad_lib.models.dra import VARIANT_HEADS, DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
+from osad_lib.viz import paper_vs_measured_bars
 
 PAPER = "dra"
 #: Labelled anomalies of Tables 3–4 and Fig. 3 ("ten training anomaly examples").
@@ -242,8 +243,6 @@ def paper_table(cfg: NotebookConfig, element: str) -> pd.DataFrame:
 
 def paper_figure(cfg: NotebookConfig, element: str):
     """Measured vs paper bars of the Table 3 or 4 rows that ran."""
-    from osad_lib.plots import paper_vs_measured_bars
-
     what = {"table3": "abnormality heads", "table4": "pseudo-anomaly source"}[element]
     return paper_vs_measured_bars(paper_table(cfg, element),
                                   f"DRA Table {element[-1]} ablation ({what}): AUC ({cfg.profile.name} profile)")
