@@ -78,8 +78,13 @@ def _run_all(tmp_path: Path, *args: str):
     raise ConfigError(f"exit code {code}") if code != 2 else SystemExit(2)
 
 
-def test_the_table_is_big_enough():
-    assert len(CASES) >= 20
+def test_the_table_covers_every_place_a_user_types_or_points():
+    """Notebook parameters, run_all.py options, profiles, datasets, method settings, protocols,
+    ADBench files and results files: each place has a case, and every case is named once."""
+    callees = {c[1].__code__.co_names[0] if c[1].__code__.co_names else "" for c in CASES}
+    assert {"configure", "get_profile", "resolve", "DevNetConfig", "DRAConfig", "make_split", "group_of", "load_npz",
+            "adbench_split", "_read_foreign_results", "_run_all"} <= callees
+    assert len({c[0] for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("what, call, fragment", CASES, ids=[c[0] for c in CASES])

@@ -15,10 +15,43 @@ def test_profiles_exist_and_differ():
     assert PROFILES["paper"].deviations == ""
 
 
-def test_every_method_has_overrides_for_each_reduced_profile():
+def test_override_blocks_name_known_profiles_and_reach_the_profile():
     for method, per_profile in METHOD_OVERRIDES.items():
         assert set(per_profile) <= set(PROFILES), method
-        assert get_profile("smoke").method(method) == per_profile.get("smoke", {})
+    assert get_profile("demo").method("devnet")["frozen_stages"] == 4  # the demo fine-tunes Lite0's last stage
+    assert get_profile("paper").method("devnet") == {}  # the paper profile runs the defaults
+    assert get_profile("smoke").method("patchcore") == {}  # no smoke block: the defaults
+    with pytest.raises(ConfigError, match="'no_such_method' is not one of devnet"):
+        get_profile("smoke").method("no_such_method")
+
+
+def _resolve_every_method(profile: str) -> dict[str, object]:
+    """Every method's settings under ``profile``, through the resolvers the notebooks use."""
+    from osad_lib.experiments import ahl, anoonly, baselines, bgad, cross_domain, devnet_settings, dra
+
+    def cfg(notebook):
+        return configure(notebook, profile=profile, check_data=False)
+
+    resolved = {m: devnet_settings.devnet_config(cfg("01_devnet"), m) for m in devnet_settings.DEVNET_METHODS}
+    resolved |= {m: baselines.method_config(cfg("01_devnet"), m) for m in baselines.RUNNERS}
+    resolved |= {"dra": dra.dra_config(cfg("02_dra")), "bgad": bgad.bgad_config(cfg("03_bgad")),
+                 "anoonly": anoonly.anoonly_config(cfg("04_anoonly")),
+                 "cross_domain_ahl": cross_domain.ahl_config(cfg("07_cross_domain"))}
+    resolved |= {f"ahl_{base}": ahl.ahl_config(cfg("05_ahl"), base) for base in ("devnet", "dra")}
+    return resolved
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_method_resolves_under_every_profile(profile):
+    """One resolution of every (method, profile) pair: a bad override key or value fails here."""
+    resolved = _resolve_every_method(profile)
+    assert len(resolved) == 13
+    paper = _resolve_every_method("paper")
+    if profile.startswith("paper"):
+        assert resolved == paper  # the dry runs change limits only, never a setting
+    else:
+        assert resolved["devnet"] != paper["devnet"] and resolved["dra"] != paper["dra"]
+        assert resolved["devnet"].image_size < paper["devnet"].image_size
 
 
 @pytest.mark.parametrize("name", ["paper-dry-run", "paper-dry-run-ci"])
