@@ -160,7 +160,7 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "anoonly": {
         # fields of osad_lib.experiments.anoonly.AnoOnlyConfig
         "smoke": {
-            "files": ("MVTec-AD_bottle",), "schedule": 0.1, "factors": ("l2=0",),
+            "files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "schedule": 0.1, "factors": ("l2=0",),
             "head_options": {"feawad": {"batch_size": 64, "pretrain_epochs": 2, "steps_per_epoch": 5},
                              "prenet": {"batch_size": 64, "n_score_refs": 5}},
             # image DevNet +- AnoOnly (beyond the paper): synthetic weave, general setting only
@@ -239,12 +239,12 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                                  "variants": ("standardize=on", "standardize=off")},
             # AnoOnly studies (ablations/anoonly.py): one MVTec file, the AnoOnly smoke schedule,
             # Deep SAD only and two values per sweep.
-            "anoonly_table2": {"files": ("MVTec-AD_bottle",)},
-            "anoonly_fig5": {"files": ("MVTec-AD_bottle",), "heads": ("deepsad",), "values": (0.1, 1.0)},
-            "anoonly_fig6": {"files": ("MVTec-AD_bottle",), "values": (0.1, 1.0)},
-            "anoonly_fig7": {"files": ("MVTec-AD_bottle",), "values": (1.0, 1e-6)},
-            "anoonly_fig8": {"files": ("MVTec-AD_bottle",), "heads": ("deepsad",)},
-            "anoonly_fig9": {"files": ("MVTec-AD_bottle",), "values": (8, 128)},
+            "anoonly_table2": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush")},
+            "anoonly_fig5": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "heads": ("deepsad",), "values": (0.1, 1.0)},
+            "anoonly_fig6": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "values": (0.1, 1.0)},
+            "anoonly_fig7": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "values": (1.0, 1e-6)},
+            "anoonly_fig8": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "heads": ("deepsad",)},
+            "anoonly_fig9": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "values": (8, 128)},
         }},
         # demo: every study except the four costliest (DRA Table 4 and Fig. 3, AHL Table 9 and
         # Fig. 4: ~40 CPU-min together on 2 cores) and BGAD's standardisation study (beyond the

@@ -11,9 +11,10 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
   variant, metric). Result rows match a cell by these keys whatever their ``table`` label (DRA's
   Table 7 cells are Table 1 runs, AnoOnly's Tables 3/4 the AUCPR metrics of its Table 1 runs);
   rows of another paper never match. Mean cells (``subset`` ``mean``, ``<category>/mean``, the
-  ADBench group mean ``""`` of AnoOnly) are derived per seed from the parts the registry lists
-  (:func:`mean_parts`): computed when every part, or at least two, were measured, and in the
-  second case marked ``mean over k/n subsets`` in ``deviations`` (a substitute setting).
+  ADBench group mean ``""`` of AnoOnly) are derived per seed by the one rule of
+  :mod:`osad_lib.paper.means`, which every notebook's tables use too: the mean over the parts
+  measured, marked ``mean over k/n subsets`` in ``deviations`` when some are missing (a substitute
+  setting), seeds covering fewer parts than the best-covered one left out.
 * **Version**: a faithful/clean marker and a report marker. *Mode* = ``faithful`` or ``clean``
   from, in order, a ``variant`` token (``dra1a;clean``), a ``setting`` suffix
   (``semi_supervised_clean``) or the first standalone word ``clean``/``faithful`` in
@@ -64,6 +65,7 @@ import pandas as pd
 
 from osad_lib import experiments, paper, paths, viz
 from osad_lib.data import registry, tabular
+from osad_lib.paper.means import mean_parts, with_subset_means
 from osad_lib.paths import atomic_write_text
 from osad_lib.profiles import configure, get_profile
 from osad_lib.results import read_all
@@ -100,7 +102,8 @@ _MAX_SUFFIX = "@max_over_epochs"
 DEFINITIONS = (
     ("cell", "one row of a paper table: dataset, subset, setting, n_shots, method, variant, metric. "
              "Result rows match it by these keys whatever their table label; mean cells are derived per "
-             "seed from their parts (all, or at least two: then marked 'mean over k/n subsets')."),
+             "seed from the parts measured (fewer than all: marked 'mean over k/n subsets'; seeds covering "
+             "fewer parts than the best-covered seed left out)."),
     ("version", "faithful/clean marker (variant token, setting suffix, or the first standalone word "
                 "'clean'/'faithful' in deviations) and report marker (metric '@max_over_epochs' or "
                 "'report=…' in deviations); removed from the keys, so versions of a cell share its keys."),
@@ -237,7 +240,8 @@ def version_label(mode: str, report: str) -> str:
 def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Result rows as cell measurements: successful rows of table metrics, version markers moved
     into ``mode``/``report``/``version``, one value per key, seed and version (duplicates from
-    several notebooks averaged), plus the derived mean cells (:func:`with_means`)."""
+    several notebooks averaged), plus the derived mean cells
+    (:func:`osad_lib.paper.means.with_subset_means`)."""
     ok = rows[(rows["status"] == "ok") & np.isfinite(pd.to_numeric(rows["value"], errors="coerce"))]
     base = ok["metric"].str.removesuffix(_MAX_SUFFIX)
     ok = ok[base.isin(TABLE_METRICS) & (~ok["metric"].str.contains("@") | ok["metric"].str.endswith(_MAX_SUFFIX))]
@@ -249,7 +253,7 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([ok.drop(columns=cols), pd.DataFrame([parsed[r] for r in raw], index=ok.index)], axis=1)
     out["value"] = out["value"].astype(float)
     out = _dedupe(out)
-    out = with_means(out)
+    out = with_subset_means(out)
     out["version"] = [version_label(m, r) for m, r in zip(out["mode"], out["report"])]
     return out.reset_index(drop=True)
 
@@ -271,52 +275,6 @@ def _empty_canonical() -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype=object) for c in [*_GROUP, "deviations", "notebook", "version"]})
     frame["value"] = pd.Series(dtype=float)
     return frame
-
-
-def mean_parts(paper_id: str, dataset: str, setting: str) -> dict[str, tuple[str, ...]]:
-    """The mean cells of a dataset under a setting and the subsets each averages.
-
-    AnoOnly: the group's ADBench files → subset ``""`` (its Table 1 column). Image datasets
-    (registry): hard setting → ``<category>/mean`` over that category's seen classes, or
-    ``mean`` over the seen classes of a single-subset dataset; other settings → ``mean`` over the
-    subsets of a multi-subset dataset (MVTec AD categories, BTAD products).
-    """
-    if paper_id == "anoonly":
-        group = tabular.GROUPS.get(dataset)
-        return {"": group.stems} if group else {}
-    info = registry.DATASETS.get(dataset)
-    if info is None:
-        return {}
-    if setting == "hard":
-        parts: dict[str, list[str]] = defaultdict(list)
-        for sub in info.subsets.values():
-            for seen in sub.hard_seen_classes:
-                label = registry.hard_subset_label(sub.name, seen)
-                parts[f"{label.rpartition('/')[0]}/mean" if "/" in label else "mean"].append(label)
-        return {k: tuple(v) for k, v in parts.items()}
-    return {"mean": tuple(s.subset for s in info.subsets.values())} if len(info.subsets) > 1 else {}
-
-
-def with_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` plus, per seed and version, the mean cells of :func:`mean_parts` whose parts were
-    all measured, or at least two of them (then ``deviations`` gains ``mean over k/n subsets``)."""
-    group = [c for c in _GROUP if c != "subset"]
-    extra = []
-    for (paper_id, dataset, setting), part in rows.groupby(["paper", "dataset", "setting"], sort=False):
-        for label, members in mean_parts(paper_id, dataset, setting).items():
-            mine = part[part["subset"].isin(members)]
-            if mine.empty:
-                continue
-            agg = (mine.groupby(group, dropna=False, sort=False)
-                   .agg(value=("value", "mean"), n=("subset", "nunique"),
-                        deviations=("deviations", _join_unique), notebook=("notebook", _join_unique))
-                   .reset_index())
-            agg = agg[(agg["n"] == len(members)) | (agg["n"] >= 2)]
-            partial = agg["n"] < len(members)
-            note = "mean over " + agg["n"].astype(str) + f"/{len(members)} subsets"
-            agg.loc[partial, "deviations"] = (agg["deviations"] + "; " + note)[partial].str.strip("; ")
-            extra.append(agg.drop(columns="n").assign(subset=label))
-    return pd.concat([rows, *extra], ignore_index=True) if extra else rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -980,8 +938,8 @@ def _html(profile: str, card: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
 
 __all__ = [
     "Coverage", "DEFINITIONS", "STATUSES", "TOLERANCE", "canonical_rows", "cell_table", "cell_verdict", "coverage",
-    "dataset_presence", "delta_figure", "mean_parts", "measured_cells", "missing_cells",
+    "dataset_presence", "delta_figure", "measured_cells", "missing_cells",
     "outside_spread", "report_tables", "results_overview", "scorecard", "scorecard_display", "status_figure",
     "substitute_settings", "summarize", "table_status", "unmatched_rows", "version_label", "version_markers",
-    "version_pairs", "with_means", "write_report",
+    "version_pairs", "write_report",
 ]

@@ -198,8 +198,10 @@ def _row(group: str, stem: str, seed: int, value: float, variant: str = "anoonly
 
 def test_overall_means_average_groups_of_file_means():
     rows = pd.DataFrame([_row("mvtecad", "MVTec-AD_bottle", 0, 0.9), _row("mvtecad", "MVTec-AD_cable", 0, 0.7),
-                         _row("cifar10", "CIFAR10_0", 0, 0.6), _row("mvtecad", "MVTec-AD_bottle", 1, 1.0),
-                         _row("mvtecad", "MVTec-AD_cable", 1, 0.8), _row("cifar10", "CIFAR10_0", 1, 0.4)])
+                         _row("cifar10", "CIFAR10_0", 0, 0.5), _row("cifar10", "CIFAR10_1", 0, 0.7),
+                         _row("mvtecad", "MVTec-AD_bottle", 1, 1.0), _row("mvtecad", "MVTec-AD_cable", 1, 0.8),
+                         _row("cifar10", "CIFAR10_0", 1, 0.3), _row("cifar10", "CIFAR10_1", 1, 0.5),
+                         _row("svhn", "SVHN_0", 1, 0.9)])  # one file of a group is no group mean
     out = abl_ao.overall_means(rows).sort_values("seed")
     assert out["value"].tolist() == pytest.approx([(0.8 + 0.6) / 2, (0.9 + 0.4) / 2])
     assert set(out["dataset"]) == {"overall"} and set(out["subset"]) == {"mean"}

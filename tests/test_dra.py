@@ -456,6 +456,7 @@ def test_mlep_trains_a_few_steps_and_scores():
 import pandas as pd  # noqa: E402
 
 from osad_lib.experiments import dra as dra_experiments  # noqa: E402
+from osad_lib.paper.means import with_subset_means  # noqa: E402
 from osad_lib.profiles import configure  # noqa: E402
 
 
@@ -514,10 +515,12 @@ def test_dataset_means_follow_the_paper_rows():
         {**base, "dataset": "mvtecad", "subset": "carpet/cut", "seed": 0, "value": 0.7},
         {**base, "dataset": "mvtecad", "subset": "metal_nut/bent", "seed": 0, "value": 0.9},
     ])
-    out = dra_experiments.with_dataset_means(rows)
-    means = out[out["subset"].str.endswith("mean")].set_index("subset")["value"].to_dict()
-    assert means == pytest.approx({"mean": 0.7, "carpet/mean": 0.6})  # metal_nut has one class: no mean
-    assert (out.loc[out["subset"].str.endswith("mean"), "status"] == "ok").all()  # paired_differences reads them
+    out = with_subset_means(rows)
+    means = out[out["subset"].str.endswith("mean")].set_index("subset")
+    assert means["value"].to_dict() == pytest.approx({"mean": 0.7, "carpet/mean": 0.6})  # metal_nut: 1 of 4, no mean
+    assert means.loc["mean", "deviations"] == "x"  # both ELPV seen classes: a full mean
+    assert means.loc["carpet/mean", "deviations"] == "x; mean over 2/5 subsets"  # partial: says so
+    assert (means["status"] == "ok").all()  # paired_differences reads them
 
 
 def test_test_subsample_keeps_class_shares_and_is_seeded():

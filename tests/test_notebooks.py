@@ -43,7 +43,9 @@ def test_notebook_is_clean_and_parameterised(name):
     assert set(STANDARD_PARAMETERS) <= set(declared)
     assert declared["profile"]["default"] == '"demo"'
     assert declared["interactive"]["default"] == "True"  # widgets in Jupyter; run_all.py passes False
-    assert any("widgets.notebook_display(cfg)" in "".join(c["source"]) for c in code)
+    display_cell = next(k for k, c in enumerate(code) if "widgets.notebook_display(cfg)" in "".join(c["source"]))
+    imported = "".join("".join(c["source"]) for c in code[:display_cell])
+    assert re.search(r"^from osad_lib import [\w, ]*\bwidgets\b", imported, re.M), "import widgets before the display"
     assert nb["cells"][0]["cell_type"] == "markdown"  # opens with the paper's claim
 
 

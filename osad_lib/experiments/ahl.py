@@ -56,6 +56,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment, read_all
 from osad_lib.validate import ConfigError, choose
+from osad_lib.paper.means import with_subset_means
 
 NOTEBOOK = "05_ahl"
 PAPER = "ahl"
@@ -438,7 +439,7 @@ def comparison(cfg: NotebookConfig, table: str) -> pd.DataFrame:
     source = {"table1": "table1", "table7": "table1", "table2": "table2", "table8": "table2"}[
         choose("table", table, ("table1", "table2", "table7", "table8"))]
     measured = _measured(cfg)
-    measured = xdra.with_dataset_means(measured[measured["table"] == source])
+    measured = with_subset_means(measured[measured["table"] == source])
     if measured.empty:
         return pd.DataFrame()
     out = paper.compare(_as_paper_rows(measured).assign(table=table), f"ahl_{table}")
@@ -455,7 +456,7 @@ def paired_differences(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.D
     each base: general and hard settings, each hard seen class and their per-seed mean, beside the
     paper's gain (paper AHL − paper base, Tables 1/2). Returns the table and the verdict sentences."""
     rows = _measured(cfg)
-    rows = xdra.with_dataset_means(rows[rows["metric"] == metric])
+    rows = with_subset_means(rows[rows["metric"] == metric])
     tables = []
     for base in BASES:
         table = _paired(rows, (f"ahl_{base}", ""), (base, BASE_VARIANT), metric, (f"AHL({base})", base))

@@ -91,6 +91,7 @@ from osad_lib.models.ssad import (
     TrainedHead,
     train_head,
 )
+from osad_lib.paper.means import subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -632,28 +633,11 @@ def measured_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_means(df: pd.DataFrame) -> pd.DataFrame:
-    """Per seed, the mean over each group's files (``subset=""``), marked partial when files are missing.
-
-    ``n_files`` counts the files averaged; ``deviations`` gains ``partial group: k/n files``
-    when fewer than ADBench's ``n``. Only ``status == "ok"`` rows with finite values count, and
-    only seeds with as many files as the best-covered seed (an unfinished seed is left out).
-    """
-    ok = df[(df["status"] == "ok") & np.isfinite(df["value"].astype(float))]
-    keys = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed",
-            "profile", "metric"]
-    out = (ok.groupby(keys, dropna=False, sort=False)
-           .agg(value=("value", "mean"), n_files=("subset", "nunique"),
-                deviations=("deviations", lambda s: "; ".join(sorted({x for x in s if x}))))
-           .reset_index())
-    # a seed that lacks files of its group (an interrupted run) would average other files: drop it
-    most = out.groupby([k for k in keys if k != "seed"], dropna=False)["n_files"].transform("max")
-    out = out[out["n_files"] == most].reset_index(drop=True)
-    out["subset"] = ""
-    expected = out["dataset"].map(lambda g: len(GROUPS[g].stems) if g in GROUPS else 0)
-    partial = out["n_files"] < expected
-    note = "partial group: " + out["n_files"].astype(str) + "/" + expected.astype(str) + " files"
-    out.loc[partial, "deviations"] = (out.loc[partial, "deviations"] + "; " + note[partial]).str.strip("; ")
-    return out
+    """Per seed, the mean over each group's files (``subset=""``) by the one rule of
+    :mod:`osad_lib.paper.means` (``mean over k/n subsets`` in ``deviations`` when files are missing;
+    a seed with fewer files than the best-covered seed is left out); ``n_files`` counts the files
+    averaged."""
+    return subset_means(df).drop(columns="n_expected").rename(columns={"n_parts": "n_files"})
 
 
 def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:

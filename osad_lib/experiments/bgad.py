@@ -58,6 +58,7 @@ from osad_lib.models.bgad import (
     BGADConfig, BGADFlows, FeatureBank, assemble_anomaly_maps, downsample_masks, extract_levels, fit_bgad,
     image_scores, loglik_maps,
 )
+from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment
@@ -607,22 +608,6 @@ def report_view(rows: pd.DataFrame, report: str = "last_epoch") -> pd.DataFrame:
     return view.reset_index(drop=True)
 
 
-def subset_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows plus, per seed, the mean over the subsets of a dataset (``subset="mean"``) where at
-    least two subsets were measured; ``deviations`` says over how many."""
-    multi = rows[rows["subset"] != ""]
-    keys = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed",
-            "profile", "metric"]
-    if multi.empty:
-        return rows
-    means = multi.groupby(keys, dropna=False, as_index=False).agg(
-        value=("value", "mean"), n=("subset", "nunique"), deviations=("deviations", "first"))
-    means = means[means["n"] >= 2]
-    means["deviations"] = means["deviations"] + "; mean over " + means["n"].astype(str) + " subsets"
-    means["subset"] = "mean"
-    return pd.concat([rows, means.drop(columns="n")], ignore_index=True)
-
-
 def comparison(rows: pd.DataFrame, table: str) -> pd.DataFrame:
     """Paper vs measured for ``bgad_<table>``: both reports side by side.
 
@@ -633,7 +618,7 @@ def comparison(rows: pd.DataFrame, table: str) -> pd.DataFrame:
     single-subset) cells are the reference; with nothing measured, the paper's BGAD rows.
     """
     mine = rows[(rows["paper"] == "bgad") & (rows["table"] == table)]
-    views = {r: paper.compare(subset_means(report_view(mine, r)), f"bgad_{table}") for r in REPORTS}
+    views = {r: paper.compare(with_subset_means(report_view(mine, r)), f"bgad_{table}") for r in REPORTS}
     keys = list(paper.DEFAULT_KEYS)
     last = views["last_epoch"].rename(columns={"measured_mean": "last_mean", "measured_std": "last_std",
                                                "delta": "delta_last"})
@@ -831,5 +816,5 @@ __all__ = [
     "bgad_config", "bgad_split", "comparison", "config_deviations", "cost_table", "dataset_split",
     "display_table", "epoch_curves", "epoch_metrics", "evaluate_maps", "explorer_inputs", "explorer_run", "grid",
     "grid_option", "localization_maps", "method_config", "plot_epoch_curves", "plot_localization", "report_view", "run_bgad",
-    "run_cost", "run_details", "run_files", "run_one", "subset_means", "table5_split",
+    "run_cost", "run_details", "run_files", "run_one", "table5_split",
 ]

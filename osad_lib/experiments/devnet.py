@@ -47,7 +47,6 @@ from osad_lib import experiments, explain, paper
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import (
-    DATASETS,
     dataset_names,
     hard_subset_label,
     resolve,
@@ -68,6 +67,7 @@ from osad_lib.models.baselines import BaselineConfig
 from osad_lib.models.devnet import DevNet, DevNetConfig, score_images, train_devnet
 from osad_lib.models.kdad import KDADConfig
 from osad_lib.models.patchcore import PatchCoreConfig
+from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -453,40 +453,6 @@ def _rows(cfg: NotebookConfig, table: str, metric: str) -> pd.DataFrame:
                 & (rows["status"] == "ok")].copy()
 
 
-def _with_means(rows: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Add the paper's per-dataset ``mean`` rows (per seed and method) where all their parts were run:
-    MVTec AD over its 15 categories (Table 2) or a dataset over its seen classes (Table 3)."""
-    extra = []
-    for dataset, part in rows.groupby("dataset"):
-        info = DATASETS.get(dataset)
-        if info is None:
-            continue
-        if table == "table2" and len(info.subsets) > 1:
-            needed = {s.subset for s in info.subsets.values()}
-        elif table == "table3":
-            needed = {hard_subset_label(s.name, c) for s in info.subsets.values() for c in s.hard_seen_classes}
-            prefixes = {s.split("/")[0] for s in needed if "/" in s}
-            for prefix in prefixes:  # MVTec AD: per category over its seen classes
-                extra += _mean_rows(part, {s for s in needed if s.startswith(prefix + "/")}, f"{prefix}/mean")
-            if prefixes:
-                continue
-        else:
-            continue
-        extra += _mean_rows(part, needed, "mean")
-    return pd.concat([rows, *extra], ignore_index=True) if extra else rows
-
-
-def _mean_rows(part: pd.DataFrame, needed: set[str], label: str) -> list[pd.DataFrame]:
-    out = []
-    for _, group in part.groupby(["method", "seed"]):
-        if needed and needed <= set(group["subset"]):
-            row = group.iloc[[0]].copy()
-            row["subset"] = label
-            row["value"] = group[group["subset"].isin(needed)]["value"].mean()
-            out.append(row)
-    return out
-
-
 #: Columns of :func:`paper_table`.
 PAPER_TABLE_COLUMNS = ("dataset", "subset", "setting", "n_shots", "method", "metric", "paper", "measured", "delta",
                        "n_seeds", "within_spread", "settings_differ", "note", "paper_mean", "measured_mean",
@@ -505,7 +471,7 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         rows = pd.concat([_rows(cfg, "table2", "pixel_auroc"), _rows(cfg, "table4", "pixel_auroc")], ignore_index=True)
         rows["table"] = "table4"
     else:
-        rows = _with_means(_rows(cfg, table, "auroc"), table)
+        rows = with_subset_means(_rows(cfg, table, "auroc"))
     joined = paper.compare(rows, f"devnet_{table}")
     if rows.empty:  # nothing ran (its data are missing): the paper's rows of the profile's datasets
         joined = joined[joined["dataset"].isin({subset_info(n).dataset for n in dataset_names(cfg.profile.image_datasets)})]

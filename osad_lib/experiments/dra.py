@@ -48,6 +48,7 @@ from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments.baselines import RUNNERS, baseline_deviations, method_config
 from osad_lib.models.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
+from osad_lib.paper.means import with_subset_means
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -439,37 +440,12 @@ def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
 # tables
 
 
-def with_dataset_means(measured: pd.DataFrame) -> pd.DataFrame:
-    """Add the paper's per-dataset mean rows: per seed, the mean over MVTec categories (general,
-    ``subset="mean"``) and over seen classes (hard, ``"mean"`` or ``"<category>/mean"``)."""
-    rows = measured[measured["status"] == "ok"] if "status" in measured else measured
-    extra = []
-    keys = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed",
-            "profile", "metric"]
-    for setting, part in rows.groupby("setting"):
-        if setting == "general":
-            part = part[part["dataset"] == "mvtecad"]
-            group = part.assign(_g="mean")
-        else:
-            prefix = part["subset"].str.rpartition("/")[0]
-            group = part.assign(_g=np.where(prefix != "", prefix + "/mean", "mean"))
-        if group.empty:
-            continue
-        agg = group.groupby(keys + ["_g"], dropna=False).agg(
-            value=("value", "mean"), n=("value", "size"), deviations=("deviations", "first")).reset_index()
-        agg = agg[agg["n"] > 1].rename(columns={"_g": "subset"}).drop(columns="n")
-        if "status" in measured:  # means of ok rows: paired_differences keeps only ok rows
-            agg["status"] = "ok"
-        extra.append(agg)
-    return pd.concat([measured] + extra, ignore_index=True) if extra else measured
-
-
 def comparison(cfg: NotebookConfig, table: str) -> pd.DataFrame:
     """Measured vs paper for ``table`` (``table1``, ``table2``, ``table7``, ``table8``): rows that
     were measured, with paper mean/std, measured mean/std over seeds, delta and n_seeds."""
     measured = cfg.store.read()
     source = {"table7": "table1", "table8": "table2"}.get(table, table)
-    measured = with_dataset_means(measured[(measured["paper"] == "dra") & (measured["table"] == source)])
+    measured = with_subset_means(measured[(measured["paper"] == "dra") & (measured["table"] == source)])
     if measured.empty:
         return pd.DataFrame()
     measured = measured.assign(table=table)
@@ -519,7 +495,7 @@ def dra_vs_devnet(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFr
     Returns the table and the verdict sentences."""
     rows = cfg.store.read()
     rows = rows[(rows["paper"] == "dra") & (rows["metric"] == metric)]
-    rows = with_dataset_means(rows[rows["status"] == "ok"])
+    rows = with_subset_means(rows[rows["status"] == "ok"])
     paper_diffs = {"general": _paper_difference("dra_table1", "dra", "devnet"),
                    "hard": _paper_difference("dra_table2", "dra", "devnet")}
     table = paired_differences(rows, ("dra", variant_label(dra_config(cfg))), ("devnet", ""),

@@ -38,11 +38,11 @@ from osad_lib import paper as paper_tables
 from osad_lib.data.registry import dataset_names, subset_info
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
-from osad_lib.experiments import dra as xdra
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
                                                  study_rows)
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import choose
+from osad_lib.paper.means import with_subset_means
 
 PAPER = "ahl"
 METRIC = "auroc"
@@ -160,7 +160,7 @@ def _measured(cfg: NotebookConfig, element: str) -> pd.DataFrame:
     if rows.empty:
         return rows
     rows = rows.assign(variant=rows["variant"].replace({xahl.BASE_VARIANT: ""}))
-    return xdra.with_dataset_means(rows).reset_index(drop=True)
+    return with_subset_means(rows).reset_index(drop=True)
 
 
 SPLIT_KEYS = ["dataset", "subset", "setting", "n_shots", "metric"]

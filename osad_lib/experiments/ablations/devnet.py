@@ -41,7 +41,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import devnet as dv
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
-from osad_lib.experiments.dra import with_dataset_means
+from osad_lib.paper.means import with_subset_means
 from osad_lib.models.devnet import DevNet, DevNetConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
@@ -187,7 +187,7 @@ def run_table5(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
 def table_table5(cfg: NotebookConfig) -> pd.DataFrame:
     """Measured AUROC per variant and dataset (MVTec AD mean added when all categories ran) beside
     Table 5, deltas; ``not run because`` on the paper rows of variants that cannot run here."""
-    rows = with_dataset_means(study_rows(cfg, PAPER, "table5"))
+    rows = with_subset_means(study_rows(cfg, PAPER, "table5"))
     out = beside_paper(cfg, PAPER, "table5", measured=rows[rows["metric"] == "auroc"])
     reasons = variant_reasons(cfg)
     out["not run because"] = [reasons.get(v, "") if n == 0 else "" for v, n in zip(out["variant"], out["n_seeds"])]

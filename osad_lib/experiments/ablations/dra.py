@@ -45,6 +45,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import paper_vs_measured_bars
+from osad_lib.paper.means import with_subset_means
 
 PAPER = "dra"
 #: Labelled anomalies of Tables 3–4 and Fig. 3 ("ten training anomaly examples").
@@ -232,9 +233,9 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
 
 def paper_table(cfg: NotebookConfig, element: str) -> pd.DataFrame:
     """Table 3 or 4: measured AUROC (with the per-dataset means over MVTec categories / seen
-    classes, :func:`osad_lib.experiments.dra.with_dataset_means`) beside the paper, deltas;
+    classes, :func:`osad_lib.paper.means.with_subset_means`) beside the paper, deltas;
     ``not run because`` on the paper rows of Table 4 sources missing here."""
-    rows = dr.with_dataset_means(study_rows(cfg, PAPER, element))
+    rows = with_subset_means(study_rows(cfg, PAPER, element))
     out = beside_paper(cfg, PAPER, element, measured=rows[rows["metric"] == "auroc"])
     reasons = {f"pseudo={s}": source_missing(cfg, s) for s in SOURCES} if element == "table4" else {}
     out["not run because"] = [reasons.get(v, "") if n == 0 else "" for v, n in zip(out["variant"], out["n_seeds"])]
