@@ -1,11 +1,12 @@
 """Explanation maps by gradient back-propagation, and how well they localise anomalies.
 
-DevNet §4.4, Eq. (9), and the official ``localization.py`` (``official_code_facts.md`` §3.5): the
-saliency of pixel (i, j) is Σ_channels |∂s/∂x_cij| of the image's anomaly score s; each map is
-normalised by its minimum and 99th percentile and clipped to [0, 1], then smoothed with a
-Gaussian filter of σ = 4 px (scipy's ``gaussian_filter``, as the code). σ = 4 was chosen for
-448-px inputs; at other sizes it is scaled to ``4 · size / 448`` so that the blur covers the same
-fraction of the image (``sigma_reference_size``; pass ``sigma_reference_size=None`` for a fixed σ).
+DevNet §4.4, Eq. (9), and the official ``localization.py`` (``docs/official_code/devnet.md``
+"Localisation (Table 4)"): the saliency of pixel (i, j) is Σ_channels |∂s/∂x_cij| of the image's
+anomaly score s; each map is normalised by its minimum and 99th percentile and clipped to [0, 1],
+then smoothed with a Gaussian filter of σ = 4 px (scipy's ``gaussian_filter``, as the code). σ = 4
+was chosen for 448-px inputs; at other sizes it is scaled to ``4 · size / 448`` so that the blur
+covers the same fraction of the image (``sigma_reference_size``; pass ``sigma_reference_size=None``
+for a fixed σ).
 
 Localization quality:
 

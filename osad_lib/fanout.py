@@ -1,4 +1,5 @@
-"""Fan a notebook's grid out over GPUs or Slurm jobs through submitit (conventions §2.10).
+"""Fan a notebook's grid out over GPUs or Slurm jobs through submitit (``docs/conventions.md``
+"Fan-out to GPUs and Slurm").
 
 The unit of work is a *chunk*: one notebook executed by papermill with a subset of the seeds.
 Every chunk appends its experiments to the notebook's results store (appends are atomic and

@@ -1,21 +1,23 @@
 """The feature stage: frozen per-scale feature maps of a trained base model, computed once and cached.
 
-AHL trains only scoring heads on features that a trained DevNet or DRA extracts from every
-training and test image and from pseudo-anomalous versions of every training normal, one set
-per generator (``official_code_facts.md`` §4.1 step 3, §4.2, §4.6). The official repository
-never published the script that produced its plain features (issues #4, #6); this module is
-that step, reusable by any method that scores frozen features:
+AHL trains only scoring heads on features that a trained DevNet or DRA extracts from every training
+and test image and from pseudo-anomalous versions of every training normal, one set per generator
+(``docs/official_code/ahl.md`` "Feature files", "Pseudo-anomaly generators for the features" and
+"The pipeline the code implements", step 2). The official repository never published the script that
+produced its plain features (issues #4, #6); this module is that step, reusable by any method that
+scores frozen features:
 
 * :func:`extract_features` — the base model's last feature map at every pyramid scale
   (``model.top(stem)`` for each scale of ``model.stem_pyramid(images)``, eval mode, no
   gradients) → ``[N, C, h_s, w_s]`` per scale, float16 on the CPU. A model with a frozen stem
   (``frozen_stages > 0``) can start from cached stem outputs.
-* :func:`pseudo_images` — the three AHL generators (§4.6, App. B.1) on training normals:
+* :func:`pseudo_images` — the three AHL generators (App. B.1; the page above) on training normals:
   ``cutmix`` (:func:`~osad_lib.data.pseudo.cutmix_cross_image`, a box from another normal of
   the same batch), ``cutpaste`` (:func:`~osad_lib.data.pseudo.cutpaste_same_image`) and
   ``draem`` (:func:`~osad_lib.data.pseudo.draem_perlin`, generated textures unless DTD images
   are given). Unlike the code, no RandomRotation(180) follows and the DRAEM input is
-  normalised like every other input (§10 AHL 8).
+  normalised like every other input (``docs/official_code/ahl.md``
+  "Where the code departs from the paper", item 8).
 * :func:`cached_features` — a :class:`FeatureBank` of one split under one trained model, stored
   under ``cache_dir()/features/<key>.pt`` (atomic write, size and SHA-256 checked on load: a
   damaged file is recomputed with one line on stderr) where the key hashes the split's

@@ -1,4 +1,5 @@
-"""Evaluation metrics of the five papers (``official_code_facts.md`` §7), anomalies positive.
+"""Evaluation metrics of the five papers (``docs/official_code/shared.md`` "Evaluation code"),
+anomalies positive.
 
 =======================  ==========================================================  ==========
 function                 definition                                                  used by

@@ -1,4 +1,5 @@
-"""Static figures behind the interactive widgets (``conventions.md`` §2.5).
+"""Static figures behind the interactive widgets (``docs/conventions.md``
+"Widgets that degrade gracefully").
 
 Each function here takes the widget's control values as plain arguments and returns a
 matplotlib Figure; :mod:`osad_lib.widgets` only re-calls it when a control changes, and its
@@ -92,7 +93,7 @@ def split_overview(name: str, folder: Path, samples: Sequence[Sample], setting: 
     the images per class in both parts, coloured seen/unseen.
 
     The split is :func:`osad_lib.data.protocols.make_split` (general or hard setting, DRA §4.1,
-    ``official_code_facts.md`` §2.3); counts come from
+    ``docs/official_code/dra.md`` "Data protocol"); counts come from
     :func:`osad_lib.experiments.datasets.protocol_counts`.
     """
     part = choose("part", part, SPLIT_PARTS)

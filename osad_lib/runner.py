@@ -1,12 +1,12 @@
 """Headless execution of the notebook series through papermill (the engine behind ``run_all.py``).
 
-Each notebook runs in its own kernel with the standard parameters injected (conventions §2.1):
-unknown or missing parameters are refused before anything runs, a failing notebook is reported
-with its failing cell and the saved partial notebook while the others still run, and a notebook
-that finishes without writing a table or figure is treated as failed (the silent-success trap).
-Resume works at two levels: a notebook that already completed with the same parameters and the
-same source is skipped, and inside a notebook every experiment whose results are stored is
-skipped (:meth:`osad_lib.results.ResultsStore.run_experiment`).
+Each notebook runs in its own kernel with the standard parameters injected (``docs/conventions.md``
+"Notebook execution and parameters"): unknown or missing parameters are refused before anything
+runs, a failing notebook is reported with its failing cell and the saved partial notebook while the
+others still run, and a notebook that finishes without writing a table or figure is treated as
+failed (the silent-success trap). Resume works at two levels: a notebook that already completed with
+the same parameters and the same source is skipped, and inside a notebook every experiment whose
+results are stored is skipped (:meth:`osad_lib.results.ResultsStore.run_experiment`).
 
 ``osad_lib.profiles`` and ``osad_lib.headline`` import torch and every method (seconds): they
 are imported inside the functions that need them, so ``run_all.py --help`` and a bad option's

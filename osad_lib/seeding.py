@@ -1,4 +1,4 @@
-"""One seeding helper for python, numpy and torch (conventions §2.8)."""
+"""One seeding helper for python, numpy and torch (``docs/conventions.md`` "Reproducibility")."""
 
 from __future__ import annotations
 

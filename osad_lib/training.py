@@ -1,10 +1,11 @@
 """The one training loop every image method uses: epochs × steps of balanced batches.
 
-The official DevNet/DRA/AHL code all share the same skeleton (``official_code_facts.md`` §1.4,
-§2.8, §3.2): an infinite balanced sampler that re-permutes each group of indices when it is
-exhausted, ``steps_per_epoch`` batches per epoch, Adam with a StepLR schedule, gradient-norm
-clipping at 1.0. Methods plug in a ``loss_fn(model, batch_indices) -> loss``; everything else
-(optimiser, schedule, clipping, mixed precision, progress, checkpoint/resume) lives here.
+The official DevNet/DRA/AHL code all share the same skeleton (``docs/official_code/shared.md``
+"Training loop skeleton", "Balanced batch sampler"): an infinite balanced sampler that re-permutes
+each group of indices when it is exhausted, ``steps_per_epoch`` batches per epoch, Adam with a
+StepLR schedule, gradient-norm clipping at 1.0. Methods plug in a
+``loss_fn(model, batch_indices) -> loss``; everything else (optimiser, schedule, clipping, mixed
+precision, progress, checkpoint/resume) lives here.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def oom_advice(stage: str, batch_size: int, setting: str = "batch_size") -> Iter
 
 
 class BalancedBatchSampler:
-    """Infinite batches with a fixed number of slots per group (``official_code_facts.md`` §1.4).
+    """Infinite batches with a fixed number of slots per group (``docs/official_code/shared.md``
+    "Balanced batch sampler").
 
     ``groups`` maps a group name (e.g. ``"normal"``, ``"anomaly"``) to the dataset indices of
     that group; ``slots`` maps the same names to how many of each go into a batch. A batch
@@ -97,11 +99,11 @@ class BalancedBatchSampler:
 class TrainConfig:
     """Optimisation settings. Defaults are DevNet/DRA's (Adam 2e-4, wd 1e-5, StepLR(10, 0.1), clip 1).
 
-    ``scheduler_step_at``: ``"epoch_end"`` (DevNet code, the usual order) or ``"epoch_start"``
-    (DRA code: ``scheduler.step()`` before the epoch's first optimiser step, which moves the
-    decays to epochs 9/19/29 — ``official_code_facts.md`` §2.8). ``checkpoint_every_s``: with a
-    checkpoint file, the state is saved after the first and the last epoch and after any epoch
-    that ends at least this many seconds after the previous save (a short CPU run writes its
+    ``scheduler_step_at``: ``"epoch_end"`` (DevNet code, the usual order) or ``"epoch_start"`` (DRA
+    code: ``scheduler.step()`` before the epoch's first optimiser step, which moves the decays to
+    epochs 9/19/29 — ``docs/official_code/dra.md`` "Training pipeline"). ``checkpoint_every_s``:
+    with a checkpoint file, the state is saved after the first and the last epoch and after any
+    epoch that ends at least this many seconds after the previous save (a short CPU run writes its
     model twice, not once per epoch).
     """
 

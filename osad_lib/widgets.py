@@ -55,8 +55,8 @@ from osad_lib.validate import ConfigError
 def enable_inline_figures() -> None:
     """Let ``display(fig)`` show figures as PNG inside a kernel although the backend is Agg.
 
-    Batch runs force the non-interactive Agg backend (conventions §2.7); without this, IPython
-    would show a figure only as ``<Figure size …>`` text. A no-op outside IPython.
+    Batch runs force the non-interactive Agg backend (``docs/conventions.md`` "Figures"); without
+    this, IPython would show a figure only as ``<Figure size …>`` text. A no-op outside IPython.
     """
     try:
         from IPython import get_ipython

@@ -3,7 +3,8 @@
 Each ``make_<name>(tmp)`` writes a fake download under ``tmp`` with PIL and returns
 ``(source_folder, expected)`` where ``expected`` maps the output folders (``train/good``,
 ``test/good``, ``test/<class>``, ``ground_truth/<class>``) to the file counts the converter must
-produce (``official_code_facts.md`` §1.2, §5.3; ``datasets_and_weights.md`` §1). Pixels are
+produce (``docs/official_code/shared.md`` "Conversion scripts"; ``docs/official_code/bgad.md``
+"Data and RandAugmented CutPaste"; ``docs/datasets.md`` "Quirks of the real files"). Pixels are
 random so that no two images are identical (the check flags duplicates). Counts with a 3:1 split:
 test = ceil(n / 4).
 """

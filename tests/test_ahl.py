@@ -1,7 +1,8 @@
 """AHL (Zhu et al., CVPR 2024): HADG tasks, the meta-gradient, ψ and its weights, training.
 
-Facts checked: paper §3.2–3.3, Alg. 1, Eqs. 1–7, App. B.1; ``official_code_facts.md`` §4.5,
-§4.7, §4.8 and §10 AHL items 2–6 (the faithful mode).
+Facts checked: paper §3.2–3.3, Alg. 1, Eqs. 1–7, App. B.1; ``docs/official_code/ahl.md``
+"Heterogeneous tasks (HADG)", "Collaborative differentiable learning (CDL) and ψ" and
+"Where the code departs from the paper" (items 2–6, the faithful mode).
 """
 
 from __future__ import annotations

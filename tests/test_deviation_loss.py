@@ -1,4 +1,5 @@
-"""Deviation loss and criteria (DevNet Eq. (1)-(3); official_code_facts.md §1.3) on hand-computed inputs."""
+"""Deviation loss and criteria (DevNet Eq. (1)-(3); docs/official_code/shared.md "Deviation loss") on
+hand-computed inputs."""
 
 import math
 

@@ -1,6 +1,7 @@
 """DRA (Ding et al., CVPR 2022): routing, residual, score composition, modes, shapes, ablations.
 
-Facts checked: ``official_code_facts.md`` §2.6–2.9 and §10 (DRA items 1, 2, 4).
+Facts checked: ``docs/official_code/dra.md`` "Model", "Training pipeline", "Evaluation" and
+"Where the code departs from the paper" (items 1, 2, 4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The feature stage (``osad_lib.features``): extraction, pseudo versions, the cache.
 
-Facts checked: ``official_code_facts.md`` §4.1–4.2 and §4.6 (features of every image at both
+Facts checked: ``docs/official_code/ahl.md`` "The pipeline the code implements",
+"Feature files" and "Pseudo-anomaly generators for the features" (features of every image at both
 pyramid scales, plus pseudo-anomalous versions of every training normal per generator).
 """
 

@@ -1,4 +1,5 @@
-"""Top-K MIL head and image pyramid (DevNet §3.4; official_code_facts.md §2.6, §3.4)."""
+"""Top-K MIL head and image pyramid (DevNet §3.4; docs/official_code/dra.md "Model",
+docs/official_code/devnet.md "Model and training")."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Metrics against hand-computed values, sklearn and a slow reference AU-PRO (conventions §1.5.4)."""
+"""Metrics against hand-computed values, sklearn and a slow reference AU-PRO (``docs/conventions.md``
+"Metric reference tests")."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """ELPV (solar-cell electroluminescence images) in the MVTec layout, from the installed package.
 
 The ``elpv-dataset`` package ships the 2,624 original 300×300 grey PNG cells with their
-``labels.csv`` (path, defect probability, cell type), the same file the official
-``convert_elpv.py`` reads (``official_code_facts.md`` §1.2, ``datasets_and_weights.md`` §1).
-The paper protocol: probability 0 → normal, probability 1 → anomaly of class ``mono`` or
-``poly`` (cell type), probabilities 1/3 and 2/3 dropped; normals split 3:1 into train/test
-with a seeded split (AHL A.1). Expected counts (AHL Table 6 / DevNet Table 1): 1,131 training
-normals, 377 test normals, 715 anomalies (mono 313, poly 402 in the data; DevNet's text says 403).
+``labels.csv`` (path, defect probability, cell type), the same file the official ``convert_elpv.py``
+reads (``docs/official_code/shared.md`` "Conversion scripts", ``docs/datasets.md``
+"Quirks of the real files"). The paper protocol: probability 0 → normal, probability 1 → anomaly of
+class ``mono`` or ``poly`` (cell type), probabilities 1/3 and 2/3 dropped; normals split 3:1 into
+train/test with a seeded split (AHL A.1). Expected counts (AHL Table 6 / DevNet Table 1): 1,131
+training normals, 377 test normals, 715 anomalies (mono 313, poly 402 in the data; DevNet's text
+says 403).
 
 The files are copied byte for byte (original names ``cellNNNN.png`` kept, so split manifests
 name the original cells). :func:`convert_elpv` also converts a user's own copy of the original

@@ -1,11 +1,11 @@
 """Decoding image and mask files into 8-bit RGB / binary arrays, whatever their on-disk format.
 
-Every image a method sees goes through :func:`load_rgb`, so that grey, grey+alpha, RGBA,
-palette, 16-bit, 32-bit integer, float, CMYK and 1-bit files all become 3-channel 8-bit RGB
-(``datasets_and_weights.md`` §1: all of these occur in the benchmark datasets). ``.npy`` images
-are read as in the official code (``official_code_facts.md`` §1.1: first three channels kept).
-Unreadable or truncated files raise a one-line :class:`~osad_lib.validate.ConfigError` naming
-the file.
+Every image a method sees goes through :func:`load_rgb`, so that grey, grey+alpha, RGBA, palette,
+16-bit, 32-bit integer, float, CMYK and 1-bit files all become 3-channel 8-bit RGB
+(``docs/datasets.md`` "Quirks of the real files": all of these occur in the benchmark datasets).
+``.npy`` images are read as in the official code (``docs/official_code/shared.md``
+"Dataset layout on disk": first three channels kept). Unreadable or truncated files raise a one-line
+:class:`~osad_lib.validate.ConfigError` naming the file.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Open an image file as an 8-bit 3-channel PIL image (mode ``RGB``).
 
     Grey (L, 1) is replicated to three channels; alpha (LA, RGBA, PA) is dropped like PIL's
-    ``convert("RGB")`` in the official code; palettes are expanded; 16-bit files are scaled
-    (÷257), not clipped; 32-bit integer / float images are scaled by their range; ``.npy``
-    arrays keep their first three channels (``official_code_facts.md`` §1.1).
+    ``convert("RGB")`` in the official code; palettes are expanded; 16-bit files are scaled (÷257),
+    not clipped; 32-bit integer / float images are scaled by their range; ``.npy`` arrays keep their
+    first three channels (``docs/official_code/shared.md`` "Dataset layout on disk").
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":

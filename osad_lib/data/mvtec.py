@@ -1,6 +1,7 @@
 """The MVTec layout every image dataset is read from, and atomic building of such folders.
 
-Layout (``official_code_facts.md`` §1.1, ``datasets_and_weights.md`` §1)::
+Layout (``docs/official_code/shared.md`` "Dataset layout on disk", ``docs/datasets.md``
+"The MVTec layout")::
 
     ROOT/train/good/*                      training normals
     ROOT/test/good/*                       test normals
@@ -8,8 +9,9 @@ Layout (``official_code_facts.md`` §1.1, ``datasets_and_weights.md`` §1)::
     ROOT/ground_truth/<anomaly_class>/<stem>_mask.png    pixel masks (optional)
 
 BTAD's own names (``train/ok``, ``test/ok``, ``test/ko``, masks ``ground_truth/ko/<stem>.png|bmp``,
-``official_code_facts.md`` §5.3) are read as well. Unlike the official DRA/DevNet/AHL code,
-every listing is **sorted**, so seeded protocols do not depend on the filesystem's order.
+``docs/official_code/bgad.md`` "Data and RandAugmented CutPaste") are read as well. Unlike the
+official DRA/DevNet/AHL code, every listing is **sorted**, so seeded protocols do not depend on the
+filesystem's order.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@
 headct, hyperkvasir, btad); ``SOURCE_DIR`` is the folder the dataset's home-page download was
 unpacked into; the result goes to ``DATA_ROOT/<registry name>`` (``aitex``, ``mvtecad/carpet``,
 ``btad/01``, … — the folders :func:`osad_lib.data.registry.resolve` reads), in the MVTec layout
-(``official_code_facts.md`` §1.1)::
+(``docs/official_code/shared.md`` "Dataset layout on disk")::
 
     train/good/*.png   test/good/*.png   test/<class>/*.png   ground_truth/<class>/<stem>_mask.png
 
 The conversion rules are those of the official DRA/DevNet/AHL ``convert_*.py`` scripts
-(``official_code_facts.md`` §1.2; BTAD §5.3) with the quirks of the real files
-(``datasets_and_weights.md`` §1), except that every listing is **sorted** and the 3:1 normal
+(``docs/official_code/shared.md`` "Conversion scripts"; BTAD: ``docs/official_code/bgad.md``
+"Data and RandAugmented CutPaste") with the quirks of the real files (``docs/datasets.md``
+"Quirks of the real files"), except that every listing is **sorted** and the 3:1 normal
 split is :func:`~osad_lib.data.protocols.seeded_normal_split` (seed 42 by default), so a
 conversion is reproducible on any filesystem:
 
@@ -75,7 +76,8 @@ MANIFEST = MARKER
 #: Bump when a conversion rule changes (recorded in the manifest key).
 CONVERTER_VERSION = 1
 
-#: AITEX defect code (field 2 of ``nnnn_ddd_ff.png``) → class folder (``official_code_facts.md`` §1.2).
+#: AITEX defect code (field 2 of ``nnnn_ddd_ff.png``) → class folder
+#: (``docs/official_code/shared.md`` "Conversion scripts").
 AITEX_DEFECT_CODES = {
     "002": "Broken_end", "006": "Broken_yarn", "010": "Broken_pick", "016": "Weft_curling",
     "019": "Fuzzyball", "022": "Cut_selvage", "023": "Crease", "025": "Warp_ball",
@@ -183,7 +185,9 @@ def _progress(items: list, desc: str, progress: bool) -> Iterable:
 
 
 # ---------------------------------------------------------------------------------------------
-# Converters, one per dataset (official_code_facts.md §1.2, §5.3; datasets_and_weights.md §1)
+# Converters, one per dataset (docs/official_code/shared.md "Conversion scripts",
+# docs/official_code/bgad.md "Data and RandAugmented CutPaste", docs/datasets.md
+# "Quirks of the real files")
 # ---------------------------------------------------------------------------------------------
 
 def _nested(source: Path, name: str) -> Path:
@@ -424,7 +428,8 @@ def convert_hyperkvasir(source: Path, out: Path, seed: int, progress: bool = Tru
 def convert_btad(source: Path, out: Path, seed: int, progress: bool = True) -> dict[str, Any]:
     """BTAD subset (``01``/``02``/``03``): ``train/ok`` → train/good, ``test/ok`` → test/good,
     ``test/ko`` → test/ko with masks ``ground_truth/ko/<stem>.png|.bmp`` → ``<stem>_mask.png``
-    (``official_code_facts.md`` §5.3). Fixed splits; images re-encoded as PNG."""
+    (``docs/official_code/bgad.md`` "Data and RandAugmented CutPaste"). Fixed splits; images
+    re-encoded as PNG."""
     samples = read_mvtec_layout(source)
     writer = _LayoutWriter(out)
     for sample in _progress(samples, f"btad/{source.name}", progress):

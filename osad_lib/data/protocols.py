@@ -5,10 +5,11 @@ into a :class:`Split` manifest: which files are training normals, labelled train
 unlabelled contamination, and the test set. Manifests are plain data with a content hash
 (``manifest_id``) that goes into every results row, so every number can be traced to its files.
 
-* **General setting** (DRA §4.1, DevNet §6, ``official_code_facts.md`` §2.3/§3.3): the labelled
-  anomalies are drawn at random from all anomaly classes and removed from the test set.
-* **Hard setting** (DRA §4.1, ``official_code_facts.md`` §2.3 ``--know_class``): the labelled
-  anomalies come from one seen class and that **whole** class is removed from the test set.
+* **General setting** (DRA §4.1, DevNet §6; ``docs/official_code/dra.md`` "Data protocol",
+  ``docs/official_code/devnet.md`` "Data protocol"): the labelled anomalies are drawn at random from
+  all anomaly classes and removed from the test set.
+* **Hard setting** (DRA §4.1; ``docs/official_code/dra.md`` "Data protocol", ``--know_class``): the
+  labelled anomalies come from one seen class and that **whole** class is removed from the test set.
 * **One-shot drawn from the ten-shot set** (DRA appendix A.2): ``nested_in=10`` makes the
   ``n_shots`` labelled anomalies the first ones of the ten-shot draw and removes all ten from the
   test, so 1-shot and 10-shot splits share one test set. Without ``nested_in`` only the
@@ -200,7 +201,8 @@ def _name(dataset: str, subset: str) -> str:
 
 
 def pollution_count(n_train_normal: int, rate: float) -> int:
-    """nPollution = int(N_normal / (1 − rate) · rate) (DRA ``cont_rate``, ``official_code_facts.md`` §2.3)."""
+    """nPollution = int(N_normal / (1 − rate) · rate) (DRA ``cont_rate``;
+    ``docs/official_code/dra.md`` "Data protocol")."""
     return int(n_train_normal / (1 - rate) * rate)
 
 
@@ -324,7 +326,8 @@ def make_split(
 
 
 def seeded_normal_split(files: Sequence[str], seed: int, test_fraction: float = 0.25) -> tuple[list[str], list[str]]:
-    """Split normal files 3:1 into (train, test), both sorted (AHL A.1; ``official_code_facts.md`` §1.2).
+    """Split normal files 3:1 into (train, test), both sorted (AHL A.1;
+    ``docs/official_code/shared.md`` "Conversion scripts").
 
     The official converters use ``sklearn.train_test_split(test_size=0.25, random_state=42)`` on
     an unsorted listing; here the files are sorted first and permuted with

@@ -10,14 +10,17 @@ galleries and widgets.
 name                 what it does (source)
 ===================  =========================================================================
 cutpaste_same_image  DRA's code "CutMix": a colour-jittered box of the same image pasted
-                     elsewhere (DRA Eq. 4; ``official_code_facts.md`` §2.4); AHL's "CutPaste"
-cutmix_cross_image   the same box cut from *another* normal image (AHL's "CutMix", §4.6)
+                     elsewhere (DRA Eq. 4; ``docs/official_code/dra.md`` "Training pipeline");
+                     AHL's "CutPaste"
+cutmix_cross_image   the same box cut from *another* normal image (AHL's "CutMix",
+                     ``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features")
 cutpaste_scar        a thin, long, rotated box of the same image (CutPaste-Scar, Li et al. 2021)
 cutpaste_mix         per image one of the two above, p = 1/2 (DRA §4.6: "CutPaste-Mix utilizes
                      both CutMix and CP-Scar")
 draem_perlin         thresholded, rotated Perlin noise blended with a texture (DRAEM; AHL §4.6)
 randaug_cutpaste     a real defect, RandAugmented jointly with its mask, pasted into a normal
-                     image (BGAD §3.4; §5.3)
+                     image (BGAD §3.4; ``docs/official_code/bgad.md``
+                     "Data and RandAugmented CutPaste")
 ===================  =========================================================================
 
 Augmentations that the official pipelines apply to the whole image afterwards (DRA/AHL's
@@ -480,7 +483,8 @@ def _place(mask: torch.Tensor, foreground: torch.Tensor | None, random_location:
 def randaug_cutpaste(image: torch.Tensor, generator: torch.Generator, *, anomalies: torch.Tensor,
                      anomaly_masks: torch.Tensor, foreground: torch.Tensor | None = None, n_ops: int = 3,
                      op_set: str = "paper", random_location: bool = True) -> Result:
-    """BGAD's RandAugmented CutPaste (BGAD §3.4, ``official_code_facts.md`` §5.3).
+    """BGAD's RandAugmented CutPaste (BGAD §3.4, ``docs/official_code/bgad.md``
+    "Data and RandAugmented CutPaste").
 
     A real anomaly (one of ``anomalies`` [N,3,H,W] with ``anomaly_masks`` [N,1,H,W], picked at
     random) gets ``n_ops`` = 3 distinct random ops, geometric ones applied jointly to image and

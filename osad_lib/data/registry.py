@@ -10,11 +10,12 @@ MVTec layout:
 * **your data**, one convention: ``<data_root>/<name>`` with the name exactly as above, e.g.
   ``<data_root>/mvtecad/carpet``, ``<data_root>/aitex``, ``<data_root>/btad/01``. The official
   converters' folder names (``AITEX``, ``optical_class``, ``mvtec_anomaly_detection/…``,
-  ``official_code_facts.md`` §1.2) are recognised only to tell you what to rename.
+  ``docs/official_code/shared.md`` "Conversion scripts") are recognised only to tell you what to
+  rename.
 
 :data:`DATASETS` holds per dataset its subsets, anomaly classes, hard-setting seen classes
-(``official_code_facts.md`` §2.3), whether masks exist and the paper statistics (DevNet
-Table 1 = DRA Table 5; AHL Table 6), so planners and tables work without any data present.
+(``docs/official_code/dra.md`` "Data protocol"), whether masks exist and the paper statistics
+(DevNet Table 1 = DRA Table 5; AHL Table 6), so planners and tables work without any data present.
 """
 
 from __future__ import annotations

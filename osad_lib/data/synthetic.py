@@ -1,11 +1,11 @@
 """A small, deterministic dataset in the MVTec layout, with pixel masks, for smoke runs and tests.
 
-Three subsets imitate the kinds of MVTec AD categories (``official_code_facts.md`` §1.1 layout):
-two textures (``weave``: a woven fabric, ``grain``: wood-like rings) and one object
-(``object``: a nut-like ring on a plain background, defects only on the object). Every subset
-has the five defect classes of :data:`DEFECT_CLASSES`, each visually distinct, with an exact
-pixel mask in ``ground_truth/<class>/<stem>_mask.png`` (pixels outside the mask are never
-changed). Results on it are labelled ``dataset="synthetic"``, ``subset=<subset>``.
+Three subsets imitate the kinds of MVTec AD categories (``docs/official_code/shared.md``
+"Dataset layout on disk"): two textures (``weave``: a woven fabric, ``grain``: wood-like rings) and
+one object (``object``: a nut-like ring on a plain background, defects only on the object). Every
+subset has the five defect classes of :data:`DEFECT_CLASSES`, each visually distinct, with an exact
+pixel mask in ``ground_truth/<class>/<stem>_mask.png`` (pixels outside the mask are never changed).
+Results on it are labelled ``dataset="synthetic"``, ``subset=<subset>``.
 
 Every image is drawn from its own seeded generator ``(seed, subset, folder, index)``, so the
 data do not depend on generation order; a folder is written once per parameter set into

@@ -1,14 +1,14 @@
 """Notebook ``02_dra``: DRA's general (Tables 1/7) and hard (Tables 2/8) settings beside the paper.
 
-The grid: for every dataset of the profile, the general setting with each shot count (one-shot
-drawn from the ten-shot draw, DRA App. A.2) and the hard setting with every seen class of the
-dataset (``registry.DATASETS[..].hard_seen_classes``, ``official_code_facts.md`` §2.3), for
-each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and,
-at the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
-:mod:`osad_lib.models.baselines`); the unsupervised KDAD of Tables 1/2 (:data:`UNSUPERVISED_METHODS`,
-rows with ``n_shots=0``) once per split test set; where ``clean_runs`` says so, DRA also in ``clean`` mode
-(``variant="clean"``) beside the faithful default (:func:`mode_comparison`). :func:`dra_vs_devnet`
-is the paired verdict on the paper's claim.
+The grid: for every dataset of the profile, the general setting with each shot count (one-shot drawn
+from the ten-shot draw, DRA App. A.2) and the hard setting with every seen class of the dataset
+(``registry.DATASETS[..].hard_seen_classes``, ``docs/official_code/dra.md`` "Data protocol"), for
+each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and, at
+the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
+:mod:`osad_lib.models.baselines`); the unsupervised KDAD of Tables 1/2
+(:data:`UNSUPERVISED_METHODS`, rows with ``n_shots=0``) once per split test set; where
+``clean_runs`` says so, DRA also in ``clean`` mode (``variant="clean"``) beside the faithful default
+(:func:`mode_comparison`). :func:`dra_vs_devnet` is the paired verdict on the paper's claim.
 Rows: ``paper="dra"``, ``table="table1"`` (general) / ``"table2"`` (hard); hard-setting rows
 name the seen class in ``subset`` (``mono``, ``carpet/color``) and per-dataset means are added
 when the tables are built. Every row's ``deviations`` lists how the run's settings differ from
@@ -511,7 +511,8 @@ def _where(row: pd.Series) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# faithful vs clean (official_code_facts.md §10 items 1 and 4)
+# faithful vs clean (docs/official_code/dra.md "Where the code departs from the paper",
+# items 1 and 4)
 
 
 def mode_differences(config: DRAConfig) -> str:

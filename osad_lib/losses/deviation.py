@@ -7,11 +7,11 @@ deviation is ``dev = (s − μ_r) / σ_r``, and the loss is
 
     L = mean[ (1 − y)·|dev| + y·max(0, a − dev) ],    a = 5 (the "confidence margin")
 
-so that normal scores stay close to μ_r and anomaly scores sit at least ``a`` standard
-deviations above it. The official image code (``official_code_facts.md`` §1.3) draws a fresh
-``r ∈ R^5000`` on every call and uses its sample mean and (unbiased) standard deviation; the
-tabular DevNet fixes the reference once. Both are available here: ``reference=None`` draws
-afresh (optionally from ``generator``), a tensor ``reference`` is used as given.
+so that normal scores stay close to μ_r and anomaly scores sit at least ``a`` standard deviations
+above it. The official image code (``docs/official_code/shared.md`` "Deviation loss") draws a fresh
+``r ∈ R^5000`` on every call and uses its sample mean and (unbiased) standard deviation; the tabular
+DevNet fixes the reference once. Both are available here: ``reference=None`` draws afresh
+(optionally from ``generator``), a tensor ``reference`` is used as given.
 
 The same file of the official code offers other criteria through ``--criterion``: ``BCE``
 (binary cross entropy on logits), ``focal`` (binary focal loss, α = 1, γ = 2, mean — the loss
@@ -65,7 +65,8 @@ def deviation_loss(
     reference: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """DevNet's deviation loss (Eq. (3); ``official_code_facts.md`` §1.3), a batch mean.
+    """DevNet's deviation loss (Eq. (3); ``docs/official_code/shared.md`` "Deviation loss"), a batch
+    mean.
 
     ``targets``: 1 = anomaly, 0 = normal. ``reference=None`` draws ``n_reference`` fresh
     N(0, 1) scores on this call (as the official code does), from ``generator`` if given;

@@ -1,9 +1,9 @@
 """AHL — Anomaly Heterogeneity Learning (Zhu, Ding, Tian & Pang, CVPR 2024).
 
-AHL trains a *unified* anomaly scorer ``g`` on the frozen feature maps of an already trained
-OSAD base model (DevNet or DRA; features from :mod:`osad_lib.features`). ``g`` has the base
-model's scoring heads (``official_code_facts.md`` §4.4, §10 AHL item 1: only the heads are
-trained). Two components:
+AHL trains a *unified* anomaly scorer ``g`` on the frozen feature maps of an already trained OSAD
+base model (DevNet or DRA; features from :mod:`osad_lib.features`). ``g`` has the base model's
+scoring heads (``docs/official_code/ahl.md`` "Heads of g"; "Where the code departs from the paper",
+item 1: only the heads are trained). Two components:
 
 * **HADG** (§3.2, App. B.1) — :func:`build_tasks`: k-means (C = 3) partitions the training
   normals; every ordered pair of clusters (a, b) gives a task whose support normals are

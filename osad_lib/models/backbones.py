@@ -5,7 +5,7 @@ normalises them with its own mean/std, and exposes
 
 * ``forward(x)``: the last feature map (the input of the ImageNet classifier's global pooling);
 * ``feature_levels(x)``: three intermediate maps at strides 4/8/16 (BGAD's multi-level input,
-  ``official_code_facts.md`` §5.4);
+  ``docs/official_code/bgad.md`` "Feature extractor");
 * ``classify(x)``: ImageNet logits (a sanity check that loaded weights are genuine).
 
 ==================  ===================================  ==========  ======================

@@ -1,13 +1,13 @@
 """DevNet for images (Pang et al., "Explainable Deep Few-shot Anomaly Detection with Deviation
 Networks") and its ablation variants, one class with options.
 
-Architecture (paper §4.1, §6.3; ``official_code_facts.md`` §3.4): an ImageNet backbone (ResNet-18
-up to layer4, fine-tuned end to end) gives a feature map; a 1×1 convolution scores every cell
-(a patch of the image, Eq. (1)–(3)); the image score is the mean of the top-K absolute cell
-scores, K = 10 % of the cells (Eq. (6)). The code runs this on a two-scale image pyramid
-(448 px and a nearest-resized 224 px, shared weights) and averages the two scores. Training
-minimises the deviation loss (Eq. (7)–(8), :func:`osad_lib.losses.deviation.deviation_loss`)
-on batches of 24 normal + 24 labelled anomalous images, randomly rotated (RandomRotation(180)).
+Architecture (paper §4.1, §6.3; ``docs/official_code/devnet.md`` "Model and training"): an ImageNet
+backbone (ResNet-18 up to layer4, fine-tuned end to end) gives a feature map; a 1×1 convolution
+scores every cell (a patch of the image, Eq. (1)–(3)); the image score is the mean of the top-K
+absolute cell scores, K = 10 % of the cells (Eq. (6)). The code runs this on a two-scale image
+pyramid (448 px and a nearest-resized 224 px, shared weights) and averages the two scores. Training
+minimises the deviation loss (Eq. (7)–(8), :func:`osad_lib.losses.deviation.deviation_loss`) on
+batches of 24 normal + 24 labelled anomalous images, randomly rotated (RandomRotation(180)).
 
 Options (``DevNetConfig``):
 
@@ -75,7 +75,8 @@ DEVNET_CRITERIA = ("deviation", "focal", "bce")
 
 @dataclass(frozen=True)
 class DevNetConfig:
-    """DevNet's settings; defaults are the official code's (``official_code_facts.md`` §3.2)."""
+    """DevNet's settings; defaults are the official code's (``docs/official_code/devnet.md``
+    "Entry points and defaults of the code")."""
 
     variant: str = "mil_ds"
     criterion: str = "deviation"

@@ -1,31 +1,33 @@
 """DRA — disentangled representations of abnormalities (Ding, Pang & Shen, CVPR 2022).
 
-A shared, fine-tuned backbone feeds four independent heads (paper §3, Fig. 2; code
-``official_code_facts.md`` §2.6):
+A shared, fine-tuned backbone feeds four independent heads (paper §3, Fig. 2; code:
+``docs/official_code/dra.md`` "Model", "Where the code departs from the paper"; the items cited
+below are that section's):
 
 * **holistic normality head** (Eq. 9): GAP → Linear(C, 256) → ReLU → Linear(256, 1) → |·|,
   trained to give *large* scores to normal images (target 1[label = 0]) and subtracted at
-  inference (§10 item 8: the code keeps the |·|);
+  inference (item 8: the code keeps the |·|);
 * **seen-abnormality head** (Eq. 2–3) and **pseudo-abnormality head** (Eq. 5): top-K MIL
   heads (:class:`~osad_lib.models.heads.TopKMILHead`, K = 10 % of the cells) with separate
   weights;
 * **composite latent-residual head** (Eq. 6–8): residual = mean of the ``n_ref`` reference
-  feature maps − the query's feature map (the code's direction, §10 item 2), then
+  feature maps − the query's feature map (the code's direction, item 2), then
   Conv3×3(C, C, pad 1) → BN → ReLU → top-K MIL scoring.
 
-Every head scores each pyramid scale (:func:`~osad_lib.models.heads.image_pyramid`, two
-scales, nearest resize) and its scores are averaged over scales (§2.6, §10 item 3). In training
-each head sees only the samples the code routes to it (§2.6–2.7, :data:`ROUTES`,
-:data:`TARGETS`); at evaluation all heads see all samples. Labels: 0 normal, 1 seen (real)
-anomaly, 2 pseudo anomaly. The anomaly score is −holistic + seen + pseudo + composite
-(§2.9; paper §3.2 "Training and Inference"); the per-head deviation losses are summed (§2.7).
+Every head scores each pyramid scale (:func:`~osad_lib.models.heads.image_pyramid`, two scales,
+nearest resize) and its scores are averaged over scales (item 3). In training each head sees only
+the samples the code routes to it (:data:`ROUTES`, :data:`TARGETS`); at evaluation all heads see all
+samples. Labels: 0 normal, 1 seen (real) anomaly, 2 pseudo anomaly. The anomaly score is
+−holistic + seen + pseudo + composite (``docs/official_code/dra.md`` "Evaluation"; paper §3.2
+"Training and Inference"); the per-head deviation losses are summed.
 
-Training and scoring (:class:`DRATrainingData`, :func:`train_dra`, :func:`score_dra`): batches
-of 32 normal + 16 seen-anomaly slots, each normal slot replaced by a pseudo anomaly (label 2)
-with p = 0.5, RandomRotation(180) on every training image (code §2.4–2.5), ``n_ref`` reference
-images per step and per test batch; which references depends on ``mode`` (:class:`DRAConfig`).
-Randomness uses the global torch RNG (seeded by :func:`~osad_lib.seeding.seed_everything`), so
-:func:`osad_lib.training.fit` checkpoints restore it exactly.
+Training and scoring (:class:`DRATrainingData`, :func:`train_dra`, :func:`score_dra`): batches of 32
+normal + 16 seen-anomaly slots, each normal slot replaced by a pseudo anomaly (label 2) with
+p = 0.5, RandomRotation(180) on every training image (``docs/official_code/dra.md``
+"Training pipeline"), ``n_ref`` reference images per step and per test batch; which references
+depends on ``mode`` (:class:`DRAConfig`). Randomness uses the global torch RNG (seeded by
+:func:`~osad_lib.seeding.seed_everything`), so :func:`osad_lib.training.fit` checkpoints restore it
+exactly.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ LOSSES = ("deviation", "bce", "focal", "ce")
 
 @dataclass(frozen=True)
 class DRAConfig:
-    """DRA's settings; defaults are the official code's (``official_code_facts.md`` §2.2, §2.8).
+    """DRA's settings; defaults are the official code's (``docs/official_code/dra.md``
+    "Entry points and defaults of the code", "Training pipeline").
 
     ``mode="faithful"`` (default) reproduces the code where it changes numbers: reference
     images are drawn through the training pipeline (≈ half of them pseudo anomalies, all

@@ -21,7 +21,8 @@ implementation details beyond App. B.2 (pooling, λ, the score) are ours and doc
 DRA; MLEP's original is for video and DRA "adapt[s] it to image tasks by modifying the
 backbone network and training settings to be consistent with DRA" (§4.1, App. B.2): ResNet-18,
 DRA's schedule, batches and data. Nothing more is published about the adaptation
-(``official_code_facts.md`` has no MLEP code). *From the MLEP paper (video)* — its text
+(the official repository has none: ``docs/official_code/dra.md``
+"Entry points and defaults of the code"). *From the MLEP paper (video)* — its text
 is not among the project's paper files, so this summary of the published method was not
 checked against it here: an encoder → ConvLSTM → decoder predicts the next frame; the
 prediction (intensity) loss is applied to normal clips only — a larger error is never enforced on anomalies —, and a margin (triplet)

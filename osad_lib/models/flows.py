@@ -1,10 +1,10 @@
 """Conditional normalizing flow parts: the CFLOW-AD design that BGAD uses (BGAD paper §3.1, A.3).
 
-Each feature vector of a frozen feature map is one flow sample; a 2-D sinusoidal positional
-code is the condition (``official_code_facts.md`` §5.5). A flow is a chain of FrEIA
-``AllInOneBlock`` s: affine coupling with soft-clamped scales (Real-NVP clamping, α = 1.9),
-a fixed random orthogonal ("soft") permutation and a global affine scaling (SOFTPLUS), the
-coupling coefficients predicted by ``Linear(d_in, 2·d_in) → ReLU → Linear(2·d_in, d_out)``.
+Each feature vector of a frozen feature map is one flow sample; a 2-D sinusoidal positional code is
+the condition (``docs/official_code/bgad.md`` "Flows and positional code"). A flow is a chain of
+FrEIA ``AllInOneBlock`` s: affine coupling with soft-clamped scales (Real-NVP clamping, α = 1.9), a
+fixed random orthogonal ("soft") permutation and a global affine scaling (SOFTPLUS), the coupling
+coefficients predicted by ``Linear(d_in, 2·d_in) → ReLU → Linear(2·d_in, d_out)``.
 
 The pieces are usable on their own::
 
@@ -28,7 +28,8 @@ HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
 def positional_encoding_2d(dim: int, height: int, width: int) -> Tensor:
-    """Sinusoidal 2-D position code ``[dim, height, width]`` (``official_code_facts.md`` §5.5).
+    """Sinusoidal 2-D position code ``[dim, height, width]`` (``docs/official_code/bgad.md``
+    "Flows and positional code").
 
     The first ``dim/2`` channels encode the column index, the second half the row index; within
     each half, even channels hold ``sin(pos·f_i)`` and odd channels ``cos(pos·f_i)`` with

@@ -1,15 +1,15 @@
 """Scoring heads shared by DevNet, DRA and AHL: top-K multiple-instance scoring and the image pyramid.
 
-* :class:`TopKMILHead` — DevNet §3.4 (Eq. (5), "top-K MIL"): a 1×1 convolution scores every
-  cell of the backbone's feature map, the image score is the mean of the K largest absolute
-  cell scores, K = max(⌊ratio·H·W⌋, 1) (ratio 0.1 → K = 19 on 14×14, 4 on 7×7;
-  ``official_code_facts.md`` §3.4). With ``topk_ratio=0`` it is the code's plain spatial mean
-  of the raw cell scores (no |·|). DRA's seen/pseudo-abnormality ``PlainHead`` is the same
-  head (§2.6).
-* :func:`image_pyramid` — the code's two-scale input pyramid (§2.6, §3.4): scale ``s`` is the
-  input resized with nearest-neighbour ``F.interpolate`` to ``size // 2**s``; a backbone and
-  head are shared across scales and the per-scale scores are averaged
-  (:func:`average_scales`, :func:`pyramid_score`).
+* :class:`TopKMILHead` — DevNet §3.4 (Eq. (5), "top-K MIL"): a 1×1 convolution scores every cell of
+  the backbone's feature map, the image score is the mean of the K largest absolute cell scores,
+  K = max(⌊ratio·H·W⌋, 1) (ratio 0.1 → K = 19 on 14×14, 4 on 7×7; ``docs/official_code/devnet.md``
+  "Model and training"). With ``topk_ratio=0`` it is the code's plain spatial mean of the raw cell
+  scores (no |·|). DRA's seen/pseudo-abnormality ``PlainHead`` is the same head
+  (``docs/official_code/dra.md`` "Model").
+* :func:`image_pyramid` — the code's two-scale input pyramid (the same two sections): scale ``s`` is
+  the input resized with nearest-neighbour ``F.interpolate`` to ``size // 2**s``; a backbone and
+  head are shared across scales and the per-scale scores are averaged (:func:`average_scales`,
+  :func:`pyramid_score`).
 """
 
 from __future__ import annotations
