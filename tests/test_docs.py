@@ -28,10 +28,6 @@ FORBIDDEN = re.compile(r"official_code_facts|datasets_and_weights|(?<![\w/])conv
 DOC_PATH = re.compile(r"docs/[\w/-]+\.md")
 #: A page named in backticks inside docs/ (relative to the citing page, or from the root).
 DOC_LINK = re.compile(r"`([\w/-]+\.md)`")
-#: Pages already cited but written elsewhere, not yet committed on this branch: tolerated only
-#: while absent (once present they are checked like every other page). ``docs/architecture.md``
-#: is cited by tests/test_layers.py (issue #20) and is being written on main.
-NOT_YET_COMMITTED = {"docs/architecture.md"}
 HEADING_LINE = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*$")
 QUOTED = re.compile(r'"([^"\n]+)"')
 SEPARATOR = re.compile(r"[\s#]*(?:,|;|and)[\s#]*(?=\")")
@@ -114,8 +110,7 @@ def missing_headings(refs: list[tuple[str, list[str]]]) -> list[str]:
     for path, titles in refs:
         page = ROOT / path
         if not page.is_file():
-            if path not in NOT_YET_COMMITTED:
-                problems.append(f"{path}: no such file")
+            problems.append(f"{path}: no such file")
             continue
         known = headings(page)
         problems.extend(f'{path}: no heading "{title}"' for title in titles if title not in known)
@@ -144,7 +139,7 @@ def test_every_cited_docs_page_exists(texts):
     assert {"docs/official_code/shared.md", "docs/datasets.md", "docs/conventions.md",
             "docs/official_code/dra.md", "docs/official_code/devnet.md", "docs/official_code/ahl.md",
             "docs/official_code/bgad.md"} <= cited
-    missing = sorted(path for path in cited if not (ROOT / path).is_file() and path not in NOT_YET_COMMITTED)
+    missing = sorted(path for path in cited if not (ROOT / path).is_file())
     assert not missing, f"cited but not in the repository: {missing}"
 
 
