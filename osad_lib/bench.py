@@ -18,7 +18,7 @@ the generated synthetic dataset (``--dataset synthetic``) where ELPV is not inst
 Results go to ``runs/bench/bench.csv`` / ``.json`` and a Markdown table.
 
 Not benchmarked here: BGAD and AHL train on frozen features computed once per dataset
-(:func:`osad_lib.features.cached_dataset_features`, :func:`osad_lib.features.cached_features`),
+(:func:`osad_lib.components.features.cached_dataset_features`, :func:`osad_lib.components.features.cached_features`),
 so no image pipeline runs in their training loops; their notebooks record train and feature
 times per run (BGAD: ``feature_cache_mb``, ``train_time_s``).
 """
@@ -43,9 +43,9 @@ from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.registry import resolve
 from osad_lib.data.tensors import load_images
 from osad_lib.losses.deviation import criterion as make_criterion
-from osad_lib.models.devnet import DevNet, DevNetConfig
-from osad_lib.models.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
-from osad_lib.models.stems import random_rotation, to_float_images
+from osad_lib.methods.devnet.model import DevNet, DevNetConfig
+from osad_lib.methods.dra.model import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
+from osad_lib.components.stems import random_rotation, to_float_images
 from osad_lib.paths import atomic_write_text
 from osad_lib.profiles import get_profile, resolve_device
 from osad_lib.seeding import seed_everything

@@ -43,7 +43,7 @@ from osad_lib.data.registry import DATASETS, SubsetInfo
 from osad_lib.data.synthetic import DEFECT_CLASSES, add_defect, normal_image
 from osad_lib.data.tabular import GROUPS
 from osad_lib.experiments.ablations.devnet import FIG7_SHOTS, PAPER_DATASETS
-from osad_lib.models.backbones import hub_file_name, source_model
+from osad_lib.components.backbones import hub_file_name, source_model
 from osad_lib.profiles import DATASET_FAMILY_REPRESENTATIVES
 from osad_lib.validate import choose
 

@@ -20,7 +20,7 @@ defined; notebooks never hard-code schedules, datasets or seeds.
   ``dry run`` in ``deviations``; they never mix with the paper profile's.
 
 Per-method settings (``Profile.method``) override the method's paper defaults, which live in
-the method's own module (e.g. ``osad_lib.models.devnet.DevNetConfig``).
+the method's own module (e.g. ``osad_lib.methods.devnet.model.DevNetConfig``).
 
 A **custom profile** is a TOML file (``run_all.py --profile-file``, the notebooks' ``profile_file``
 parameter) naming a built-in ``base`` plus overrides of profile fields and per-method settings
@@ -102,7 +102,7 @@ class Profile:
 #: The paper profile overrides nothing unless a paper default cannot run as written.
 METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "devnet": {
-        # osad_lib.models.devnet.DevNetConfig fields, plus the grid keys of
+        # osad_lib.methods.devnet.model.DevNetConfig fields, plus the grid keys of
         # osad_lib.experiments.devnet.GRID_KEYS (methods, max_seen_classes, method_tables).
         # smoke: one baseline (MINNS, in all three DevNet tables) to exercise the wiring in CI.
         "smoke": {"max_seen_classes": 2, "methods": ("devnet", "flos", "minns")},
@@ -181,7 +181,7 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "ahl": {
-        # osad_lib.models.ahl.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
+        # osad_lib.methods.ahl.model.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
         "smoke": {"epochs": 3, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
                   "psi_steps": 2, "psi_pool_size": 96, "settings": ("general",), "general_n_shots": (5,)},
         # On the base models 01/02 trained (the run's model store) and their fine-tuned features;
@@ -295,7 +295,7 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"studies": (), "options": {}},
     },
     "patchcore": {
-        # osad_lib.models.patchcore.PatchCoreConfig fields. demo: memory bank from 200 training
+        # osad_lib.methods.baselines.patchcore.PatchCoreConfig fields. demo: memory bank from 200 training
         # normals and a 1 % coreset (paper: all normals, 10 %): the exact greedy k-center selection
         # costs O(patches x selected); on ELPV this takes ~25 CPU-s per run instead of many minutes
         # (seed 0: AUROC 0.880 vs 0.877 with a 10 % coreset of the same 200 normals).

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from osad_lib.features import FeatureBank
-from osad_lib.models import ahl
-from osad_lib.models.ahl import AHLConfig, PoolLayout, Task
-from osad_lib.models.devnet import DevNet, DevNetConfig
+from osad_lib.components.features import FeatureBank
+from osad_lib.methods.ahl import model as ahl
+from osad_lib.methods.ahl.model import AHLConfig, PoolLayout, Task
+from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 from osad_lib.validate import ConfigError
 
 GENS = ahl.GENERATORS
@@ -395,7 +395,7 @@ def test_psi_weights_track_errors_not_score_scale():
 
 
 def test_a_task_set_keeps_a_normal_when_the_pseudo_coin_replaces_every_one():
-    from osad_lib.models.ahl import _with_pseudo
+    from osad_lib.methods.ahl.model import _with_pseudo
 
     normals = np.array([4, 9, 11])
     kept, replaced = _with_pseudo(normals, True, 1.0, np.random.default_rng(0))  # the coin replaces all

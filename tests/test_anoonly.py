@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from osad_lib.data.tabular import adbench_split
-from osad_lib.losses.ssad import bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss
-from osad_lib.models.ssad import (
+from osad_lib.methods.anoonly.losses import bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss
+from osad_lib.methods.anoonly.heads import (
     DeepSADNet, DevNetNet, FEAWADNet, Norm, PReNetNet, SSADConfig, Stage, default_norm, run_stage, train_head,
 )
 from osad_lib.validate import ConfigError
@@ -212,7 +212,7 @@ def test_bn_dagger_adds_the_cluster_loss():
 
 
 def test_fixed_batches_repeat_the_same_batch():
-    from osad_lib.models.ssad import _half_batches
+    from osad_lib.methods.anoonly.heads import _half_batches
 
     split = _toy_split()
     cfg = SSADConfig("feawad", fixed_batches=True).resolved()
@@ -225,7 +225,7 @@ def test_fixed_batches_repeat_the_same_batch():
 
 
 def test_prenet_anomaly_pairs_distinct_as_the_paper_or_repeating_as_the_code():
-    from osad_lib.models.ssad import prenet_pairs
+    from osad_lib.methods.anoonly.heads import prenet_pairs
 
     split = _toy_split()
     paper_cfg = SSADConfig("prenet", batch_size=64, steps_per_epoch=30).resolved()
@@ -266,7 +266,7 @@ def test_prenet_scores_with_fresh_references_per_row_or_shared_ones():
 
 
 def test_deepsad_center_pretraining_and_learning_rate_options():
-    from osad_lib.models.ssad import deepsad_center
+    from osad_lib.methods.anoonly.heads import deepsad_center
 
     split = _toy_split()
     X = torch.as_tensor(split.X_train)
@@ -460,7 +460,7 @@ IMAGE_TINY = {"backbone": "resnet18", "weights": "random", "image_size": 64, "n_
 
 def test_image_deviation_loss_anomaly_only_keeps_the_anomaly_term_only():
     from osad_lib.losses.deviation import deviation_loss
-    from osad_lib.losses.ssad import image_deviation_loss_anomaly_only
+    from osad_lib.methods.anoonly.losses import image_deviation_loss_anomaly_only
 
     s = torch.tensor([0.5, -1.0, 7.0, 2.0], requires_grad=True)
     y = torch.tensor([0, 0, 1, 1])
@@ -475,7 +475,7 @@ def test_image_deviation_loss_anomaly_only_keeps_the_anomaly_term_only():
 
 
 def test_image_devnet_anomaly_only_adds_bn_before_the_scoring_layer():
-    from osad_lib.models.devnet import DevNet, DevNetConfig
+    from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 
     torch.manual_seed(0)
     base, ao = DevNet(DevNetConfig(**IMAGE_TINY)), DevNet(DevNetConfig(anomaly_only=True, **IMAGE_TINY))

@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_sample_images
 from torchvision.transforms.v2 import functional as TF
 
-from osad_lib.models.backbones import BACKBONES, build_backbone
+from osad_lib.components.backbones import BACKBONES, build_backbone
 from osad_lib.validate import ConfigError
 
 # ImageNet classes a photo of a Chinese palace/temple by a lake may sensibly be called.

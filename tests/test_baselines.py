@@ -11,12 +11,12 @@ from torch import nn
 
 from osad_lib import metrics
 from osad_lib.experiments import baselines as xbaselines
-from osad_lib.models import baselines
-from osad_lib.models.backbones import Backbone
-from osad_lib.models.baselines import (
+from osad_lib.methods.baselines import baselines
+from osad_lib.components.backbones import Backbone
+from osad_lib.methods.baselines.baselines import (
     BaselineConfig, hypersphere_center, mil_pool, one_class_loss, probability_bce, squared_distances,
 )
-from osad_lib.models.patchcore import (
+from osad_lib.methods.baselines.patchcore import (
     PatchCore, PatchCoreConfig, greedy_coreset, local_patch_features, nearest_distances,
 )
 from osad_lib.validate import ConfigError

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from osad_lib.losses.bgad import (
+from osad_lib.methods.bgad.loss import (
     CODE_FOCAL, PAPER_FOCAL, BGADLossConfig, bgad_loss, bgspp_loss, boundaries, focal_weights, ml_loss,
 )
 from osad_lib.validate import ConfigError
@@ -142,7 +142,7 @@ def test_loss_config_rejects_unknown_options():
 
 
 # ------------------------------------------------------------------ learning-rate schedule
-from osad_lib.models.bgad import (  # noqa: E402
+from osad_lib.methods.bgad.model import (  # noqa: E402
     BGADConfig, BGADFlows, FeatureBank, assemble_anomaly_maps, cosine_lr, fit_bgad, image_scores, warmup_lr,
 )
 
@@ -435,8 +435,8 @@ def _toy_images(n: int = 6, size: int = 32):
 
 @pytest.mark.parametrize("racp", [True, False])
 def test_anomaly_entries_repeat_real_anomalies_and_add_fresh_racp_copies(racp):
-    from osad_lib.models.backbones import build_backbone
-    from osad_lib.models.bgad import extract_levels
+    from osad_lib.components.backbones import build_backbone
+    from osad_lib.methods.bgad.model import extract_levels
 
     images = _toy_images()
     net = build_backbone("efficientnet_lite0", "random").freeze()

@@ -7,7 +7,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import focal_loss
-from osad_lib.models.devnet import (
+from osad_lib.methods.devnet.model import (
     DevNet, DevNetConfig, random_rotation, rotate, score_images, stem_features, train_devnet,
 )
 from osad_lib.validate import ConfigError
@@ -321,7 +321,7 @@ def test_batched_rotation_matches_the_reference_transform_in_distribution():
     from PIL import Image
     from torchvision import transforms
 
-    from osad_lib.models.stems import random_rotation
+    from osad_lib.components.stems import random_rotation
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from osad_lib.models.dra import (
+from osad_lib.methods.dra.model import (
     DRA, HEADS, NORMAL, PSEUDO, SEEN, DRAConfig, anomaly_score, dra_loss, head_targets, latent_residual,
 )
 from osad_lib.validate import ConfigError
@@ -137,7 +137,7 @@ def test_loss_is_the_sum_of_per_head_losses_on_routed_targets():
 
 
 def test_shapes_at_both_scales_with_a_real_backbone():
-    from osad_lib.models.backbones import build_backbone
+    from osad_lib.components.backbones import build_backbone
 
     torch.manual_seed(0)
     model = DRA(build_backbone("resnet18", "random"), heads=HEADS, n_scales=2)
@@ -192,8 +192,8 @@ def test_bad_settings_are_one_line_errors():
 # training data, references and the faithful / clean switch
 
 from osad_lib.data.tensors import ImageSet, subsample  # noqa: E402
-from osad_lib.models import dra as dra_module  # noqa: E402
-from osad_lib.models.dra import DRATrainingData, score_dra, train_config  # noqa: E402
+from osad_lib.methods.dra import model as dra_module  # noqa: E402
+from osad_lib.methods.dra.model import DRATrainingData, score_dra, train_config  # noqa: E402
 
 
 def image_set(n_normal: int = 8, n_anomaly: int = 3, size: int = 16, seed: int = 0) -> ImageSet:
@@ -330,8 +330,8 @@ def test_train_dra_runs_end_to_end_and_is_seeded():
 
 
 def test_frozen_stem_is_fixed_and_cached_stems_score_like_images():
-    from osad_lib.models.backbones import build_backbone
-    from osad_lib.models.stems import StemFeatures
+    from osad_lib.components.backbones import build_backbone
+    from osad_lib.components.stems import StemFeatures
 
     torch.manual_seed(0)
     model = DRA(build_backbone("resnet18", "random"), heads=HEADS, n_scales=2, frozen_stages=2)
@@ -357,7 +357,7 @@ def test_frozen_stem_is_fixed_and_cached_stems_score_like_images():
 # ------------------------------------------------------------------------------------------
 # SAOE baseline (DRA App. B.2)
 
-from osad_lib.models.dra_baselines import SAOE, outlier_exposure_loss, saoe_loss, train_saoe  # noqa: E402
+from osad_lib.methods.baselines.dra_baselines import SAOE, outlier_exposure_loss, saoe_loss, train_saoe  # noqa: E402
 
 
 def test_saoe_pools_each_class_with_top_k_and_scores_one_minus_p_normal():
@@ -396,7 +396,7 @@ def test_saoe_trains_with_outlier_exposure():
 # ------------------------------------------------------------------------------------------
 # MLEP baseline (our image adaptation; DRA §4.1, App. B.2)
 
-from osad_lib.models.dra_baselines import MLEP, mlep_loss, train_mlep, triplet_margin_loss  # noqa: E402
+from osad_lib.methods.baselines.dra_baselines import MLEP, mlep_loss, train_mlep, triplet_margin_loss  # noqa: E402
 
 
 def unit(*rows: list[float]) -> torch.Tensor:
@@ -539,7 +539,7 @@ def test_cached_batches_draw_pool_pseudo_anomalies_without_repeats_and_anomaly_v
     """Cached training: a batch holds round(pseudo_prob × 2B//3) pseudo slots from the pool, drawn
     without repetition until the pool is used up; with ``dihedral`` a labelled anomaly's input is
     one of its precomputed views."""
-    from osad_lib.models.stems import StemFeatures
+    from osad_lib.components.stems import StemFeatures
 
     train = image_set(n_normal=8, n_anomaly=3)
     stems = StemFeatures((torch.arange(11.0).view(11, 1, 1, 1).expand(11, 2, 2, 2).half(),))

@@ -53,7 +53,7 @@ def test_generated_datasets_have_every_registry_class_mask_and_image_kind(tmp_pa
 def test_random_weight_files_load_through_the_imagenet_path(tmp_path, monkeypatch):
     import torch
 
-    from osad_lib.models.backbones import build_backbone, hub_file_name
+    from osad_lib.components.backbones import build_backbone, hub_file_name
 
     monkeypatch.setattr(dryrun, "PAPER_BACKBONES", ("resnet18",))
     home = dryrun.write_weights(tmp_path)

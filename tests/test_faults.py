@@ -26,7 +26,8 @@ import pytest
 import torch
 
 import run_all
-from osad_lib import features, paths, runner
+from osad_lib import paths, runner
+from osad_lib.components import features
 from osad_lib.data import tensors
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.synthetic import SyntheticConfig, write_synthetic

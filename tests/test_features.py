@@ -1,4 +1,4 @@
-"""The feature stage (``osad_lib.features``): extraction, pseudo versions, the cache.
+"""The feature stage (``osad_lib.components.features``): extraction, pseudo versions, the cache.
 
 Facts checked: ``docs/official_code/ahl.md`` "The pipeline the code implements",
 "Feature files" and "Pseudo-anomaly generators for the features" (features of every image at both
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from osad_lib import features
+from osad_lib.components import features
 from osad_lib.data.tensors import ImageSet
-from osad_lib.models import ahl
-from osad_lib.models.devnet import DevNet, DevNetConfig
+from osad_lib.methods.ahl import model as ahl
+from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 
 
 def tiny_devnet(seed: int = 0) -> DevNet:

@@ -1,4 +1,4 @@
-"""Flow parts of BGAD (osad_lib.models.flows): positional code, invertibility, log-determinant."""
+"""Flow parts of BGAD (osad_lib.components.flows): positional code, invertibility, log-determinant."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from osad_lib.models.flows import (
+from osad_lib.components.flows import (
     conditional_flow, coupling_subnet, gaussian_log_likelihood, positional_encoding_2d,
 )
 from osad_lib.seeding import seed_everything

@@ -105,7 +105,7 @@ def test_pinned_host_batches_reach_the_gpu_in_the_benchmark_pipeline():
 
 def test_devnet_trains_and_scores_at_the_paper_settings_on_cuda():
     """ResNet-18 at 448 px, batches of 48 (24 + 24), the two-scale pyramid, bf16 and channels_last."""
-    from osad_lib.models.devnet import DevNetConfig, score_images, train_devnet
+    from osad_lib.methods.devnet.model import DevNetConfig, score_images, train_devnet
 
     torch.cuda.reset_peak_memory_stats()
     config = DevNetConfig(weights="random", epochs=1, steps_per_epoch=2)
@@ -116,7 +116,7 @@ def test_devnet_trains_and_scores_at_the_paper_settings_on_cuda():
 
 
 def test_dra_trains_and_scores_at_the_paper_settings_on_cuda():
-    from osad_lib.models.dra import DRAConfig, train_dra
+    from osad_lib.methods.dra.model import DRAConfig, train_dra
 
     config = DRAConfig(weights="random", epochs=1, steps_per_epoch=2)
     trained = train_dra(_image_set(48, 10, 448), config, seed=0, device="cuda", progress=False)
@@ -125,8 +125,8 @@ def test_dra_trains_and_scores_at_the_paper_settings_on_cuda():
 
 
 def test_kdad_trains_scores_and_localizes_on_cuda():
-    from osad_lib.models.devnet import score_images
-    from osad_lib.models.kdad import KDADConfig, anomaly_maps, train_kdad
+    from osad_lib.methods.devnet.model import score_images
+    from osad_lib.methods.baselines.kdad import KDADConfig, anomaly_maps, train_kdad
 
     config = KDADConfig(weights="random", epochs=1, steps_per_epoch=2)
     model, history = train_kdad(config, _image_set(64, 0, 128), seed=0, device="cuda", progress=False)

@@ -4,7 +4,7 @@ docs/official_code/devnet.md "Model and training")."""
 import pytest
 import torch
 
-from osad_lib.models.heads import (
+from osad_lib.components.heads import (
     TopKMILHead, average_scales, image_pyramid, pyramid_score, top_k_count, top_k_mean,
 )
 from osad_lib.validate import ConfigError

@@ -9,8 +9,8 @@ import torch
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.metrics import image_auroc
-from osad_lib.models.devnet import score_images
-from osad_lib.models.kdad import KDAD, Cloner, KDADConfig, cloner_layout, distillation_losses, train_kdad
+from osad_lib.methods.devnet.model import score_images
+from osad_lib.methods.baselines.kdad import KDAD, Cloner, KDADConfig, cloner_layout, distillation_losses, train_kdad
 from osad_lib.validate import ConfigError
 
 SIZE = 32

@@ -14,17 +14,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "osad_lib"
 
-#: Layers from the bottom; a module belongs to the first layer naming it exactly, else to the layer
-#: of its longest matching package prefix (``osad_lib.models.stems`` is a component, the rest of
-#: ``osad_lib.models`` are methods).
+#: Layers from the bottom; a module belongs to the layer naming it exactly, else to the layer of its
+#: longest matching package prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("osad_lib", "osad_lib.validate", "osad_lib.errors", "osad_lib.paths", "osad_lib.seeding",
               "osad_lib.limits", "osad_lib.viz")),
     ("data", ("osad_lib.data",)),
-    ("components and losses", ("osad_lib.losses", "osad_lib.models.backbones", "osad_lib.models.heads",
-                               "osad_lib.models.flows", "osad_lib.models.stems", "osad_lib.features",
-                               "osad_lib.training", "osad_lib.metrics", "osad_lib.explain")),
-    ("methods", ("osad_lib.models",)),
+    ("components and losses", ("osad_lib.components", "osad_lib.losses", "osad_lib.training", "osad_lib.metrics",
+                               "osad_lib.explain")),
+    ("methods", ("osad_lib.methods",)),
     ("experiments, results, paper", ("osad_lib.profiles", "osad_lib.results", "osad_lib.paper",
                                      "osad_lib.experiments", "osad_lib.dryrun")),
     ("presentation", ("osad_lib.plots", "osad_lib.widgets", "osad_lib.report", "osad_lib.headline")),
@@ -103,9 +101,9 @@ def test_imports_point_downward_only():
 
 def test_the_layer_check_catches_an_upward_import():
     assert upward_imports("osad_lib.data.protocols", "from osad_lib.results import ResultsStore\n")
-    assert upward_imports("osad_lib.models.dra", "def f():\n    from osad_lib.experiments import devnet\n")
+    assert upward_imports("osad_lib.methods.dra.model", "def f():\n    from osad_lib.experiments import devnet\n")
     assert upward_imports("osad_lib.profiles", "if TYPE_CHECKING:\n    from osad_lib import viz, report\n")
-    assert not upward_imports("osad_lib.experiments.dra", "from osad_lib.models.dra import DRAConfig\n")
+    assert not upward_imports("osad_lib.experiments.dra", "from osad_lib.methods.dra.model import DRAConfig\n")
     with pytest.raises(ValueError, match="belongs to no layer"):
         layer_of("osad_lib_other.x")
 

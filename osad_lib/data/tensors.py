@@ -10,7 +10,7 @@ line and rebuilt, and a build first checks the free space it needs (an out-of-sp
 kill the process).
 :func:`load_split` turns a :class:`~osad_lib.data.protocols.Split` manifest into training and
 test :class:`ImageSet` s. Images stay uint8 until a batch is taken (:meth:`ImageSet.batch`
-gives float [0, 1], the input range of ``osad_lib.models.backbones``).
+gives float [0, 1], the input range of ``osad_lib.components.backbones``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ and head options. Group means (``subset=""``) are built per seed by :func:`group
 partial.
 
 Defaults are the paper's method (appendix B); every departure from it — an official-code
-behaviour (:data:`osad_lib.models.ssad.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
+behaviour (:data:`osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
 the contaminated organisation — is named in the row's ``deviations``
 (``docs/official_code/anoonly.md`` explains what the code does). ``fidelity`` experiments
 (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one such option changed at a
@@ -82,7 +82,7 @@ from osad_lib.experiments.devnet import (
     table_shots,
 )
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
-from osad_lib.models.ssad import (
+from osad_lib.methods.anoonly.heads import (
     CODE_BEHAVIOUR,
     DEFAULT_NOT_PAPER,
     HEAD_DEFAULTS,
@@ -130,7 +130,7 @@ def _same(heads: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[st
 
 #: Fidelity factors: name → {head: SSADConfig changes}. Each reruns the MVTec column with one
 #: departure from the defaults (the paper's method); ``code`` = every official-code behaviour of
-#: the head at once (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`).
+#: the head at once (:data:`~osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`).
 FACTORS: dict[str, dict[str, dict[str, Any]]] = {
     "code": {h: dict(o) for h, o in CODE_BEHAVIOUR.items()},
     "loss_form=code": _same(("devnet",), {"loss_form": "code"}),
@@ -251,8 +251,8 @@ def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]
 def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
     """How ``config`` departs from the paper's method (appendix B), one ``name=value (paper: …)``
     part per field; ``, official code`` marks the official code's own value
-    (:data:`~osad_lib.models.ssad.CODE_BEHAVIOUR`), and a default that departs from the paper's
-    text says why (:data:`~osad_lib.models.ssad.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
+    (:data:`~osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`), and a default that departs from the paper's
+    text says why (:data:`~osad_lib.methods.anoonly.heads.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
     AnoOnly heads (they have the BN either way); epochs shortened by ``schedule`` are one
     ``schedule`` part."""
     default = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
@@ -321,7 +321,7 @@ def make_item(
     """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``organisation`` × ``split`` and ``seed``.
 
     ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
-    the config's), ``options`` to :class:`~osad_lib.models.ssad.SSADConfig` on top of the
+    the config's), ``options`` to :class:`~osad_lib.methods.anoonly.heads.SSADConfig` on top of the
     profile's :func:`head_options`; ``label`` names an ablation/factor in ``variant``.
     """
     ac = ac or anoonly_config(cfg)
@@ -408,7 +408,7 @@ def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gr
 
 def image_devnet_config(cfg: NotebookConfig, anomaly_only: bool) -> Any:
     """The image DevNet of notebook ``01_devnet`` under this profile (:func:`devnet_config`), with
-    or without AnoOnly (:class:`~osad_lib.models.devnet.DevNetConfig` ``anomaly_only``)."""
+    or without AnoOnly (:class:`~osad_lib.methods.devnet.model.DevNetConfig` ``anomaly_only``)."""
     return devnet_config(cfg, anomaly_only=anomaly_only)
 
 

@@ -1,4 +1,4 @@
-"""The image baselines' runs (:mod:`osad_lib.models.baselines`, PatchCore, KDAD) inside the
+"""The image baselines' runs (:mod:`osad_lib.methods.baselines.baselines`, PatchCore, KDAD) inside the
 DevNet and DRA grids: settings from a notebook's profile, the ``deviations`` of their rows, and
 runners with the signature and return of DevNet's (``osad_lib.experiments.devnet.METHODS``):
 ``runner(cfg, split, root, config=None, *, max_test_images=0, localize=None, artifact=None,
@@ -28,14 +28,14 @@ from osad_lib.experiments.devnet_settings import devnet_config
 from osad_lib.experiments.model_store import load_or_train
 from osad_lib.experiments.stem_cache import StemConfig, training_stems
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models.baselines import (
+from osad_lib.methods.baselines.baselines import (
     METHOD_DEFAULTS, METHOD_NOTES, METHODS, MINNS_FROM_DEVNET, PATCHCORE_PAPER_FIELDS, SHARED_WITH_DEVNET,
     BaselineConfig, build_model, train_baseline,
 )
-from osad_lib.models.devnet import score_images
-from osad_lib.models.kdad import KDADConfig, anomaly_maps, train_kdad
-from osad_lib.models.patchcore import PatchCore, PatchCoreConfig
-from osad_lib.models.stems import StemFeatures
+from osad_lib.methods.devnet.model import score_images
+from osad_lib.methods.baselines.kdad import KDADConfig, anomaly_maps, train_kdad
+from osad_lib.methods.baselines.patchcore import PatchCore, PatchCoreConfig
+from osad_lib.components.stems import StemFeatures
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
 from osad_lib.seeding import seed_everything
 from osad_lib.validate import ConfigError, choose
@@ -66,7 +66,7 @@ def patchcore_config(cfg: NotebookConfig, **changes: Any) -> PatchCoreConfig:
 
 
 def kdad_config(cfg: NotebookConfig, **changes: Any) -> KDADConfig:
-    """KDAD's own settings (:class:`~osad_lib.models.kdad.KDADConfig`: VGG-16 source, 128 px, its
+    """KDAD's own settings (:class:`~osad_lib.methods.baselines.kdad.KDADConfig`: VGG-16 source, 128 px, its
     schedule — the DevNet/DRA tables report KDAD as published, not on DevNet's settings) with the
     profile's weights kind (``random`` in smoke) ← ``METHOD_OVERRIDES["kdad"][profile]`` (if
     present) ← ``changes``."""
@@ -185,7 +185,7 @@ def run_patchcore(
     artifact: Path | None = None,
     checkpoint: Path | None = None,
 ) -> dict[str, float]:
-    """PatchCore (:mod:`osad_lib.models.patchcore`; default :func:`patchcore_config`) fitted on the
+    """PatchCore (:mod:`osad_lib.methods.baselines.patchcore`; default :func:`patchcore_config`) fitted on the
     split's training normals (labelled anomalies ignored; at most ``config.max_train_images`` of
     them, drawn with the split's seed), tested like :func:`run_baseline`;
     ``pixel_auroc`` comes from its nearest-neighbour anomaly maps. ``checkpoint`` is accepted for
@@ -216,9 +216,9 @@ def run_kdad(
     artifact: Path | None = None,
     checkpoint: Path | None = None,
 ) -> dict[str, float]:
-    """KDAD (:mod:`osad_lib.models.kdad`; default :func:`kdad_config`): the cloner trained on the
+    """KDAD (:mod:`osad_lib.methods.baselines.kdad`; default :func:`kdad_config`): the cloner trained on the
     split's training normals (labelled anomalies ignored), tested like :func:`run_baseline` on the
-    same test set; ``pixel_auroc`` from its gradient maps (:func:`osad_lib.models.kdad.anomaly_maps`)."""
+    same test set; ``pixel_auroc`` from its gradient maps (:func:`osad_lib.methods.baselines.kdad.anomaly_maps`)."""
     config = config if config is not None else kdad_config(cfg)
     train, test = load_split(split, root, config.image_size)
     test = subsample(test, max_test_images, split.seed)

@@ -50,11 +50,11 @@ from osad_lib.data.pseudo import foreground_mask, randaug_cutpaste
 from osad_lib.data.registry import dataset_names, resolve, subset_info
 from osad_lib.data.tensors import ImageSet, load_images
 from osad_lib.experiments import GridItem
-from osad_lib.features import cached_dataset_features, dataset_key
-from osad_lib.losses.bgad import BGADLossConfig
+from osad_lib.components.features import cached_dataset_features, dataset_key
+from osad_lib.methods.bgad.loss import BGADLossConfig
 from osad_lib.metrics import image_auroc, pixel_auroc, pro_score
-from osad_lib.models.backbones import ALLOW_DOWNLOAD_ENV, B6_URL, Backbone, build_backbone
-from osad_lib.models.bgad import (
+from osad_lib.components.backbones import ALLOW_DOWNLOAD_ENV, B6_URL, Backbone, build_backbone
+from osad_lib.methods.bgad.model import (
     BGADConfig, BGADFlows, FeatureBank, assemble_anomaly_maps, downsample_masks, extract_levels, fit_bgad,
     image_scores, loglik_maps,
 )
@@ -343,7 +343,7 @@ def _dataset_features(root: str, image_size: int, backbone: str, weights: str, d
     """Every image of the dataset at ``root``, its frozen features, a path → row index and the backbone.
 
     The features are computed once per dataset, backbone, weights and image size and kept on
-    disk (:func:`osad_lib.features.cached_dataset_features`), so every seed, method, ablation
+    disk (:func:`osad_lib.components.features.cached_dataset_features`), so every seed, method, ablation
     and later run reuses them; in memory only the last dataset is kept.
     """
     samples = read_mvtec_layout(root)

@@ -14,7 +14,7 @@ What runs here (the papers do not say more; every choice is listed):
   papers do not state the number), DRA trained by the 05_ahl notebook's functions with the
   02_dra settings of the profile (:func:`osad_lib.experiments.ahl.base_run`: checkpoint and
   feature bank shared with 05_ahl), and AHL (DRA) trained on that DRA's frozen features with the
-  05_ahl settings and this notebook's ``ahl`` overrides (:func:`osad_lib.models.ahl.train_ahl`).
+  05_ahl settings and this notebook's ``ahl`` overrides (:func:`osad_lib.methods.ahl.model.train_ahl`).
   One source model per source and seed serves every target.
 * **Fine-tuning on target normals** (:func:`finetune_dra`, :func:`finetune_ahl`): "normal
   samples only" cannot train DRA's losses without anomalies, so the fine-tuning data are the
@@ -58,14 +58,14 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments import dra as xdra
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems
-from osad_lib.features import FeatureBank, extract_features, pseudo_images
+from osad_lib.components.features import FeatureBank, extract_features, pseudo_images
 from osad_lib.losses.deviation import criterion
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models.ahl import AHLConfig, FeaturePool, FeatureScorer, TrainedAHL, build_scorer, score_in_chunks, \
+from osad_lib.methods.ahl.model import AHLConfig, FeaturePool, FeatureScorer, TrainedAHL, build_scorer, score_in_chunks, \
     task_sampler, train_ahl
-from osad_lib.models.dra import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
+from osad_lib.methods.dra.model import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
     to_device, train_config
-from osad_lib.models.stems import StemFeatures
+from osad_lib.components.stems import StemFeatures
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.seeding import seed_everything
@@ -360,7 +360,7 @@ def finetune_dra(model: DRA, data: NormalOnlyData, config: DRAConfig, schedule: 
 def target_bank(model: DRA, normals: ImageSet | StemFeatures, normal_images: torch.Tensor,
                 test: ImageSet | StemFeatures, test_labels: np.ndarray, reference_rows: Sequence[int],
                 generators: Sequence[str], seed: int, batch_size: int = 64, device: str = "cpu") -> FeatureBank:
-    """The source DRA's frozen features of a target (:mod:`osad_lib.features`): its normals
+    """The source DRA's frozen features of a target (:mod:`osad_lib.components.features`): its normals
     (``normals``: uint8 images or cached stems), pseudo-anomalous versions of them by each AHL
     generator (always from ``normal_images``), the reference normals and the test set; no
     labelled anomalies (an empty tensor per scale)."""

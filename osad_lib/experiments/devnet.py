@@ -63,10 +63,10 @@ from osad_lib.experiments.devnet_settings import (
 from osad_lib.experiments.model_store import load_or_train
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, training_stems
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.models.baselines import BaselineConfig
-from osad_lib.models.devnet import DevNet, DevNetConfig, score_images, train_devnet
-from osad_lib.models.kdad import KDADConfig
-from osad_lib.models.patchcore import PatchCoreConfig
+from osad_lib.methods.baselines.baselines import BaselineConfig
+from osad_lib.methods.devnet.model import DevNet, DevNetConfig, score_images, train_devnet
+from osad_lib.methods.baselines.kdad import KDADConfig
+from osad_lib.methods.baselines.patchcore import PatchCoreConfig
 from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from osad_lib.models.devnet import DevNetConfig
+from osad_lib.methods.devnet.model import DevNetConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import choose
 

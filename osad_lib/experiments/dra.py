@@ -5,7 +5,7 @@ from the ten-shot draw, DRA App. A.2) and the hard setting with every seen class
 (``registry.DATASETS[..].hard_seen_classes``, ``docs/official_code/dra.md`` "Data protocol"), for
 each seed; DRA and, on the same splits, the comparisons of Tables 1/2 (DevNet, SAOE, MLEP) and, at
 the appendix shot count (ten), those of Tables 7/8 (Deep SAD, MINNS from
-:mod:`osad_lib.models.baselines`); the unsupervised KDAD of Tables 1/2
+:mod:`osad_lib.methods.baselines.baselines`); the unsupervised KDAD of Tables 1/2
 (:data:`UNSUPERVISED_METHODS`, rows with ``n_shots=0``) once per split test set; where
 ``clean_runs`` says so, DRA also in ``clean`` mode (``variant="clean"``) beside the faithful default
 (:func:`mode_comparison`). :func:`dra_vs_devnet` is the paired verdict on the paper's claim.
@@ -40,13 +40,13 @@ from osad_lib.data.tensors import ImageSet, load_images, load_split, subsample
 from osad_lib.experiments import GridItem
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems, training_stems
-from osad_lib.models.stems import StemFeatures
+from osad_lib.components.stems import StemFeatures
 from osad_lib.experiments.model_store import load_or_train
 from osad_lib.experiments.paired import paired_differences, summary_sentence
-from osad_lib.models.dra import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra, train_dra
+from osad_lib.methods.dra.model import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra, train_dra
 from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments.baselines import RUNNERS, baseline_deviations, method_config
-from osad_lib.models.dra_baselines import train_mlep, train_saoe
+from osad_lib.methods.baselines.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paper.means import with_subset_means
 from osad_lib.paths import atomic_write_text
@@ -55,7 +55,7 @@ from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "02_dra"
 #: Methods of the notebook's grid (names of the paper tables): DRA, the DevNet comparison
-#: (``osad_lib.experiments.devnet``), SAOE and MLEP (:mod:`osad_lib.models.dra_baselines`, on
+#: (``osad_lib.experiments.devnet``), SAOE and MLEP (:mod:`osad_lib.methods.baselines.dra_baselines`, on
 #: DRA's backbone and pipeline), Deep SAD and MINNS (:data:`APPENDIX_METHODS`), KDAD
 #: (:data:`UNSUPERVISED_METHODS`).
 METHODS = ("dra", "devnet", "saoe", "mlep", "deepsad", "minns", "kdad")

@@ -3,8 +3,8 @@
 With ``frozen_stages > 0`` (not in the papers, which fine-tune everything) the first backbone
 stages never change, so their outputs — the *stems* — are computed once per dataset, backbone,
 image size and depth, and every DevNet, DRA, baseline and AHL run of the demo trains and scores
-its trainable part on them (:class:`osad_lib.models.stems.StemFeatures`). Three caches, all under
-``cache_dir()``, keyed by the dataset's files (:func:`osad_lib.features.dataset_key`) and the
+its trainable part on them (:class:`osad_lib.components.stems.StemFeatures`). Three caches, all under
+``cache_dir()``, keyed by the dataset's files (:func:`osad_lib.components.features.dataset_key`) and the
 :class:`StemConfig`:
 
 * :func:`dataset_stems` — every image of the dataset, identity view (training and test images);
@@ -35,10 +35,10 @@ from osad_lib import paths
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.pseudo import apply_batch
 from osad_lib.data.tensors import ImageSet, load_images
-from osad_lib.features import cached_dataset_features, dataset_key
-from osad_lib.models.backbones import build_backbone
-from osad_lib.models.heads import image_pyramid
-from osad_lib.models.stems import DIHEDRAL_VIEWS, StemFeatures, dihedral, dihedral_views, stem_outputs, to_float_images
+from osad_lib.components.features import cached_dataset_features, dataset_key
+from osad_lib.components.backbones import build_backbone
+from osad_lib.components.heads import image_pyramid
+from osad_lib.components.stems import DIHEDRAL_VIEWS, StemFeatures, dihedral, dihedral_views, stem_outputs, to_float_images
 from osad_lib.training import load_checkpoint, save_checkpoint
 from osad_lib.validate import ConfigError
 
@@ -168,7 +168,7 @@ def training_stems(root: Path, config: StemConfig, train: ImageSet, device: str 
                    dihedral_anomalies: bool = False) -> StemFeatures:
     """:func:`dataset_stems` of a training set; with ``dihedral_anomalies`` its labelled anomalies
     (label 1) carry their dihedral views (:func:`dataset_stem_views`), which training draws from
-    (:meth:`~osad_lib.models.stems.StemFeatures.sample`)."""
+    (:meth:`~osad_lib.components.stems.StemFeatures.sample`)."""
     stems = dataset_stems(root, config, train, device)
     if not dihedral_anomalies:
         return stems

@@ -42,7 +42,7 @@ from osad_lib.experiments import devnet as dv
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
 from osad_lib.paper.means import with_subset_means
-from osad_lib.models.devnet import DevNet, DevNetConfig
+from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose

@@ -2,7 +2,7 @@
 
 * **Table 3** (§4.5) — importance of each abnormality head: DRA1A (seen head only), DRA2A (+ pseudo),
   DRA3Ar (+ latent residual), DRA3An (+ holistic normality) and the full DRA
-  (:data:`osad_lib.models.dra.VARIANT_HEADS`), ten anomalies, general setting on the nine datasets
+  (:data:`osad_lib.methods.dra.model.VARIANT_HEADS`), ten anomalies, general setting on the nine datasets
   and hard setting on Carpet, AITEX, ELPV and Hyper-Kvasir (every seen class).
 * **Table 4** (§4.6) — source of the pseudo anomalies, hard setting: augmentation (CP-Scar, CP-Mix,
   CutMix = DRA's default) or outlier exposure with external images (MVTec AD without the target's
@@ -10,7 +10,7 @@
   ``<data_root>/<source>/<class>/train/good`` image except the target's class; a source whose
   folder is not there is not run and the table says why on its paper rows.
 * **Fig. 3** (§4.5–4.6) — left: non-disentangled (one multi-class head over normal, seen and pseudo
-  classes: SAOE's head without outlier exposure, :mod:`osad_lib.models.dra_baselines`), partially
+  classes: SAOE's head without outlier exposure, :mod:`osad_lib.methods.baselines.dra_baselines`), partially
   disentangled (DRA2A) and fully disentangled (DRA) abnormality learning, general setting; right:
   AUC w.r.t. the reference-set size nRef of the latent-residual head (the text names 1, 5 — the
   default — and 10). The paper prints no numbers for Fig. 3; its table shows, as reference, the
@@ -40,7 +40,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import dra as dr
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
-from osad_lib.models.dra import VARIANT_HEADS, DRAConfig
+from osad_lib.methods.dra.model import VARIANT_HEADS, DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose

@@ -1,7 +1,7 @@
 """AHL — Anomaly Heterogeneity Learning (Zhu, Ding, Tian & Pang, CVPR 2024).
 
 AHL trains a *unified* anomaly scorer ``g`` on the frozen feature maps of an already trained OSAD
-base model (DevNet or DRA; features from :mod:`osad_lib.features`). ``g`` has the base model's
+base model (DevNet or DRA; features from :mod:`osad_lib.components.features`). ``g`` has the base model's
 scoring heads (``docs/official_code/ahl.md`` "Heads of g"; "Where the code departs from the paper",
 item 1: only the heads are trained). Two components:
 
@@ -65,10 +65,10 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from osad_lib import limits
-from osad_lib.features import PSEUDO_GENERATORS
+from osad_lib.components.features import PSEUDO_GENERATORS
 from osad_lib.losses.deviation import deviation_loss
-from osad_lib.models import dra as dra_model
-from osad_lib.models.heads import TopKMILHead, average_scales
+from osad_lib.methods.dra import model as dra_model
+from osad_lib.components.heads import TopKMILHead, average_scales
 from osad_lib.errors import NonFiniteLossError
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 from osad_lib.validate import ConfigError, choose
@@ -119,7 +119,7 @@ class AHLConfig:
     Eq. 6, so r_i measures how well φ_i separates the labels; ``raw`` uses deviation-scale scores
     as the code does, whose squared gap to the 0/1 labels is dominated by the score scale and
     drives softmax(−r) to one-hot weights. ``composite_channels``: DRA's composite-head
-    projection (:class:`osad_lib.models.dra.CompositeHead`), as the base model's.
+    projection (:class:`osad_lib.methods.dra.model.CompositeHead`), as the base model's.
     ``head_style`` (DRA only): ``base`` = DRA's heads (paper: g has the base
     model's architecture), ``code`` = the AHL code's holistic (no |·|) and stride-3 composite
     heads (§4.4), which the CPU demo uses for speed.
@@ -504,11 +504,11 @@ class CodeCompositeHead(nn.Module):
 class DRAFeatureHeads(nn.Module):
     """DRA's four heads on frozen per-scale features (code §2.6, §4.4) → ``{head: scores [B]}``.
 
-    ``style="base"``: the same head classes as :class:`osad_lib.models.dra.DRA` (paper: g has
+    ``style="base"``: the same head classes as :class:`osad_lib.methods.dra.model.DRA` (paper: g has
     exactly the base model's architecture); ``style="code"``: the AHL code's holistic and
     composite heads (:class:`CodeHolisticHead`, :class:`CodeCompositeHead`). Applied to
     pre-computed feature maps instead of backbone outputs: with ``labels`` every head scores
-    only the samples routed to it (:data:`osad_lib.models.dra.ROUTES`); per-scale scores are
+    only the samples routed to it (:data:`osad_lib.methods.dra.model.ROUTES`); per-scale scores are
     averaged. ``references`` holds the reference feature maps of each scale.
     """
 
@@ -588,8 +588,8 @@ def build_scorer(base: str, channels: int, references: Sequence[torch.Tensor] | 
                  head_style: str = "base", composite_channels: int = 0, faithful: bool = False) -> FeatureScorer:
     """A feature-scoring module for ``base``: fresh, or with the heads of a trained base model.
 
-    ``base_state`` is the base model's ``state_dict()`` (:class:`~osad_lib.models.devnet.DevNet`
-    keeps its head under ``head.``, :class:`~osad_lib.models.dra.DRA` under ``heads.<name>.``,
+    ``base_state`` is the base model's ``state_dict()`` (:class:`~osad_lib.methods.devnet.model.DevNet`
+    keeps its head under ``head.``, :class:`~osad_lib.methods.dra.model.DRA` under ``heads.<name>.``,
     the same names as here); its head entries are loaded, so the scorer reproduces the base
     model's scores on the base model's own features. ``head_style``, ``composite_channels`` and
     ``faithful`` (the code-style composite head's zero init and no padding): see :class:`DRAFeatureHeads`.
@@ -1045,7 +1045,7 @@ def train_ensemble(banks: Mapping[str, Any], config: AHLConfig, seed: int, devic
 def train_ahl(banks: Mapping[str, Any], config: AHLConfig, seed: int, device: str = "cpu",
               base_state: Mapping[str, torch.Tensor] | None = None, progress: bool = True) -> TrainedAHL:
     """Train AHL (or a Table 5 ensemble variant) on ``banks[config.base]`` — the frozen features
-    of a trained base model (:mod:`osad_lib.features`). ``base_state``: the trained base
+    of a trained base model (:mod:`osad_lib.components.features`). ``base_state``: the trained base
     model's ``state_dict()``, whose heads initialise g when ``config.init == "base"``."""
     if config.variant in ("hadg", "ramhadg", "ramfull", "ramhadg+devnet"):
         return train_ensemble(banks, config, seed, device, progress)

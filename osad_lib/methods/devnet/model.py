@@ -28,13 +28,13 @@ Options (``DevNetConfig``):
   (:func:`stem_features`) and the rotation augmentation is then applied to those feature maps.
   Used only by the CPU demo profile, where it is recorded in the result rows' ``deviations``.
 * ``dihedral`` — not in the paper: each training image under a random one of the 8 exact
-  rotations by multiples of 90° and mirror images (:func:`osad_lib.models.stems.dihedral`). On
+  rotations by multiples of 90° and mirror images (:func:`osad_lib.components.stems.dihedral`). On
   cached stems (``frozen_stages > 0``) the rows' precomputed views are drawn instead
-  (:meth:`~osad_lib.models.stems.StemFeatures.sample`; the demo computes them for the labelled
+  (:meth:`~osad_lib.components.stems.StemFeatures.sample`; the demo computes them for the labelled
   anomalies), so the augmentation stays exact where ``rotation_degrees`` would rotate feature maps.
 * ``anomaly_only`` — not in the DevNet paper: AnoOnly (Zhou et al., §3.2–3.3, Fig. 3) carried
   over to the image DevNet. The deviation loss keeps only its anomaly term
-  (:func:`osad_lib.losses.ssad.image_deviation_loss_anomaly_only`) and a batch normalisation
+  (:func:`osad_lib.methods.anoonly.losses.image_deviation_loss_anomaly_only`) and a batch normalisation
   (BatchNorm2d, affine) goes on the feature map before the 1×1 scoring layer, as AnoOnly puts a
   BN before the scoring layer of the tabular DevNet. Deviation criterion, ``mil_ds``/``ds`` only.
 
@@ -57,10 +57,10 @@ from torch import nn
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.losses.deviation import representation_deviation_loss, representation_score
-from osad_lib.losses.ssad import image_deviation_loss_anomaly_only
-from osad_lib.models.backbones import Backbone, build_backbone
-from osad_lib.models.heads import TopKMILHead, average_scales, image_pyramid
-from osad_lib.models.stems import (
+from osad_lib.methods.anoonly.losses import image_deviation_loss_anomaly_only
+from osad_lib.components.backbones import Backbone, build_backbone
+from osad_lib.components.heads import TopKMILHead, average_scales, image_pyramid
+from osad_lib.components.stems import (
     StemFeatures, dihedral_views, random_angles, random_dihedral, random_rotation, rotate, stem_outputs, to_float_images,
 )
 from osad_lib.seeding import seed_everything
@@ -262,7 +262,7 @@ def stem_features(model: DevNet, images: torch.Tensor, batch_size: int = 64,
                   device: str | torch.device = "cpu", progress: bool = False,
                   view_rows: Sequence[int] = ()) -> StemFeatures:
     """The frozen stem of ``model`` on every scale of ``images`` (uint8), computed once; the rows
-    ``view_rows`` also get their 7 other dihedral views (:func:`osad_lib.models.stems.dihedral_views`).
+    ``view_rows`` also get their 7 other dihedral views (:func:`osad_lib.components.stems.dihedral_views`).
 
     Only meaningful with ``frozen_stages > 0``: the stem's weights never change, so training and
     evaluation can start from these features (what makes the demo profile fit on a CPU).

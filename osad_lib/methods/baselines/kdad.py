@@ -8,7 +8,7 @@ under "choices" below are ours and are all fields of :class:`KDADConfig`.
 What the paper specifies and this module follows (paper §3):
 
 * **Source network** (teacher): VGG-16 pre-trained on ImageNet, frozen. It is built by
-  :func:`osad_lib.models.backbones.build_backbone` (``"vgg16"``) under the project's weight rules:
+  :func:`osad_lib.components.backbones.build_backbone` (``"vgg16"``) under the project's weight rules:
   the ImageNet file from the torch hub cache (``vgg16-397923af.pth``) or a local state-dict
   file, downloaded only with ``OSAD_ALLOW_DOWNLOAD=1``; a missing file is a one-line error,
   never a random initialisation (``weights="random"`` only when asked for, e.g. in tests).
@@ -31,7 +31,7 @@ Choices (where the published description leaves a detail open or we could not ve
 
 * critical layers = the outputs of VGG-16's convolution blocks 2, 3, 4 and 5, each after its max
   pooling (strides 4, 8, 16, 32; 128, 256, 512, 512 channels) — the four stages of the
-  ``vgg16`` :class:`~osad_lib.models.backbones.Backbone`;
+  ``vgg16`` :class:`~osad_lib.components.backbones.Backbone`;
 * cloner = VGG-16's block structure (2-2-3-3-3 3×3 convolutions, each followed by a ReLU, max
   pooling closing each block; no batch normalisation, like its source) with ``cloner_width`` = 16
   filters per convolution, except the last convolution of blocks 2–5, which keeps the source's
@@ -65,7 +65,7 @@ from torch import nn
 
 from osad_lib import explain
 from osad_lib.data.tensors import ImageSet
-from osad_lib.models.backbones import build_backbone
+from osad_lib.components.backbones import build_backbone
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 from osad_lib.validate import ConfigError, choose

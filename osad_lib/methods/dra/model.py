@@ -8,13 +8,13 @@ below are that section's):
   trained to give *large* scores to normal images (target 1[label = 0]) and subtracted at
   inference (item 8: the code keeps the |·|);
 * **seen-abnormality head** (Eq. 2–3) and **pseudo-abnormality head** (Eq. 5): top-K MIL
-  heads (:class:`~osad_lib.models.heads.TopKMILHead`, K = 10 % of the cells) with separate
+  heads (:class:`~osad_lib.components.heads.TopKMILHead`, K = 10 % of the cells) with separate
   weights;
 * **composite latent-residual head** (Eq. 6–8): residual = mean of the ``n_ref`` reference
   feature maps − the query's feature map (the code's direction, item 2), then
   Conv3×3(C, C, pad 1) → BN → ReLU → top-K MIL scoring.
 
-Every head scores each pyramid scale (:func:`~osad_lib.models.heads.image_pyramid`, two scales,
+Every head scores each pyramid scale (:func:`~osad_lib.components.heads.image_pyramid`, two scales,
 nearest resize) and its scores are averaged over scales (item 3). In training each head sees only
 the samples the code routes to it (:data:`ROUTES`, :data:`TARGETS`); at evaluation all heads see all
 samples. Labels: 0 normal, 1 seen (real) anomaly, 2 pseudo anomaly. The anomaly score is
@@ -44,13 +44,13 @@ from torch import nn
 from osad_lib.data.pseudo import apply_batch
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import criterion as make_criterion
-from osad_lib.models.backbones import build_backbone
-from osad_lib.models.stems import (
+from osad_lib.components.backbones import build_backbone
+from osad_lib.components.stems import (
     DIHEDRAL_VIEWS, StemFeatures, dihedral_views, random_angles, random_dihedral, random_rotation, rotate, stem_outputs,
     to_float_images,
 )
-from osad_lib.models.stems import dihedral as dihedral_transform
-from osad_lib.models.heads import TopKMILHead, average_scales, image_pyramid
+from osad_lib.components.stems import dihedral as dihedral_transform
+from osad_lib.components.heads import TopKMILHead, average_scales, image_pyramid
 from osad_lib.seeding import seed_everything, torch_generator
 from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
 from osad_lib.validate import ConfigError, choose
@@ -122,7 +122,7 @@ class DRAConfig:
 
     ``dihedral`` (not in the paper): each training image, reference and pseudo anomaly under one
     of the 8 exact rotations by multiples of 90° and mirror images; with ``cache_stems`` the
-    rows' precomputed views are drawn instead (:meth:`~osad_lib.models.stems.StemFeatures.sample`;
+    rows' precomputed views are drawn instead (:meth:`~osad_lib.components.stems.StemFeatures.sample`;
     the demo has them for the labelled anomalies, and its pseudo anomalies are made under a random
     transform). ``composite_channels`` (not in the paper; 0 = the backbone's width): a learned
     1×1 projection to that many channels in front of the composite head, whose 3×3 convolution on
@@ -280,7 +280,7 @@ class DRA(nn.Module):
 
     The backbone is split into a *stem* (normalisation + the first ``frozen_stages`` stages,
     frozen and in eval mode; 0 = fine-tune everything, the paper) and a trainable *top*, as
-    DevNet's (:class:`osad_lib.models.devnet.DevNet`), so a frozen stem's outputs can be
+    DevNet's (:class:`osad_lib.methods.devnet.model.DevNet`), so a frozen stem's outputs can be
     computed once and passed instead of images (a list with one tensor per pyramid scale).
     """
 

@@ -116,7 +116,7 @@ def extract_features(model: nn.Module, images: torch.Tensor | None = None, batch
                      desc: str = "features") -> list[torch.Tensor]:
     """Per-scale last feature maps of a trained DevNet/DRA (anything with ``stem_pyramid`` and
     ``top``) on ``images`` (uint8 or [0, 1] floats ``[N, 3, S, S]``) or on cached frozen-stem
-    outputs ``stems`` (:class:`osad_lib.models.stems.StemFeatures`) → float16 CPU tensors.
+    outputs ``stems`` (:class:`osad_lib.components.stems.StemFeatures`) → float16 CPU tensors.
 
     Eval mode (batch-norm statistics fixed), no gradients; the model's mode is restored.
     """

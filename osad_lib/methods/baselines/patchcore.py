@@ -6,7 +6,7 @@ training normals only (labelled anomalies of a split are ignored). Steps, as in 
 
 1. **Locally aware patch features** (§3.1): a frozen ImageNet backbone (eval mode, no
    gradients); the maps of two intermediate levels (``levels``: indices into
-   :meth:`~osad_lib.models.backbones.Backbone.feature_levels`, default 1 and 2 = strides 8
+   :meth:`~osad_lib.components.backbones.Backbone.feature_levels`, default 1 and 2 = strides 8
    and 16, PatchCore's "layer 2 and 3"); each cell is replaced by the average of its
    ``patch_size × patch_size`` neighbourhood (p = 3, stride 1, zero padding not counted); the
    coarser map is upsampled bilinearly to the finer one and the channels are concatenated.
@@ -23,7 +23,7 @@ training normals only (labelled anomalies of a split are ignored). Steps, as in 
 Left out (paper options not needed for the comparison): the re-weighting of the image score by
 the neighbourhood density (Eq. 7, off by default in the official release), the adaptive
 average pooling of features to 1024 dimensions (the backbones here give 152–384 dimensions),
-WideResNet-50 (not among :mod:`osad_lib.models.backbones`; the profile's backbone is used)
+WideResNet-50 (not among :mod:`osad_lib.components.backbones`; the profile's backbone is used)
 and the 256→224 centre crop (images are resized to ``image_size``, 224 by default).
 
 Everything is batched and memory-bounded: features are computed ``batch_size`` images at a
@@ -45,7 +45,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from osad_lib.explain import smoothing_sigma
-from osad_lib.models.backbones import Backbone, build_backbone
+from osad_lib.components.backbones import Backbone, build_backbone
 from osad_lib.seeding import torch_generator
 from osad_lib.validate import ConfigError
 

@@ -15,7 +15,7 @@ forms exist (``form``: ``paper``, the default, or ``code``; ``docs/official_code
 
 :func:`bn_cluster_loss` is the explicit L_BN of Eq. (5) (``BN†`` in Table 2).
 :func:`image_deviation_loss_anomaly_only` carries AnoOnly beyond the paper, to the image DevNet
-(:class:`osad_lib.models.devnet.DevNetConfig` ``anomaly_only``).
+(:class:`osad_lib.methods.devnet.model.DevNetConfig` ``anomaly_only``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 AnoOnly (Zhou et al., §4.3, appendix B) trains anomaly-detection *heads* on frozen ADBench
 embeddings: Deep SAD, DevNet, FEAWAD and PReNet, each with and without AnoOnly. AnoOnly drops
-the normal loss (:mod:`osad_lib.losses.ssad`) and puts a batch normalisation before the final
+the normal loss (:mod:`osad_lib.methods.anoonly.losses`) and puts a batch normalisation before the final
 layer where the head has none (§3.3, Fig. 3). Where BN goes, per head (the official code's
 layout, ``docs/official_code/anoonly.md``):
 
@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from osad_lib import limits
 from osad_lib.data.tabular import TabularSplit
-from osad_lib.losses.ssad import (
+from osad_lib.methods.anoonly.losses import (
     LOSS_FORMS, bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss,
 )
 from osad_lib.seeding import seed_everything

@@ -2,7 +2,7 @@
 
 DevNet §6.2 compares against Deep SVDD, Deep SAD, MINNS (plus FLOS and KDAD); DRA appendix B.2
 / C.1 reports Deep SAD and MINNS; AHL §4.5.1 (Table 4) reports PatchCore
-(:mod:`osad_lib.models.patchcore`); DevNet and DRA list KDAD (:mod:`osad_lib.models.kdad`, its own
+(:mod:`osad_lib.methods.baselines.patchcore`); DevNet and DRA list KDAD (:mod:`osad_lib.methods.baselines.kdad`, its own
 VGG-16 source/cloner pair at its own settings) as their unsupervised baseline.
 The others are built from their own papers on the profile's backbone:
 
@@ -16,7 +16,7 @@ The others are built from their own papers on the profile's backbone:
 * **Deep SAD** (Ruff et al., ICLR 2020; DevNet §6.2 "adds a margin constraint into the
   original SVDD objective"): the same network and centre; unlabelled/normal samples pull to
   ``c`` (‖φ(x) − c‖²), labelled anomalies are pushed away with η / (‖φ(x) − c‖² + ε), η = 1,
-  ε = 1e-6 (:func:`osad_lib.losses.ssad.deepsad_loss`; Deep SVDD is this loss without
+  ε = 1e-6 (:func:`osad_lib.methods.anoonly.losses.deepsad_loss`; Deep SVDD is this loss without
   labelled anomalies, Ruff et al. 2020 §3). Batches are drawn uniformly from the whole training
   set, as in the authors' code (``balanced=True`` gives DevNet's half/half batches).
 * **MINNS** (Wang et al., "Revisiting multiple instance neural networks", Pattern Recognition
@@ -58,11 +58,11 @@ from torch import nn
 
 from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import bce_loss
-from osad_lib.losses.ssad import deepsad_loss
-from osad_lib.models.backbones import build_backbone
-from osad_lib.models.devnet import stem_features
-from osad_lib.models.stems import StemFeatures, random_angles, random_dihedral, random_rotation, rotate, to_float_images
-from osad_lib.models.heads import average_scales, image_pyramid, top_k_mean
+from osad_lib.methods.anoonly.losses import deepsad_loss
+from osad_lib.components.backbones import build_backbone
+from osad_lib.methods.devnet.model import stem_features
+from osad_lib.components.stems import StemFeatures, random_angles, random_dihedral, random_rotation, rotate, to_float_images
+from osad_lib.components.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
 from osad_lib.validate import ConfigError, choose
@@ -110,7 +110,7 @@ class BaselineConfig:
     training set; Deep SVDD always uses normals only). ``rep_dim``, ``center_eps``: Deep SVDD/SAD
     embedding size and centre rule; ``eta``, ``eps``: Deep SAD's anomaly weight and stabiliser.
     ``mil_*``, ``dropout``, ``topk_ratio``: MINNS (module docstring). ``dihedral``: DevNet's
-    option (:class:`osad_lib.models.devnet.DevNetConfig`), the 8 exact rotations/flips of the
+    option (:class:`osad_lib.methods.devnet.model.DevNetConfig`), the 8 exact rotations/flips of the
     labelled anomalies (on cached stems: their precomputed views).
     """
 
@@ -424,7 +424,7 @@ def train_baseline(
     Seeded from ``seed`` (new layers, centre, batches, rotations, dropout). Deep SVDD/SAD set
     the centre from the untrained network's embeddings of the training normals first. With
     ``frozen_stages > 0`` the frozen stem runs once (or ``stems``, rows matching ``train``, is
-    used) and rotation acts on the stem's maps, as in :func:`osad_lib.models.devnet.train_devnet`.
+    used) and rotation acts on the stem's maps, as in :func:`osad_lib.methods.devnet.model.train_devnet`.
     Training runs in :func:`osad_lib.training.fit`. Returns (model in eval mode, mean loss per epoch).
     """
     seed_everything(seed)

@@ -6,7 +6,7 @@ What runs is the official code's procedure (``docs/official_code/bgad.md``):
 * Features: three levels (strides 4/8/16) of a frozen ImageNet backbone, computed once
   per image and kept in a :class:`FeatureBank` (the backbone never changes, so every meta epoch
   reuses them).
-* Flows (:mod:`osad_lib.models.flows`): per level a CFLOW-AD flow conditioned on the 2-D
+* Flows (:mod:`osad_lib.components.flows`): per level a CFLOW-AD flow conditioned on the 2-D
   positional code; every position of a feature map is one sample; log-likelihoods are per
   dimension (``log p / C``). Option (not in the code): a fixed per-channel standardisation
   in front of each flow, part of the density (``BGADConfig.standardize``; for short CPU schedules).
@@ -37,9 +37,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from osad_lib import limits
-from osad_lib.losses.bgad import BGADLossConfig, bgad_loss
-from osad_lib.models.backbones import Backbone
-from osad_lib.models.flows import conditional_flow, gaussian_log_likelihood, positional_encoding_2d
+from osad_lib.methods.bgad.loss import BGADLossConfig, bgad_loss
+from osad_lib.components.backbones import Backbone
+from osad_lib.components.flows import conditional_flow, gaussian_log_likelihood, positional_encoding_2d
 from osad_lib.errors import NonFiniteLossError
 from osad_lib.validate import ConfigError, choose
 
@@ -47,7 +47,7 @@ from osad_lib.validate import ConfigError, choose
 @dataclass(frozen=True)
 class BGADConfig:
     """BGAD hyper-parameters; defaults are the official code's README run (``docs/official_code/bgad.md``)
-    except β = 5 % (:class:`~osad_lib.losses.bgad.BGADLossConfig`) and ``set_to_none``.
+    except β = 5 % (:class:`~osad_lib.methods.bgad.loss.BGADLossConfig`) and ``set_to_none``.
 
     ``real_repeats`` / ``racp_copies``: each labelled anomaly enters a pass ``real_repeats``
     times as itself and ``racp_copies`` times as a fresh RandAugmented CutPaste sample (the code);

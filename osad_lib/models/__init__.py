@@ -1,1 +1,0 @@
-"""Models: one module per method (devnet, dra, bgad, ssad, ahl); shared backbones and heads."""
