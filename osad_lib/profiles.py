@@ -181,7 +181,7 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "ahl": {
-        # osad_lib.methods.ahl.model.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
+        # osad_lib.methods.ahl.config.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
         "smoke": {"epochs": 3, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
                   "psi_steps": 2, "psi_pool_size": 96, "settings": ("general",), "general_n_shots": (5,)},
         # On the base models 01/02 trained (the run's model store) and their fine-tuned features;

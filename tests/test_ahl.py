@@ -13,12 +13,17 @@ import pytest
 import torch
 
 from osad_lib.components.features import FeatureBank
-from osad_lib.methods.ahl import model as ahl
-from osad_lib.methods.ahl.model import AHLConfig, PoolLayout, Task
+from osad_lib.methods.ahl.cdl import (AHLTrainer, ImportanceEstimator, ScoreHistory, category_weights,
+                                     generalization_errors, importance_weights, inner_adapt, meta_gradient,
+                                     standardized_scores)
+from osad_lib.methods.ahl.config import GENERATORS, PSEUDO, AHLConfig
+from osad_lib.methods.ahl.ensembles import train_ahl
+from osad_lib.methods.ahl.hadg import PoolLayout, Task, batch_slots, build_tasks, cluster_members, split_anomalies
+from osad_lib.methods.ahl.heads import CodeCompositeHead, DRAFeatureHeads, build_scorer
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 from osad_lib.validate import ConfigError
 
-GENS = ahl.GENERATORS
+GENS = GENERATORS
 
 
 def three_clusters(n: int = 30) -> np.ndarray:
@@ -33,7 +38,7 @@ def normals_of(task: Task, part: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- HADG
 def test_clean_tasks_are_six_cluster_pairs_plus_all_normal_task():
     labels = three_clusters()
-    tasks = ahl.build_tasks(labels, 10, AHLConfig(), seed=0)
+    tasks = build_tasks(labels, 10, AHLConfig(), seed=0)
     assert len(tasks) == 7 and tasks[-1].name == "all"
     pairs = [(t.name.split("→")[0], t.name.split("→")[1]) for t in tasks[:6]]
     assert sorted(pairs) == sorted((f"c{a}", f"c{b}") for a in range(3) for b in range(3) if a != b)
@@ -50,7 +55,7 @@ def test_clean_tasks_are_six_cluster_pairs_plus_all_normal_task():
 
 def test_faithful_clusters_are_prefixes_and_six_tasks_share_one_generator():
     labels = np.array([0] * 5 + [1] * 10 + [2] * 15)[np.random.default_rng(0).permutation(30)]
-    tasks = ahl.build_tasks(labels, 10, AHLConfig.faithful(), seed=0)
+    tasks = build_tasks(labels, 10, AHLConfig.faithful(), seed=0)
     assert len(tasks) == 6 and all(t.name != "all" for t in tasks)
     sizes = {f"c{c}": int((labels == c).sum()) for c in range(3)}
     for task in tasks:
@@ -61,7 +66,7 @@ def test_faithful_clusters_are_prefixes_and_six_tasks_share_one_generator():
 
 
 def test_anomaly_halves_consistent_in_clean_mode():
-    for task in ahl.build_tasks(three_clusters(), 10, AHLConfig(), seed=3):
+    for task in build_tasks(three_clusters(), 10, AHLConfig(), seed=3):
         assert len(task.support_anomalies) == 5
         assert np.array_equal(task.query_anomalies, np.arange(10))  # virtual seen + virtual unseen
         assert len(np.intersect1d(task.virtual_unseen, task.support_anomalies)) == 0
@@ -72,7 +77,7 @@ def test_anomaly_halves_consistent_in_clean_mode():
 
 def test_single_anomaly_is_in_support_and_query():
     for mode_config in (AHLConfig(), AHLConfig.faithful()):
-        for task in ahl.build_tasks(three_clusters(), 1, mode_config, seed=0):
+        for task in build_tasks(three_clusters(), 1, mode_config, seed=0):
             assert task.support_anomalies.tolist() == [0] and task.query_anomalies.tolist() == [0]
 
 
@@ -80,7 +85,7 @@ def test_faithful_anomaly_halves_are_drawn_independently():
     rng = np.random.default_rng(0)
     inconsistent = 0
     for _ in range(20):
-        support, query = ahl.split_anomalies(10, rng, consistent=False)
+        support, query = split_anomalies(10, rng, consistent=False)
         assert len(support) == 5 and len(query) == 7  # 2 of an independent half + its complement
         inconsistent += not set(support) <= set(query)
     assert inconsistent > 0
@@ -88,9 +93,9 @@ def test_faithful_anomaly_halves_are_drawn_independently():
 
 def test_overlap_variants_of_table_10():
     labels = three_clusters()
-    base = ahl.build_tasks(labels, 4, AHLConfig(pseudo=False), seed=0)
-    s_to_q = ahl.build_tasks(labels, 4, AHLConfig(pseudo=False, overlap="s_to_q"), seed=0)
-    both = ahl.build_tasks(labels, 4, AHLConfig(pseudo=False, overlap="both"), seed=0)
+    base = build_tasks(labels, 4, AHLConfig(pseudo=False), seed=0)
+    s_to_q = build_tasks(labels, 4, AHLConfig(pseudo=False, overlap="s_to_q"), seed=0)
+    both = build_tasks(labels, 4, AHLConfig(pseudo=False, overlap="both"), seed=0)
     for t0, t1, t2 in zip(base, s_to_q, both):
         assert set(normals_of(t0, "support")) <= set(normals_of(t1, "query"))
         assert np.array_equal(normals_of(t1, "support"), normals_of(t0, "support"))
@@ -98,18 +103,18 @@ def test_overlap_variants_of_table_10():
 
 
 def test_without_pseudo_augmentation_no_pseudo_anomalies():
-    tasks = ahl.build_tasks(three_clusters(), 4, AHLConfig(pseudo=False), seed=0)
+    tasks = build_tasks(three_clusters(), 4, AHLConfig(pseudo=False), seed=0)
     assert all(len(t.support_pseudo) == len(t.query_pseudo) == 0 and t.support_generator is None for t in tasks)
 
 
 def test_number_of_tasks_follows_the_cluster_count():
     labels = np.arange(40) % 4
-    assert len(ahl.build_tasks(labels, 2, AHLConfig(n_clusters=4), seed=0)) == 4 * 3 + 1
+    assert len(build_tasks(labels, 2, AHLConfig(n_clusters=4), seed=0)) == 4 * 3 + 1
 
 
 def test_random_assignment_keeps_cluster_sizes():
     labels = np.array([0] * 4 + [1] * 8 + [2] * 12)
-    members = ahl.cluster_members(labels, "random", np.random.default_rng(0))
+    members = cluster_members(labels, "random", np.random.default_rng(0))
     assert sorted(len(m) for m in members) == [4, 8, 12]
     assert len(np.unique(np.concatenate(members))) == 24
 
@@ -122,9 +127,9 @@ def test_pool_layout_groups_and_batch_slots():
     assert s["normal"].tolist() == [0, 2] and s["anomaly"].tolist() == [6]
     assert s["pseudo"].tolist() == [8 + 6 + 1]  # cutpaste block starts at 6 + 2 + 6
     assert q["pseudo"].tolist() == [8 + 12 + 5] and q["anomaly"].tolist() == [6, 7]
-    assert layout.labels()[s["pseudo"]].tolist() == [ahl.PSEUDO]
-    assert ahl.batch_slots(s, 48) == {"normal": 16, "pseudo": 16, "anomaly": 16}
-    assert ahl.batch_slots({"normal": [0], "pseudo": [], "anomaly": [1]}, 48) == {"normal": 24, "anomaly": 24}
+    assert layout.labels()[s["pseudo"]].tolist() == [PSEUDO]
+    assert batch_slots(s, 48) == {"normal": 16, "pseudo": 16, "anomaly": 16}
+    assert batch_slots({"normal": [0], "pseudo": [], "anomaly": [1]}, 48) == {"normal": 24, "anomaly": 24}
 
 
 # ----------------------------------------------------------------------------- meta-gradient
@@ -141,7 +146,7 @@ def test_meta_gradient_matches_the_hand_derivation(order, steps, factor):
     dL_q/dθ = 2(φ − b)·Π(∂φ_k/∂φ_{k−1}) over the differentiated steps."""
     a, b, beta, theta0 = 1.0, -2.0, 0.1, 3.0
     theta = {"w": torch.tensor([theta0], dtype=torch.float64, requires_grad=True)}
-    grad, fast, q = ahl.meta_gradient(theta, quadratic(a), quadratic(b), [None] * steps, [None], beta, order)
+    grad, fast, q = meta_gradient(theta, quadratic(a), quadratic(b), [None] * steps, [None], beta, order)
     phi = a + (1 - 2 * beta) ** steps * (theta0 - a)
     assert fast["w"].item() == pytest.approx(phi)
     assert q == pytest.approx((phi - b) ** 2)
@@ -160,10 +165,10 @@ def test_meta_gradient_equals_finite_differences():
     theta = {"w": torch.randn(4, dtype=torch.float64, requires_grad=True),
              "v": torch.tensor(1.5, dtype=torch.float64, requires_grad=True)}
     support, query = list(zip(x_s, y_s)), list(zip(x_q, y_q))
-    grad, _, _ = ahl.meta_gradient(theta, loss, loss, support, query, lr=0.3, second_order="all")
+    grad, _, _ = meta_gradient(theta, loss, loss, support, query, lr=0.3, second_order="all")
 
     def objective(params):
-        fast = ahl.inner_adapt(loss, params, support, 0.3, "all")
+        fast = inner_adapt(loss, params, support, 0.3, "all")
         return float(torch.stack([loss(fast, b) for b in query]).mean().detach())
 
     eps = 1e-6
@@ -185,10 +190,10 @@ def test_generalization_errors_and_weights_on_hand_made_predictions():
     labels = torch.tensor([0, 1, 1])
     c = torch.tensor([[0.5, 0.5], [0.5, 1.0], [1.0, 1.0]])
     include = torch.tensor([[True, False], [True, True], [True, True]])
-    r = ahl.generalization_errors(predicted, labels, c, include)
+    r = generalization_errors(predicted, labels, c, include)
     # model 0: (0.5·0 + 0.5·0 + 1.0·0.25) / 3; model 1 (row 0 excluded): (1.0·0 + 1.0·1) / 2
     assert r.tolist() == pytest.approx([0.25 / 3, 0.5])
-    w = ahl.importance_weights(r)
+    w = importance_weights(r)
     expected = np.exp([-0.25 / 3, -0.5]) / np.exp([-0.25 / 3, -0.5]).sum()
     assert w.tolist() == pytest.approx(expected.tolist())
 
@@ -197,7 +202,7 @@ def test_category_weights_of_eq6():
     layout = PoolLayout(n_normals=4, n_anomalies=2, generators=("cutmix", "cutpaste"))
     task = Task("t", np.array([0, 1]), np.array([0]), np.array([1]), np.array([0]),
                 np.array([2, 3]), np.array([]), np.array([0, 1]), "cutmix", "cutpaste")
-    c, include = ahl.category_weights(task, layout)
+    c, include = category_weights(task, layout)
     assert include[:4].tolist() == [False, False, True, True]  # X_{n,i} excluded from D'
     assert c[[2, 3]].tolist() == [0.5, 0.5]  # unseen normals
     assert c[[4, 5]].tolist() == [0.5, 1.0]  # virtual seen / virtual unseen anomaly
@@ -205,7 +210,7 @@ def test_category_weights_of_eq6():
 
 
 def test_score_history_waits_for_k_epochs_then_predicts():
-    history = ahl.ScoreHistory(n_tasks=3, config=AHLConfig(sequence_length=2, psi_steps=2))
+    history = ScoreHistory(n_tasks=3, config=AHLConfig(sequence_length=2, psi_steps=2))
     assert history.update(torch.rand(5, 3)) is None
     assert history.update(torch.rand(5, 3)) is None
     predicted = history.update(torch.rand(5, 3))
@@ -213,10 +218,10 @@ def test_score_history_waits_for_k_epochs_then_predicts():
 
 
 def test_importance_estimator_sizes():
-    paper = ahl.ImportanceEstimator(7)
+    paper = ImportanceEstimator(7)
     assert paper.lstm.hidden_size == 7 and paper.lstm.num_layers == 2 and paper.lstm.bidirectional
     assert paper.head[0].in_features == 14 and paper.head[0].out_features == 14
-    code = ahl.ImportanceEstimator(6, hidden=0, fc_hidden=0)
+    code = ImportanceEstimator(6, hidden=0, fc_hidden=0)
     assert code.lstm.hidden_size == 6 and code.head[-1].in_features == 12
     assert paper(torch.rand(4, 5, 7)).shape == (4, 7)
 
@@ -243,7 +248,7 @@ TINY = dict(epochs=4, inner_steps=2, query_steps=1, batch_size=9, sequence_lengt
 def test_ahl_trains_with_equal_weights_before_history(base):
     torch.manual_seed(0)
     bank = fake_bank()
-    trained = ahl.train_ahl({base: bank}, AHLConfig(base=base, **TINY), seed=0, progress=False)
+    trained = train_ahl({base: bank}, AHLConfig(base=base, **TINY), seed=0, progress=False)
     history = pd.DataFrame(trained.history)
     weights = history.pivot(index="epoch", columns="task", values="weight")
     assert weights.shape == (4, 7)
@@ -257,13 +262,13 @@ def test_ahl_trains_with_equal_weights_before_history(base):
 def test_meta_step_changes_only_after_the_lag_in_faithful_mode():
     bank = fake_bank()
     config = AHLConfig.faithful(base="devnet", **{**TINY, "epochs": 1})
-    trainer = ahl.AHLTrainer(bank, config, seed=0)
+    trainer = AHLTrainer(bank, config, seed=0)
     before = {n: p.detach().clone() for n, p in trainer.theta.items()}
     trainer.epoch(0)
     assert all(torch.equal(before[n], p) for n, p in trainer.theta.items())  # gradient pending
     trainer.epoch(1)
     assert not all(torch.equal(before[n], p) for n, p in trainer.theta.items())
-    clean = ahl.AHLTrainer(bank, AHLConfig(base="devnet", **TINY), seed=0)  # fresh heads, Adam inner loop
+    clean = AHLTrainer(bank, AHLConfig(base="devnet", **TINY), seed=0)  # fresh heads, Adam inner loop
     clean.epoch(0)
     assert not all(torch.equal(before[n], p) for n, p in clean.theta.items())
 
@@ -272,7 +277,7 @@ def test_meta_step_changes_only_after_the_lag_in_faithful_mode():
 def test_table5_variants_run(variant):
     bank = fake_bank()
     config = AHLConfig(base="dra", variant=variant, ensemble_members=2, **TINY)
-    trained = ahl.train_ahl({"dra": bank, "devnet": bank}, config, seed=0, progress=False)
+    trained = train_ahl({"dra": bank, "devnet": bank}, config, seed=0, progress=False)
     bases = [b for _, b, _, _ in trained.members]
     if variant == "ramhadg+devnet":
         assert set(bases) == {"dra", "devnet"}
@@ -284,7 +289,7 @@ def test_init_from_base_reproduces_the_base_models_scores():
     torch.manual_seed(0)
     model = DevNet(DevNetConfig(backbone="resnet18", weights="random", image_size=32)).eval()
     features = [torch.rand(5, 512, 2, 2), torch.rand(5, 512, 1, 1)]
-    scorer = ahl.build_scorer("devnet", 512, base_state=model.state_dict())
+    scorer = build_scorer("devnet", 512, base_state=model.state_dict())
     direct = torch.stack([model.head(f) for f in features]).mean(0)
     assert torch.allclose(scorer.score(None, features), direct)
 
@@ -325,7 +330,7 @@ def test_paper_grid_lists_without_data(monkeypatch, tmp_path):
 @pytest.mark.parametrize("size", [3, 5, 7])
 def test_code_composite_head_equals_its_stride3_convolution(size):
     torch.manual_seed(0)
-    head = ahl.CodeCompositeHead(6, faithful=True)
+    head = CodeCompositeHead(6, faithful=True)
     torch.nn.init.normal_(head.gamma)
     torch.nn.init.normal_(head.beta)
     x, refs = torch.randn(4, 6, size, size), torch.randn(2, 6, size, size)
@@ -339,7 +344,7 @@ def test_composite_head_gradients_on_the_first_step(faithful):
     """The code's zero-initialised affine blocks every gradient of the composite head (its score
     is a constant); the default init lets them flow, and its padding makes every cell count."""
     torch.manual_seed(0)
-    head = ahl.CodeCompositeHead(6, faithful=faithful)
+    head = CodeCompositeHead(6, faithful=faithful)
     x, refs = torch.randn(4, 6, 5, 5), torch.randn(2, 6, 5, 5)
     head(x, refs).sum().backward()
     conv_grad = head.conv.weight.grad.abs().sum()
@@ -350,7 +355,7 @@ def test_composite_head_gradients_on_the_first_step(faithful):
         x2 = x.clone()
         x2[:, :, 4, 4] += 10.0  # the last row/column: outside the unpadded window, inside the padded one
         assert not torch.allclose(head(x2, refs), head(x, refs))
-    dra_head = ahl.DRAFeatureHeads(6, composite_channels=4)
+    dra_head = DRAFeatureHeads(6, composite_channels=4)
     dra_head.heads["composite"](x, refs).sum().backward()
     assert dra_head.heads["composite"].transform[0].weight.grad.abs().sum() > 0
 
@@ -358,12 +363,12 @@ def test_composite_head_gradients_on_the_first_step(faithful):
 def test_the_unified_model_starts_from_the_base_heads_by_default():
     assert AHLConfig().init == "base" and AHLConfig.faithful().init == "fresh"
     bank = fake_bank()
-    base = ahl.build_scorer("dra", bank.channels, bank.references)
+    base = build_scorer("dra", bank.channels, bank.references)
     state = {k: v + 0.5 for k, v in base.module.state_dict().items()}  # some "trained" heads
-    trainer = ahl.AHLTrainer(bank, AHLConfig(base="dra", **{**TINY, "init": "base"}), seed=0, base_state=state)
+    trainer = AHLTrainer(bank, AHLConfig(base="dra", **{**TINY, "init": "base"}), seed=0, base_state=state)
     assert all(torch.equal(trainer.theta[name], state[name]) for name in trainer.theta)
     with pytest.raises(ConfigError, match="base_state"):
-        ahl.train_ahl({"dra": bank}, AHLConfig(base="dra", **{**TINY, "init": "base"}), seed=0, progress=False)
+        train_ahl({"dra": bank}, AHLConfig(base="dra", **{**TINY, "init": "base"}), seed=0, progress=False)
 
 
 def test_inner_adaptation_moves_the_base_models_measurably():
@@ -374,7 +379,7 @@ def test_inner_adaptation_moves_the_base_models_measurably():
     changes = {}
     for optimizer in ("adam", "sgd"):
         config = AHLConfig(base="dra", inner_optimizer=optimizer, **{**TINY, "epochs": 1, "inner_steps": 5})
-        trainer = ahl.AHLTrainer(bank, config, seed=0)
+        trainer = AHLTrainer(bank, config, seed=0)
         trainer.epoch(0)
         changes[optimizer] = np.mean([h["relative_change"] for h in trainer.history])
     assert changes["adam"] > 0.002 and changes["sgd"] < 0.0005 and changes["adam"] > 5 * changes["sgd"]
@@ -388,14 +393,14 @@ def test_psi_weights_track_errors_not_score_scale():
     ranking = torch.cat([torch.linspace(0, 1, 20), torch.linspace(1.5, 2, 5)])
     scores = torch.stack([ranking * scale for scale in (1.0, 3.0, 6.0, 12.0)], dim=1)  # [N, T]
     c, include = torch.ones_like(scores), torch.ones_like(scores, dtype=torch.bool)
-    raw = ahl.importance_weights(ahl.generalization_errors(scores, labels, c, include))
-    std = ahl.importance_weights(ahl.generalization_errors(ahl.standardized_scores(scores), labels, c, include))
+    raw = importance_weights(generalization_errors(scores, labels, c, include))
+    std = importance_weights(generalization_errors(standardized_scores(scores), labels, c, include))
     assert raw.max() > 0.99  # one-hot on the smallest scale
     assert torch.allclose(std, torch.full((4,), 0.25), atol=1e-6)
 
 
 def test_a_task_set_keeps_a_normal_when_the_pseudo_coin_replaces_every_one():
-    from osad_lib.methods.ahl.model import _with_pseudo
+    from osad_lib.methods.ahl.hadg import _with_pseudo
 
     normals = np.array([4, 9, 11])
     kept, replaced = _with_pseudo(normals, True, 1.0, np.random.default_rng(0))  # the coin replaces all

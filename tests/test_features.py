@@ -13,7 +13,7 @@ import torch
 
 from osad_lib.components import features
 from osad_lib.data.tensors import ImageSet
-from osad_lib.methods.ahl import model as ahl
+from osad_lib.methods.ahl import heads as ahl
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 
 

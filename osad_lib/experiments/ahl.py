@@ -8,7 +8,7 @@ base model (DevNet, DRA) the grid holds two kinds of rows on the same split:
   :func:`osad_lib.experiments.dra.dra_config`), then scored by its own heads on its frozen
   features — the features AHL trains on;
 * **AHL** (``method="ahl_devnet"|"ahl_dra"``): the unified model trained by
-  :func:`osad_lib.methods.ahl.model.train_ahl` on the cached :class:`~osad_lib.components.features.FeatureBank`
+  :func:`osad_lib.methods.ahl.ensembles.train_ahl` on the cached :class:`~osad_lib.components.features.FeatureBank`
   of that base model; further variants (Table 5/10, Fig. 3/4 options) are listed in the
   profile's ``variants``.
 
@@ -49,7 +49,8 @@ from osad_lib.experiments.paired import summary_sentence
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems
 from osad_lib.components.features import PSEUDO_GENERATORS, FeatureBank, cached_features, normal_subset
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.methods.ahl.model import BASES, AHLConfig, train_ahl
+from osad_lib.methods.ahl.config import BASES, AHLConfig
+from osad_lib.methods.ahl.ensembles import train_ahl
 from osad_lib.methods.devnet.model import DevNetConfig, score_images
 from osad_lib.methods.dra.model import DRAConfig
 from osad_lib.profiles import NotebookConfig

@@ -14,7 +14,7 @@ What runs here (the papers do not say more; every choice is listed):
   papers do not state the number), DRA trained by the 05_ahl notebook's functions with the
   02_dra settings of the profile (:func:`osad_lib.experiments.ahl.base_run`: checkpoint and
   feature bank shared with 05_ahl), and AHL (DRA) trained on that DRA's frozen features with the
-  05_ahl settings and this notebook's ``ahl`` overrides (:func:`osad_lib.methods.ahl.model.train_ahl`).
+  05_ahl settings and this notebook's ``ahl`` overrides (:func:`osad_lib.methods.ahl.ensembles.train_ahl`).
   One source model per source and seed serves every target.
 * **Fine-tuning on target normals** (:func:`finetune_dra`, :func:`finetune_ahl`): "normal
   samples only" cannot train DRA's losses without anomalies, so the fine-tuning data are the
@@ -61,8 +61,11 @@ from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_st
 from osad_lib.components.features import FeatureBank, extract_features, pseudo_images
 from osad_lib.losses.deviation import criterion
 from osad_lib.metrics import image_aupr, image_auroc
-from osad_lib.methods.ahl.model import AHLConfig, FeaturePool, FeatureScorer, TrainedAHL, build_scorer, score_in_chunks, \
-    task_sampler, train_ahl
+from osad_lib.methods.ahl.cdl import TrainedAHL
+from osad_lib.methods.ahl.config import AHLConfig
+from osad_lib.methods.ahl.ensembles import train_ahl
+from osad_lib.methods.ahl.hadg import FeaturePool, task_sampler
+from osad_lib.methods.ahl.heads import FeatureScorer, build_scorer, score_in_chunks
 from osad_lib.methods.dra.model import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
     to_device, train_config
 from osad_lib.components.stems import StemFeatures

@@ -12,7 +12,7 @@
 Every run is a row of notebook ``05_ahl``'s kind (:func:`osad_lib.experiments.ahl.split_item`,
 :func:`~osad_lib.experiments.ahl.run_one`): the base model of a split is trained and its
 features are extracted once (checkpoint and feature caches shared with 05_ahl), every variant is
-an :class:`~osad_lib.methods.ahl.model.AHLConfig` option (:func:`~osad_lib.experiments.ahl.variant_options`)
+an :class:`~osad_lib.methods.ahl.config.AHLConfig` option (:func:`~osad_lib.experiments.ahl.variant_options`)
 trained on those features under the profile's AHL settings (``METHOD_OVERRIDES["ahl"]``). The same
 run listed by several studies (AHL as published is in Table 5, Table 9, Table 10 and both
 figures) is trained once per session and its metrics reused (:func:`run_one`). Base rows carry
