@@ -10,7 +10,8 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
 * **Cell**: one row of a paper table, i.e. one (dataset, subset, setting, n_shots, method,
   variant, metric). Result rows match a cell by these keys whatever their ``table`` label (DRA's
   Table 7 cells are Table 1 runs, AnoOnly's Tables 3/4 the AUCPR metrics of its Table 1 runs);
-  rows of another paper never match. Mean cells (``subset`` ``mean``, ``<category>/mean``, the
+  rows of another paper match only the cells a table reprints from it (``paper.SHARED_CELLS``:
+  BGAD Table 3's baselines are DRA Table 1's). Mean cells (``subset`` ``mean``, ``<category>/mean``, the
   ADBench group mean ``""`` of AnoOnly) are derived per seed by the one rule of
   :mod:`osad_lib.paper.means`, which every notebook's tables use too: the mean over the parts
   measured, marked ``mean over k/n subsets`` in ``deviations`` when some are missing (a substitute
@@ -344,7 +345,8 @@ def cell_table(
     frames = []
     for table_id in ids:
         p_id = index.loc[table_id, "paper"]
-        measured = _measured_cells(canon[canon["paper"] == p_id], table_id)
+        measured = _measured_cells(canon[canon["paper"].isin((p_id, *paper.SHARED_CELLS.get(table_id, ())))],
+                                   table_id)
         ref = paper.compare(canon.iloc[:0], table_id)
         done = set(_key_tuples(measured, KEYS)) if len(measured) else set()
         todo = ref[[k not in done for k in _key_tuples(ref, KEYS)]].assign(mode="", report="")

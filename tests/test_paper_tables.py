@@ -275,3 +275,23 @@ def test_compare_empty_measured_lists_whole_table():
     out = paper.compare(empty, "bgad_table3")
     assert len(out) == len(paper.load_table("bgad_table3"))
     assert (out["n_seeds"] == 0).all() and out["measured_mean"].isna().all()
+
+
+def test_a_table_that_reprints_another_papers_cells_takes_that_papers_rows_for_them():
+    """BGAD Table 3 reprints DRA Table 1's baselines: 02_dra's rows fill exactly those cells."""
+    base = {"paper": "dra", "table": "table1", "dataset": "elpv", "subset": "", "setting": "general",
+            "variant": "", "backbone": "resnet18", "profile": "demo", "metric": "auroc", "deviations": ""}
+    rows = pd.DataFrame([
+        {**base, "method": "devnet", "n_shots": 1, "seed": 0, "value": 0.60},
+        {**base, "method": "devnet", "n_shots": 1, "seed": 1, "value": 0.70},
+        {**base, "method": "devnet", "n_shots": 10, "seed": 0, "value": 0.85},  # not a cell of BGAD Table 3
+        {**base, "method": "devnet", "n_shots": 1, "seed": 0, "value": 0.99, "paper": "ahl"},  # not reprinted
+    ])
+    assert paper.SHARED_CELLS["bgad_table3"] == ("dra",)
+    joined = paper.compare(rows, "bgad_table3")
+    measured = joined[joined["n_seeds"] > 0]
+    assert len(measured) == 1
+    cell = measured.iloc[0]
+    assert (cell["method"], int(cell["n_shots"]), cell["n_seeds"]) == ("devnet", 1, 2)
+    assert cell["measured_mean"] == pytest.approx(0.65) and cell["paper_mean"] == pytest.approx(0.514)
+    assert paper.compare(rows, "devnet_table2")["n_seeds"].fillna(0).sum() == 0  # DevNet's tables reprint nothing

@@ -209,7 +209,7 @@ def test_reasons_of_unmeasured_cells(cells):
     ("dra_table1", "reproduced", 2, 1, 1, 1),
     ("dra_table7", "reproduced", 1, 1, 1, 0),
     ("dra_table2", "measured on substitute settings", 3, 0, 0, 3),
-    ("bgad_table3", "reproduced", 1, 1, 1, 0),
+    ("bgad_table3", "reproduced", 2, 1, 1, 1),  # + DRA Table 1's 1-shot ELPV DRA cell it reprints (02_dra's row)
     ("ahl_table1", "not run", 0, 0, 0, 0),
 ])
 def test_scorecard_counts_and_status(card, table_id, status, measured, on_paper, reproduced, substitute):

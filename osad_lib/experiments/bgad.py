@@ -61,7 +61,7 @@ from osad_lib.methods.bgad.model import (
 from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
-from osad_lib.results import Experiment
+from osad_lib.results import Experiment, read_all
 from osad_lib.seeding import seed_everything, torch_generator
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
@@ -616,8 +616,11 @@ def comparison(rows: pd.DataFrame, table: str) -> pd.DataFrame:
     ``n_seeds``, ``deviations``. Paper rows of measured datasets are kept with their baselines;
     for a dataset without paper rows (synthetic) the paper's BGAD rows of the table's mean (or
     single-subset) cells are the reference; with nothing measured, the paper's BGAD rows.
+    Rows of the papers whose cells the table reprints (``paper.SHARED_CELLS``: 02_dra's rows for
+    Table 3, :func:`with_shared_rows`) fill those cells.
     """
-    mine = rows[(rows["paper"] == "bgad") & (rows["table"] == table)]
+    own = rows[(rows["paper"] == "bgad") & (rows["table"] == table)]
+    mine = pd.concat([own, rows[rows["paper"].isin(paper.SHARED_CELLS.get(f"bgad_{table}", ()))]])
     views = {r: paper.compare(with_subset_means(report_view(mine, r)), f"bgad_{table}") for r in REPORTS}
     keys = list(paper.DEFAULT_KEYS)
     last = views["last_epoch"].rename(columns={"measured_mean": "last_mean", "measured_std": "last_std",
@@ -625,7 +628,7 @@ def comparison(rows: pd.DataFrame, table: str) -> pd.DataFrame:
     best = views["max_over_epochs"][keys + ["measured_mean", "measured_std", "delta"]].rename(
         columns={"measured_mean": "max_mean", "measured_std": "max_std", "delta": "delta_max"})
     out = last.merge(best, on=keys, how="left")
-    measured = set(mine["dataset"])
+    measured = set(own["dataset"]) | set(out.loc[out["n_seeds"].fillna(0) > 0, "dataset"])  # shared rows: table cells only
     ours = out["method"].isin(METHODS)
     keep = out["dataset"].isin(measured) if measured else ours
     if measured - set(paper.load_table(f"bgad_{table}")["dataset"]):
@@ -633,6 +636,17 @@ def comparison(rows: pd.DataFrame, table: str) -> pd.DataFrame:
     cols = keys + ["paper_mean", "paper_std", "last_mean", "last_std", "delta_last", "max_mean", "max_std",
                    "delta_max", "n_seeds", "deviations"]
     return out.loc[keep, cols].reset_index(drop=True)
+
+
+def with_shared_rows(cfg: NotebookConfig, rows: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``rows`` plus the rows other notebooks stored under the profile for the papers whose cells
+    ``bgad_<table>`` reprints (``paper.SHARED_CELLS``; Table 3: DRA's, from 02_dra)."""
+    shared = paper.SHARED_CELLS.get(f"bgad_{table}", ())
+    if not shared:
+        return rows
+    others = read_all(cfg.profile.name, cfg.output_dir)
+    others = others[others["paper"].isin(shared) & (others["profile"] == cfg.profile.name)]
+    return pd.concat([rows, others], ignore_index=True) if len(others) else rows
 
 
 def display_table(comp: pd.DataFrame) -> pd.DataFrame:
@@ -816,5 +830,5 @@ __all__ = [
     "bgad_config", "bgad_split", "comparison", "config_deviations", "cost_table", "dataset_split",
     "display_table", "epoch_curves", "epoch_metrics", "evaluate_maps", "explorer_inputs", "explorer_run", "grid",
     "grid_option", "localization_maps", "method_config", "plot_epoch_curves", "plot_localization", "report_view", "run_bgad",
-    "run_cost", "run_details", "run_files", "run_one", "table5_split",
+    "run_cost", "run_details", "run_files", "run_one", "table5_split", "with_shared_rows",
 ]

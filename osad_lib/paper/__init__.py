@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "COLUMNS", "DEFAULT_KEYS", "INDEX_COLUMNS", "PAPERS", "TABLES_DIR",
+    "COLUMNS", "DEFAULT_KEYS", "INDEX_COLUMNS", "PAPERS", "SHARED_CELLS", "TABLES_DIR",
     "compare", "format_mean_std", "list_tables", "load_all", "load_table",
 ]
 
@@ -42,6 +42,11 @@ COLUMNS = (
 INDEX_COLUMNS = ("table_id", "paper", "table", "title", "metric_scale", "kind")
 #: Paper identifiers used in ``paper`` columns and table ids.
 PAPERS = ("devnet", "dra", "bgad", "anoonly", "ahl")
+#: Paper tables that reprint cells of another paper's table under the same protocol: result rows
+#: labelled with those papers measure the reprinted cells too. BGAD's Table 3 reprints DRA Table 1's
+#: baselines (DevNet, FLOS, SAOE, MLEP, DRA, KDAD on ELPV, AITEX, BrainMRI, HeadCT), so 02_dra's
+#: rows fill them.
+SHARED_CELLS: dict[str, tuple[str, ...]] = {"bgad_table3": ("dra",)}
 #: Default join keys of :func:`compare`.
 DEFAULT_KEYS = ("dataset", "subset", "setting", "n_shots", "method", "variant", "metric")
 
@@ -156,7 +161,8 @@ def compare(
     ``measured`` needs the ``keys`` columns and ``value``; ``backbone``, ``deviations``,
     ``paper``, ``table`` and ``profile`` are used when present. Rows labelled with another
     paper or table (non-empty ``paper``/``table``) and rows with a non-finite ``value``
-    (failed runs) are ignored; mixing several profiles raises ``ValueError`` (filter to one
+    (failed runs) are ignored, except rows of a paper whose cells the table reprints
+    (:data:`SHARED_CELLS`), which count for exactly those cells; mixing several profiles raises ``ValueError`` (filter to one
     profile first).
 
     Measured values are aggregated over seeds per key into ``measured_mean``,
@@ -183,12 +189,21 @@ def compare(
 
     m = measured
     p_id, t_id = table_id.split("_", 1)
-    if "paper" in m.columns:  # rows labelled with another paper/table are not ours
+    shared = pd.Series(False, index=m.index)
+    if "paper" in m.columns:  # rows labelled with another paper/table are not ours...
         label = m["paper"].map(_as_str).str.lower()
-        m = m[(label == "") | (label == p_id)]
+        shared = label.isin(SHARED_CELLS.get(table_id, ()))  # ...unless this table reprints that paper's cells
+        m = m[(label == "") | (label == p_id) | shared]
+        shared = shared[m.index]
     if "table" in m.columns:
         label = m["table"].map(_table_of)
-        m = m[(label == "") | (label == _table_of(t_id))]
+        m = m[(label == "") | (label == _table_of(t_id)) | shared]
+        shared = shared[m.index]
+    if shared.any():  # a reprinted paper's rows count only for the cells the table reprints
+        cells = set(map(tuple, pk.to_numpy().tolist()))
+        in_table = pd.Series([tuple(k) in cells for k in _norm_keys(m, keys, "measured").to_numpy().tolist()],
+                             index=m.index)
+        m = m[~shared | in_table]
     values = pd.to_numeric(m["value"], errors="coerce")
     m = m[np.isfinite(values.to_numpy(dtype=float))]
     if "profile" in m.columns and m["profile"].map(_as_str).nunique() > 1:
