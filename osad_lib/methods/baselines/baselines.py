@@ -60,7 +60,7 @@ from osad_lib.data.tensors import ImageSet
 from osad_lib.losses.deviation import bce_loss
 from osad_lib.methods.anoonly.losses import deepsad_loss
 from osad_lib.components.backbones import build_backbone
-from osad_lib.methods.devnet.model import stem_features
+from osad_lib.methods.devnet.model import stems_for_training
 from osad_lib.components.stems import StemFeatures, random_angles, random_dihedral, random_rotation, rotate, to_float_images
 from osad_lib.components.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.seeding import seed_everything
@@ -429,11 +429,7 @@ def train_baseline(
     """
     seed_everything(seed)
     model = build_model(config).to(device)
-    if config.frozen_stages and stems is None:
-        anomalies = torch.nonzero(train.labels.cpu() == 1).flatten().tolist() if config.dihedral else ()
-        stems = stem_features(model, train.images, config.eval_batch_size, device, view_rows=anomalies)
-    if stems is not None and len(stems) != len(train):
-        raise ConfigError(f"stems has {len(stems)} rows but the training set {len(train)}; compute them for this ImageSet")
+    stems = stems_for_training(model, config, train, device, stems)
     labels = train.labels.cpu()
     inputs = stems if stems is not None else train.images
     if isinstance(model, OneClassNet):

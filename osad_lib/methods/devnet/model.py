@@ -301,6 +301,21 @@ def score_images(model: DevNet, images: torch.Tensor | StemFeatures, batch_size:
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
+def stems_for_training(model: nn.Module, config: Any, train: ImageSet, device: str | torch.device,
+                       stems: StemFeatures | None = None) -> StemFeatures | None:
+    """The frozen stem's features of ``train`` for a training run with ``config`` (its
+    ``frozen_stages``, ``dihedral`` and ``eval_batch_size``): ``stems`` when given (their rows must
+    match ``train``), else computed once by :func:`stem_features` with the labelled anomalies'
+    dihedral views when ``dihedral``; None when nothing is frozen. DevNet and the image baselines
+    share it."""
+    if config.frozen_stages and stems is None:
+        anomalies = torch.nonzero(train.labels.cpu() == 1).flatten().tolist() if config.dihedral else ()
+        stems = stem_features(model, train.images, config.eval_batch_size, device, view_rows=anomalies)
+    if stems is not None and len(stems) != len(train):
+        raise ConfigError(f"stems has {len(stems)} rows but the training set {len(train)}; compute them for this ImageSet")
+    return stems
+
+
 def train_devnet(
     config: DevNetConfig,
     train: ImageSet,
@@ -327,11 +342,7 @@ def train_devnet(
     """
     seed_everything(seed)
     model = DevNet(config).to(device)
-    if config.frozen_stages and stems is None:
-        anomalies = torch.nonzero(train.labels.cpu() == 1).flatten().tolist() if config.dihedral else ()
-        stems = stem_features(model, train.images, config.eval_batch_size, device, view_rows=anomalies)
-    if stems is not None and len(stems) != len(train):
-        raise ConfigError(f"stems has {len(stems)} rows but the training set {len(train)}; compute them for this ImageSet")
+    stems = stems_for_training(model, config, train, device, stems)
     labels = train.labels.cpu()
     sampler = BalancedBatchSampler(
         groups={"normal": torch.nonzero(labels == 0).flatten().tolist(),
