@@ -262,13 +262,10 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
 _GROUP = ["paper", *KEYS, "backbone", "seed", "profile", "mode", "report"]
 
 
-def _join_unique(values: Iterable[str]) -> str:
-    return "; ".join(sorted({v for v in values if v}))
-
-
 def _dedupe(rows: pd.DataFrame) -> pd.DataFrame:
     return (rows.groupby(_GROUP, dropna=False, sort=False)
-            .agg(value=("value", "mean"), deviations=("deviations", _join_unique), notebook=("notebook", _join_unique))
+            .agg(value=("value", "mean"), deviations=("deviations", paper.join_notes),
+                 notebook=("notebook", paper.join_notes))
             .reset_index())
 
 

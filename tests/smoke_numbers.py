@@ -34,16 +34,17 @@ def collect(output_dir: Path) -> pd.DataFrame:
     rows = pd.concat([pd.read_csv(f, dtype={"seed": "Int64", "n_shots": "Int64"}, keep_default_na=False,
                                   na_values=[""]) for f in files], ignore_index=True)
     rows = rows[rows["status"] == "ok"]
-    table = rows[list(KEY) + ["value"]].copy()
-    for column in KEY:
-        if column not in ("seed", "n_shots"):
-            table[column] = table[column].fillna("").astype(str)
-    return table.sort_values(list(KEY)).reset_index(drop=True)
+    return _keyed(rows[list(KEY) + ["value"]])
 
 
 def read_lock(path: Path = LOCK) -> pd.DataFrame:
     """The locked rows, in the same form as :func:`collect`."""
-    table = pd.read_csv(path, dtype={"seed": "Int64", "n_shots": "Int64"}, keep_default_na=False, na_values=[""])
+    return _keyed(pd.read_csv(path, dtype={"seed": "Int64", "n_shots": "Int64"}, keep_default_na=False, na_values=[""]))
+
+
+def _keyed(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its text keys as strings (empty for missing), sorted by :data:`KEY`."""
+    table = table.copy()
     for column in KEY:
         if column not in ("seed", "n_shots"):
             table[column] = table[column].fillna("").astype(str)

@@ -16,7 +16,7 @@ Every results table of DevNet, DRA, BGAD, AnoOnly and AHL is one CSV file under
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 __all__ = [
     "COLUMNS", "DEFAULT_KEYS", "INDEX_COLUMNS", "PAPERS", "SHARED_CELLS", "TABLES_DIR",
-    "compare", "format_mean_std", "list_tables", "load_all", "load_table",
+    "compare", "format_mean_std", "join_notes", "list_tables", "load_all", "load_table",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -221,7 +221,7 @@ def compare(
             measured_std=("_value", "std"),
             n_seeds=("_value", "size"),
             _backbones=("_backbone", lambda s: frozenset(x.lower() for x in s if x)),
-            deviations=("_dev", lambda s: "; ".join(sorted({x for x in s if x}))),
+            deviations=("_dev", join_notes),
         )
         .reset_index()
     )
@@ -263,6 +263,12 @@ def compare(
         out["n_shots"] = pd.array(
             [pd.NA if s == "" else int(s) for s in out["n_shots"]], dtype="Int64")
     return out
+
+
+def join_notes(values: Iterable[Any]) -> str:
+    """The distinct non-empty notes among ``values`` (e.g. the ``deviations`` of the rows a cell
+    averages), sorted and joined with ``"; "``; empty and missing values are left out."""
+    return "; ".join(sorted({v for v in values if isinstance(v, str) and v}))
 
 
 def format_mean_std(mean: Any, std: Any = None, digits: int = 3) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from osad_lib.data import registry, tabular
+from osad_lib.paper import join_notes
 
 #: The fewest parts a partial mean cell averages (one part of several is not a mean).
 MIN_PARTS = 2
@@ -56,10 +57,6 @@ def mean_parts(paper_id: str, dataset: str, setting: str) -> dict[str, tuple[str
     return {"mean": tuple(s.subset for s in info.subsets.values())} if len(info.subsets) > 1 else {}
 
 
-def _join_unique(values: pd.Series) -> str:
-    return "; ".join(sorted({str(v) for v in values if isinstance(v, str) and v}))
-
-
 def subset_means(rows: pd.DataFrame) -> pd.DataFrame:
     """The mean cells of ``rows`` by the module's rule: one row per cell and seed with the
     cell's keys, ``subset`` = the mean's label, ``value``, ``deviations`` (the parts' notes,
@@ -79,7 +76,7 @@ def subset_means(rows: pd.DataFrame) -> pd.DataFrame:
             if mine.empty:
                 continue
             agg = {"value": ("value", "mean"), "n_parts": ("subset", "nunique")}
-            agg |= {c: (c, _join_unique) for c in ("deviations", "notebook") if c in mine}
+            agg |= {c: (c, join_notes) for c in ("deviations", "notebook") if c in mine}
             means = mine.groupby(keys, dropna=False, sort=False).agg(**agg).reset_index()
             cell = [k for k in keys if k != "seed"]
             best = means.groupby(cell, dropna=False, sort=False)["n_parts"].transform("max")

@@ -142,7 +142,7 @@ def overall_means(rows: pd.DataFrame) -> pd.DataFrame:
     keys = ["paper", "table", "setting", "n_shots", "method", "variant", "seed", "profile", "metric"]
     out = groups.groupby(keys, dropna=False, sort=False).agg(
         value=("value", "mean"), groups=("dataset", lambda s: tuple(sorted(set(s), key=list(GROUPS).index))),
-        deviations=("deviations", lambda s: "; ".join(sorted({x for x in s if x})))).reset_index()
+        deviations=("deviations", paper_tables.join_notes)).reset_index()
     n = out["groups"].map(len)
     out = out[n == n.groupby([out[k].astype(str) for k in keys if k != "seed"]).transform("max")].copy()
     out["backbone"] = out["groups"].map(lambda gs: "+".join(dict.fromkeys(GROUPS[g].backbone for g in gs)))
