@@ -308,6 +308,9 @@ def exclusive_run(folder: Path) -> Iterator[None]:
         handle.close()
 
 
+TIMING_COLUMNS = ("notebook", "status", "wall_s", "cpu_s", "experiments_run", "experiments_reused", "this_run")
+
+
 class RunState:
     """``runs/<profile>/run_state.json``: which notebooks completed with which fingerprint.
 
@@ -356,7 +359,9 @@ class RunState:
 
     def record(self, notebook: str, fingerprint: str, outcome: NotebookOutcome) -> None:
         self.state[notebook] = {"fingerprint": fingerprint, "status": outcome.status,
-                                "seconds": round(outcome.seconds, 1), "message": outcome.message}
+                                "seconds": round(outcome.seconds, 1), "cpu_seconds": round(outcome.cpu_seconds, 1),
+                                "experiments_run": outcome.experiments_run,
+                                "experiments_reused": outcome.experiments_reused, "message": outcome.message}
         atomic_write_text(self.path, json.dumps(self.state, indent=2, sort_keys=True))
 
 
@@ -503,15 +508,18 @@ def _measured(notebook: str, options: RunOptions) -> NotebookOutcome:
 
 
 def write_timings(path: Path, outcomes: Sequence[NotebookOutcome], state: RunState) -> None:
-    """``runs/<profile>/timings.csv``: per notebook of this run, wall and CPU seconds and the
-    experiments run and reused (a skipped notebook: its earlier wall time, 0 experiments run)."""
+    """``runs/<profile>/timings.csv``: per notebook, the wall and CPU seconds and the experiments run
+    and reused of the last run that executed it (from the run state, so a resumed run or one with
+    ``--only`` keeps the other notebooks' rows); ``this_run`` says whether it ran in this run."""
+    ran = {o.notebook for o in outcomes if o.status != "skipped"}
     rows = []
-    for o in outcomes:
-        earlier = state.state.get(o.notebook, {}).get("seconds", 0.0) if o.status == "skipped" else o.seconds
-        rows.append({"notebook": o.notebook, "status": o.status, "wall_s": round(float(earlier), 1),
-                     "cpu_s": round(o.cpu_seconds, 1), "experiments_run": o.experiments_run,
-                     "experiments_reused": o.experiments_reused})
-    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    for notebook, entry in sorted(state.state.items()):
+        if "seconds" not in entry:  # reconstructed from the results store: nothing was measured
+            continue
+        rows.append({"notebook": notebook, "status": entry.get("status", ""), "wall_s": entry["seconds"],
+                     "cpu_s": entry.get("cpu_seconds", 0.0), "experiments_run": entry.get("experiments_run", 0),
+                     "experiments_reused": entry.get("experiments_reused", 0), "this_run": notebook in ran})
+    atomic_write_text(path, pd.DataFrame(rows, columns=TIMING_COLUMNS).to_csv(index=False))
 
 
 def summary(outcomes: Sequence[NotebookOutcome]) -> pd.DataFrame:

@@ -59,6 +59,11 @@ def test_timings_and_closing_summary(tmp_path):
     again = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
     row = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook").loc["01_toy"]
     assert again.returncode == 0 and row["experiments_run"] == 0 and row["experiments_reused"] == 6
+    # a resumed run that skips the notebook keeps its measured row (not a zeroed one)
+    third = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
+    kept = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook").loc["01_toy"]
+    assert "01_toy: skipped" in third.stdout and not kept["this_run"]
+    assert kept["wall_s"] == row["wall_s"] and kept["cpu_s"] == row["cpu_s"] and kept["experiments_reused"] == 6
 
 
 @pytest.mark.parametrize("args, message", [
