@@ -46,7 +46,7 @@ CASES = [
     ("DevNet variant typo", lambda t: DevNetConfig(variant="mil-ds"), "did you mean 'mil_ds'"),
     ("DevNet top-K ratio out of range", lambda t: DevNetConfig(topk_ratio=1.5), "topk_ratio must be in (0, 1]"),
     ("DevNet odd batch size", lambda t: DevNetConfig(batch_size=7), "even number"),
-    ("DevNet unknown option", lambda t: DevNetConfig.from_overrides({"epoch": 3}), "unknown DevNet option"),
+    ("DevNet unknown option", lambda t: DevNetConfig.from_overrides({"epoch": 3}), "unknown DevNet setting"),
     ("DRA head typo", lambda t: DRAConfig(heads=("seen", "psuedo")), "did you mean 'pseudo'"),
     ("DRA no reference for the composite head", lambda t: DRAConfig(n_ref=0), "n_ref must be >= 1"),
     ("DRA pseudo probability out of range", lambda t: DRAConfig(pseudo_prob=2.0), "pseudo_prob must be in [0, 1]"),

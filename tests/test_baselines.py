@@ -59,7 +59,7 @@ def test_config_rules_are_one_line_errors():
         BaselineConfig(method="deepsad", n_scales=2)
     with pytest.raises(ConfigError, match="even batch_size"):
         BaselineConfig(method="minns", batch_size=7)
-    with pytest.raises(ConfigError, match="unknown baseline option"):
+    with pytest.raises(ConfigError, match="unknown baseline setting"):
         BaselineConfig.from_overrides({"method": "minns", "learning_rate": 1.0})
     with pytest.raises(ConfigError):
         BaselineConfig(method="kdad")

@@ -74,7 +74,7 @@ def test_embedded_profiles_use_the_synthetic_subsets_as_domains(profile, domains
 def test_unknown_option_is_a_one_line_error(monkeypatch, tmp_path):
     monkeypatch.setitem(METHOD_OVERRIDES["cross_domain"], "smoke", {"domain": ("synthetic/weave",)})
     cfg = configure("07_cross_domain", "smoke", device="cpu", output_dir=str(tmp_path), check_data=False)
-    with pytest.raises(ConfigError, match="unknown cross_domain option"):
+    with pytest.raises(ConfigError, match="unknown cross_domain setting"):
         ex.grid(cfg)
 
 

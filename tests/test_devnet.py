@@ -80,7 +80,7 @@ def test_config_validation_is_one_line():
         with pytest.raises(ConfigError) as info:
             DevNetConfig(**bad)
         assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="unknown DevNet option"):
+    with pytest.raises(ConfigError, match="unknown DevNet setting"):
         DevNetConfig.from_overrides({"top_k": 0.1})
     assert DevNetConfig().paper_optimizer().lr == 1e-3
 

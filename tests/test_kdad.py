@@ -86,7 +86,7 @@ def test_config_errors_are_one_line():
         KDADConfig(backbone="resnet18")
     with pytest.raises(ConfigError, match="multiple of 32"):
         KDADConfig(image_size=100)
-    with pytest.raises(ConfigError, match="unknown KDAD option"):
+    with pytest.raises(ConfigError, match="unknown KDAD setting"):
         KDADConfig.from_overrides({"lamda": 0.1})
     assert KDADConfig().steps_for(200) == 4 and KDADConfig(steps_per_epoch=7).steps_for(200) == 7
 

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "osad_lib"
 #: Layers from the bottom; a module belongs to the layer naming it exactly, else to the layer of its
 #: longest matching package prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("osad_lib", "osad_lib.validate", "osad_lib.errors", "osad_lib.paths", "osad_lib.seeding",
+    ("core", ("osad_lib", "osad_lib.validate", "osad_lib.errors", "osad_lib.paths", "osad_lib.seeding", "osad_lib.settings",
               "osad_lib.limits", "osad_lib.viz")),
     ("data", ("osad_lib.data",)),
     ("components and losses", ("osad_lib.components", "osad_lib.losses", "osad_lib.training", "osad_lib.metrics",

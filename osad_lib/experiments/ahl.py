@@ -56,6 +56,7 @@ from osad_lib.methods.dra.model import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment, read_all
+from osad_lib.settings import config_diff
 from osad_lib.validate import ConfigError, choose
 from osad_lib.paper.means import with_subset_means
 
@@ -139,9 +140,7 @@ def base_config(cfg: NotebookConfig, base: str) -> DevNetConfig | DRAConfig:
 def _ahl_deviations(config: AHLConfig) -> list[str]:
     reference = AHLConfig.faithful(base=config.base) if config.faithful_mode else AHLConfig(base=config.base)
     label_fields = {"variant", "overlap", "pseudo", "n_clusters", "sequence_length", "init", "mode", "base"}
-    return [f"{f.name}={getattr(config, f.name)} (paper: {getattr(AHLConfig(), f.name)})"
-            for f in dataclasses.fields(config)
-            if f.name not in label_fields and getattr(config, f.name) != getattr(reference, f.name)]
+    return config_diff(config, reference, "paper", skip=label_fields, shown=AHLConfig())
 
 
 def deviations(cfg: NotebookConfig, dataset: str, base: str, config: AHLConfig | None) -> str:

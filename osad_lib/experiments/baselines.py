@@ -14,7 +14,6 @@ present ← explicit changes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from osad_lib.methods.baselines.patchcore import PatchCore, PatchCoreConfig
 from osad_lib.components.stems import StemFeatures
 from osad_lib.profiles import METHOD_OVERRIDES, NotebookConfig
 from osad_lib.seeding import seed_everything
+from osad_lib.settings import config_diff, field_names
 from osad_lib.validate import ConfigError, choose
 
 # --------------------------------------------------------------------------------------------
@@ -78,25 +78,20 @@ def _profile_overrides(cfg: NotebookConfig, method: str) -> dict[str, Any]:
     return cfg.profile.method(method) if method in METHOD_OVERRIDES else {}
 
 
-def _differences(config: Any, reference: Any) -> list[str]:
-    return [f"{f.name}={getattr(config, f.name)} (paper: {getattr(reference, f.name)})"
-            for f in fields(config) if getattr(config, f.name) != getattr(reference, f.name)]
-
-
 def baseline_deviations(method: str, dataset: str, config: BaselineConfig | PatchCoreConfig | KDADConfig) -> str:
     """The ``deviations`` of a baseline's result row: synthetic data, settings unlike the paper-scale
     defaults (:meth:`BaselineConfig.paper_defaults`; PatchCore: :class:`PatchCoreConfig`'s with
     the paper's WideResNet-50 named; KDAD: :class:`KDADConfig`'s), and :data:`METHOD_NOTES`."""
     if isinstance(config, KDADConfig):
-        parts = _differences(config, KDADConfig())
+        parts = config_diff(config, KDADConfig(), "paper")
     elif isinstance(config, PatchCoreConfig):
         parts = [f"backbone={config.backbone}/{config.weights} (paper: wide_resnet50/imagenet)"]
-        parts += [d for d in _differences(config, PatchCoreConfig())
-                  if d.split("=")[0] in PATCHCORE_PAPER_FIELDS and not d.startswith("max_train_images=")]
+        unstated = [f for f in field_names(config) if f not in PATCHCORE_PAPER_FIELDS] + ["max_train_images"]
+        parts += config_diff(config, PatchCoreConfig(), "paper", skip=unstated)
         if config.max_train_images:
             parts.append(f"memory bank from at most {config.max_train_images} training normals (paper: all)")
     else:
-        parts = _differences(config, BaselineConfig.paper_defaults(method))
+        parts = config_diff(config, BaselineConfig.paper_defaults(method), "paper")
     synthetic = ["synthetic data (no paper row)"] if dataset == "synthetic" else []
     return "; ".join(synthetic + parts + list(METHOD_NOTES.get(method, ())))
 

@@ -63,6 +63,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment, read_all
 from osad_lib.seeding import seed_everything, torch_generator
+from osad_lib.settings import apply_overrides, config_diff
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
 
@@ -121,12 +122,8 @@ def bgad_config(cfg: NotebookConfig, **changes: Any) -> BGADConfig:
     """
     settings = {k: v for k, v in {**_overrides(cfg), **changes}.items() if k not in GRID_KEYS}
     loss = {k: settings.pop(k) for k in list(settings) if k in _LOSS_FIELDS}
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(BGADConfig)})
-    if unknown:
-        raise ConfigError(f"unknown BGAD setting(s) {unknown}; see BGADConfig and BGADLossConfig")
-    base = BGADConfig(progress=cfg.interactive)
-    config = dataclasses.replace(base, **settings)
-    return dataclasses.replace(config, loss=dataclasses.replace(config.loss, **loss))
+    config = apply_overrides(BGADConfig(progress=cfg.interactive), settings, "BGAD")
+    return dataclasses.replace(config, loss=apply_overrides(config.loss, loss, "BGAD loss"))
 
 
 def method_config(config: BGADConfig, method: str) -> BGADConfig:
@@ -166,14 +163,9 @@ def config_deviations(config: BGADConfig, dataset: str, has_masks: bool = True, 
     default = BGADConfig()
     _, _, note = available_backbone(config)
     parts = [note] if note else []
-    changed = [(f.name, getattr(config, f.name), getattr(default, f.name)) for f in dataclasses.fields(config)
-               if f.name not in ("progress", "feature_batch_size", "loss") and not (f.name == "backbone" and note)]
-    changed += [(f.name, getattr(config.loss, f.name), getattr(default.loss, f.name))
-                for f in dataclasses.fields(config.loss) if f.name != "pull_in_normal_chunks"]
-    for name, value, expected in changed:
-        if value != expected:
-            origin = OPTION_NOTES.get((name, value), "")
-            parts.append(f"{name}={value} (default: {expected}{'; ' + origin if origin else ''})")
+    skip = ("progress", "feature_batch_size", "loss") + (("backbone",) if note else ())
+    parts += config_diff(config, default, "default", skip=skip, notes=OPTION_NOTES)
+    parts += config_diff(config.loss, default.loss, "default", skip=("pull_in_normal_chunks",), notes=OPTION_NOTES)
     if max_train_normals:
         parts.append(f"training normals subsampled to {max_train_normals}")
     if labelled and not has_masks:

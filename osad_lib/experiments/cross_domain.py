@@ -73,6 +73,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
+from osad_lib.settings import check_known
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "07_cross_domain"
@@ -106,9 +107,7 @@ METHOD_LABELS = {"dra": "DRA", "ahl_dra": "AHL (DRA)"}
 def option(cfg: NotebookConfig, key: str) -> Any:
     """An option of :data:`DEFAULTS` under the profile (``METHOD_OVERRIDES["cross_domain"]``)."""
     overrides = cfg.profile.method("cross_domain")
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown cross_domain option(s) {unknown}; known: {sorted(DEFAULTS)}")
+    check_known(overrides, DEFAULTS, "cross_domain")
     value = overrides.get(choose("cross_domain option", key, DEFAULTS), DEFAULTS[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 

@@ -70,6 +70,7 @@ from osad_lib.methods.baselines.patchcore import PatchCoreConfig
 from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
+from osad_lib.settings import config_diff
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
 
@@ -129,9 +130,7 @@ def table_shots(cfg: NotebookConfig) -> int:
 
 def config_deviations(config: DevNetConfig) -> list[str]:
     """Fields of ``config`` that differ from the official code's defaults, as ``name=value (code: …)``."""
-    code = DevNetConfig(variant=config.variant, criterion=config.criterion)
-    return [f"{f.name}={getattr(config, f.name)} (code: {getattr(code, f.name)})"
-            for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(code, f.name)]
+    return config_diff(config, DevNetConfig(variant=config.variant, criterion=config.criterion), "code")
 
 
 def devnet_deviations(cfg: NotebookConfig, dataset: str, config: DevNetConfig | None = None) -> str:

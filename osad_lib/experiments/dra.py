@@ -51,6 +51,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.paper.means import with_subset_means
 from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment
+from osad_lib.settings import config_diff
 from osad_lib.validate import ConfigError, choose
 
 NOTEBOOK = "02_dra"
@@ -144,11 +145,8 @@ def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0,
     plus the mode; ``synthetic`` data and a test subsample are named too. SAOE rows say that
     they run without outlier exposure (the notebook has no external set), MLEP rows that the
     image adaptation is ours."""
-    paper_defaults = DRAConfig()
-    skip = {"mode", "heads", "pseudo_source", "outlier_name", "n_ref", "loss"}  # in the variant label
-    parts = [f"{f.name}={getattr(config, f.name)} (code: {getattr(paper_defaults, f.name)})"
-             for f in dataclasses.fields(config)
-             if f.name not in skip and getattr(config, f.name) != getattr(paper_defaults, f.name)]
+    in_label = {"mode", "heads", "pseudo_source", "outlier_name", "n_ref", "loss"}  # in the variant label
+    parts = config_diff(config, DRAConfig(), "code", skip=in_label)
     if dataset == "synthetic":
         parts.insert(0, "synthetic data (no paper row)")
     medical = dataset in DATASETS and any(i.kind == "medical" for i in DATASETS[dataset].subsets.values())

@@ -27,11 +27,12 @@ support/query overlaps are ``overlap``; Fig. 4's "wo. aug" is ``pseudo=False``; 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from osad_lib.components.features import PSEUDO_GENERATORS
 from osad_lib.methods.dra import model as dra_model
+from osad_lib.settings import apply_overrides
 from osad_lib.validate import ConfigError, choose
 
 #: Base models AHL plugs into (§4.1).
@@ -157,12 +158,8 @@ class AHLConfig:
         return cls(**code)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> AHLConfig:
-        """A copy with ``overrides`` applied; unknown keys are a one-line error."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown AHL setting(s) {unknown}; known: {sorted(known)}")
-        return replace(self, **dict(overrides))
+        """A copy with ``overrides`` applied (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(self, overrides, "AHL")
 
     @property
     def faithful_mode(self) -> bool:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from osad_lib.components.stems import StemFeatures, random_angles, random_dihedr
 from osad_lib.components.heads import average_scales, image_pyramid, top_k_mean
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
+from osad_lib.settings import apply_overrides, require_at_least
 from osad_lib.validate import ConfigError, choose
 
 #: The trained baselines of this module (PatchCore and KDAD have their own modules).
@@ -157,9 +158,7 @@ class BaselineConfig:
             raise ConfigError(f"topk_ratio must be in (0, 1], got {self.topk_ratio}")
         if self.frozen_stages < 0:
             raise ConfigError(f"frozen_stages must be >= 0, got {self.frozen_stages}; 0 fine-tunes the whole backbone (paper)")
-        for name in ("image_size", "n_scales", "epochs", "steps_per_epoch", "batch_size", "eval_batch_size", "rep_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"BaselineConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least(self, ("image_size", "n_scales", "epochs", "steps_per_epoch", "batch_size", "eval_batch_size", "rep_dim"))
 
     @classmethod
     def paper_defaults(cls, method: str) -> BaselineConfig:
@@ -168,15 +167,8 @@ class BaselineConfig:
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> BaselineConfig:
-        """``overrides`` (must include ``method``) on the defaults; unknown keys are a one-line error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown baseline option(s) {unknown}; known: {sorted(known)}")
-        values = dict(overrides)
-        if "mil_hidden" in values:
-            values["mil_hidden"] = tuple(values["mil_hidden"])
-        return cls(**values)
+        """``overrides`` (must include ``method``) on the defaults (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(cls, overrides, "baseline")
 
     def with_(self, **changes: Any) -> BaselineConfig:
         return replace(self, **changes)

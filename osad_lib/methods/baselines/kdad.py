@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ from osad_lib.data.tensors import ImageSet
 from osad_lib.components.backbones import build_backbone
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit
+from osad_lib.settings import apply_overrides, require_at_least
 from osad_lib.validate import ConfigError, choose
 
 #: Source networks the cloner layout is defined for.
@@ -109,9 +110,7 @@ class KDADConfig:
 
     def __post_init__(self) -> None:
         choose("KDAD source network", self.backbone, SOURCES)
-        for name in ("image_size", "cloner_width", "epochs", "batch_size", "eval_batch_size", "map_opening"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"KDADConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least(self, ("image_size", "cloner_width", "epochs", "batch_size", "eval_batch_size", "map_opening"))
         if self.image_size % 32:
             raise ConfigError(f"KDADConfig.image_size must be a multiple of 32 (five 2x2 poolings), got {self.image_size}")
         if self.steps_per_epoch < 0:
@@ -121,12 +120,8 @@ class KDADConfig:
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> KDADConfig:
-        """``overrides`` on the defaults; unknown keys are a one-line error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown KDAD option(s) {unknown}; known: {sorted(known)}")
-        return cls(**overrides)
+        """``overrides`` on the defaults (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(cls, overrides, "KDAD")
 
     def steps_for(self, n_normals: int) -> int:
         """Optimisation steps per epoch: ``steps_per_epoch``, or one pass over ``n_normals``."""

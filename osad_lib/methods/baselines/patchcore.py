@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from osad_lib.explain import smoothing_sigma
 from osad_lib.components.backbones import Backbone, build_backbone
 from osad_lib.seeding import torch_generator
+from osad_lib.settings import apply_overrides, require_at_least
 from osad_lib.validate import ConfigError
 
 
@@ -80,23 +81,14 @@ class PatchCoreConfig:
             raise ConfigError(f"levels must be distinct indices of the backbone's feature levels 0, 1, 2, got {self.levels}; PatchCore uses (1, 2)")
         if self.patch_size < 1 or self.patch_size % 2 == 0:
             raise ConfigError(f"patch_size must be an odd number >= 1, got {self.patch_size}; the paper uses 3")
-        for name in ("image_size", "projection_dim", "batch_size", "query_chunk", "bank_chunk"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"PatchCoreConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least(self, ("image_size", "projection_dim", "batch_size", "query_chunk", "bank_chunk"))
         if self.max_train_images < 0:
             raise ConfigError(f"max_train_images must be >= 0 (0 = every training normal), got {self.max_train_images}")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> PatchCoreConfig:
-        """Defaults with ``overrides`` applied; unknown keys are a one-line error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown PatchCore option(s) {unknown}; known: {sorted(known)}")
-        values = dict(overrides)
-        if "levels" in values:
-            values["levels"] = tuple(values["levels"])
-        return cls(**values)
+        """Defaults with ``overrides`` applied (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(cls, overrides, "PatchCore")
 
     def with_(self, **changes: Any) -> PatchCoreConfig:
         return replace(self, **changes)

@@ -46,7 +46,7 @@ paper's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from osad_lib.components.stems import (
 )
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
+from osad_lib.settings import apply_overrides, require_at_least
 from osad_lib.validate import ConfigError, choose
 
 #: Table 5 variants (``mil_ds`` is DevNet itself).
@@ -116,18 +117,12 @@ class DevNetConfig:
             raise ConfigError(f"batch_size must be an even number >= 2 (half normal, half anomalies), got {self.batch_size}")
         if self.frozen_stages < 0:
             raise ConfigError(f"frozen_stages must be >= 0, got {self.frozen_stages}; 0 fine-tunes the whole backbone (paper)")
-        for name in ("image_size", "n_scales", "epochs", "steps_per_epoch", "eval_batch_size", "n_reference"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"DevNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least(self, ("image_size", "n_scales", "epochs", "steps_per_epoch", "eval_batch_size", "n_reference"))
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> DevNetConfig:
-        """Defaults with ``overrides`` applied; unknown keys are a one-line error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown DevNet option(s) {unknown}; known: {sorted(known)}")
-        return cls(**overrides)
+        """Defaults with ``overrides`` applied (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(cls, overrides, "DevNet")
 
     def with_(self, **changes: Any) -> DevNetConfig:
         """A copy with ``changes`` (validated)."""

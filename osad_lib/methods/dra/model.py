@@ -33,7 +33,7 @@ exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from osad_lib.components.stems import dihedral as dihedral_transform
 from osad_lib.components.heads import TopKMILHead, average_scales, image_pyramid
 from osad_lib.seeding import seed_everything, torch_generator
 from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
+from osad_lib.settings import apply_overrides
 from osad_lib.validate import ConfigError, choose
 
 #: Label of a normal image, a labelled (seen) anomaly and a pseudo anomaly (code §2.4).
@@ -210,12 +211,8 @@ class DRAConfig:
         return ";".join(parts)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> DRAConfig:
-        """A copy with ``overrides`` applied; unknown keys are a one-line error."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown DRA setting(s) {unknown}; known: {sorted(known)}")
-        return replace(self, **dict(overrides))
+        """A copy with ``overrides`` applied (:func:`osad_lib.settings.apply_overrides`)."""
+        return apply_overrides(self, overrides, "DRA")
 
 
 def validate_heads(heads: Sequence[str] | str) -> tuple[str, ...]:
