@@ -40,6 +40,24 @@ def test_reads_sorted_samples_with_masks(tmp_path):
     assert samples[0] == Sample("train/good/0.PNG", 0, "good", None, "train")
 
 
+def test_a_listing_is_remembered_until_a_folder_changes(tmp_path):
+    """Large grids list the same folders thousands of times; an added image, class or mask, or a
+    removed one, is seen by the next listing all the same."""
+    root = make_layout(tmp_path / "ds")
+    first = read_mvtec_layout(root)
+    assert read_mvtec_layout(root) == first
+    _img(root / "test" / "a_cls" / "2.png")
+    _img(root / "ground_truth" / "a_cls" / "2_mask.png")
+    assert len(read_mvtec_layout(root)) == len(first) + 1
+    _img(root / "test" / "c_cls" / "0.png")
+    with pytest.raises(ConfigError, match="no folder 'c_cls'"):
+        read_mvtec_layout(root)  # a class without its mask folder, although the others have masks
+    _img(root / "ground_truth" / "c_cls" / "0_mask.png")
+    assert [s.anomaly_class for s in read_mvtec_layout(root)][-1] == "c_cls"
+    (root / "train" / "good" / "2.jpg").unlink()
+    assert "train/good/2.jpg" not in {s.path for s in read_mvtec_layout(root)}
+
+
 def test_dataset_without_masks(tmp_path):
     samples = read_mvtec_layout(make_layout(tmp_path / "ds", masks=False))
     assert all(s.mask_path is None for s in samples)

@@ -141,6 +141,35 @@ def read_mvtec_layout(root: str | os.PathLike) -> list[Sample]:
         raise ConfigError(f"dataset folder {root} does not exist; check the path (data_root / OSAD_DATA) or convert the dataset there")
     if not root.is_dir():
         raise ConfigError(f"dataset folder {root} is a file, not a folder; point at the dataset's root folder")
+    return list(_read_layout(str(root), _layout_signature(root)))
+
+
+def _layout_signature(root: Path) -> tuple[int | None, ...]:
+    """What a listing depends on: the modification times of the dataset's folders down to the
+    class folders (adding, removing or renaming an entry changes its folder's) and of its
+    duplicate record. A large grid lists the same folders thousands of times."""
+    stamps: list[int | None] = []
+    for top in ("", "train", "test", "ground_truth"):
+        folder = root / top
+        try:
+            stamps.append(folder.stat().st_mtime_ns)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name) if top else []
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps += [e.stat().st_mtime_ns for e in entries if e.is_dir()]
+    try:
+        marker = (root / MARKER).stat()
+        stamps += [marker.st_mtime_ns, marker.st_size]
+    except OSError:
+        stamps.append(None)
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=128)
+def _read_layout(root_name: str, signature: tuple[int | None, ...]) -> tuple[Sample, ...]:
+    """:func:`read_mvtec_layout` of an existing folder, once per :func:`_layout_signature`."""
+    root = Path(root_name)
     normal = _normal_folder(root)
     test = root / "test"
     if not (test / normal).is_dir():
@@ -156,7 +185,7 @@ def read_mvtec_layout(root: str | os.PathLike) -> list[Sample]:
             Sample(f"test/{cls}/{n}", 1, cls, mask, "test") for n, mask in zip(images, _masks_of(root, cls, images))
         ]
     groups = duplicate_record(root)
-    return samples if groups is None else [replace(s, pixel_group=groups.get(s.path, s.path)) for s in samples]
+    return tuple(samples if groups is None else [replace(s, pixel_group=groups.get(s.path, s.path)) for s in samples])
 
 
 def duplicate_record(root: Path) -> dict[str, str] | None:

@@ -36,7 +36,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +82,9 @@ class Split:
         object.__setattr__(self, "manifest_id", self._content_hash())
 
     def _content(self) -> dict[str, Any]:
-        content = asdict(self)
-        for recorded in ("manifest_id", *_RECORDED):
-            content.pop(recorded)
-        return content
+        """The fields that define the split (its tuples are immutable: no deep copy needed)."""
+        skip = ("manifest_id", *_RECORDED)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     @property
     def duplicate_note(self) -> str:

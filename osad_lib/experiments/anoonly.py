@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ from osad_lib.methods.anoonly.heads import (
 from osad_lib.paper.means import subset_means
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
+from osad_lib.settings import apply_overrides
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import set_theme
 
@@ -226,12 +228,8 @@ class AnoOnlyConfig:
 def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
     """:class:`AnoOnlyConfig` ← ``METHOD_OVERRIDES["anoonly"][profile]`` ← ``changes``."""
     settings = {**cfg.profile.method("anoonly"), **changes}
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(AnoOnlyConfig)})
-    if unknown:
-        raise ConfigError(f"unknown AnoOnly option(s) {unknown}; known: {[f.name for f in dataclasses.fields(AnoOnlyConfig)]}")
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     settings["adbench_dir"] = user_adbench_dir(settings.get("adbench_dir"), cfg.data_root)
-    return AnoOnlyConfig(**settings)
+    return apply_overrides(AnoOnlyConfig, settings, "AnoOnly")
 
 
 def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]:
@@ -255,6 +253,12 @@ def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
     text says why (:data:`~osad_lib.methods.anoonly.heads.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
     AnoOnly heads (they have the BN either way); epochs shortened by ``schedule`` are one
     ``schedule`` part."""
+    return list(_paper_deviations(config, schedule))
+
+
+@functools.lru_cache(maxsize=4096)
+def _paper_deviations(config: SSADConfig, schedule: float) -> tuple[str, ...]:
+    """:func:`paper_deviations`, once per distinct (config, schedule): a paper grid lists ~10^5 items."""
     default = SSADConfig(config.head, anomaly_only=config.anomaly_only).resolved()
     code = CODE_BEHAVIOUR.get(config.head, {})
     mine = config.resolved()
@@ -271,7 +275,7 @@ def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
         note = ", official code" if f.name in code and code[f.name] == value else ""
         note += f", our default: {why}" if why and value == getattr(default, f.name) else ""
         out.append(f"{f.name}={value} (paper: {text_value}{note})")
-    return out
+    return tuple(out)
 
 
 def _scaled(epochs: int | None, schedule: float) -> int | None:

@@ -50,10 +50,11 @@ noise) live in :func:`osad_lib.data.tabular.adbench_split`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +180,17 @@ class SSADConfig:
 
     def resolved(self) -> SSADConfig:
         """A copy with every ``None`` replaced by the head default and ``norm`` made explicit."""
-        defaults = HEAD_DEFAULTS[self.head]
-        filled = {k: defaults.get(k) for k, v in asdict(self).items() if v is None and k in defaults}
-        out = replace(self, **filled)
-        return replace(out, norm=default_norm(out) if out.norm == "auto" else out.norm)
+        return _resolved(self)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(config: SSADConfig) -> SSADConfig:
+    """:meth:`SSADConfig.resolved`, once per distinct config (a paper grid lists ~10^5 items)."""
+    defaults = HEAD_DEFAULTS[config.head]
+    filled = {f.name: defaults.get(f.name) for f in fields(config)
+              if getattr(config, f.name) is None and f.name in defaults}
+    out = replace(config, **filled)
+    return replace(out, norm=default_norm(out) if out.norm == "auto" else out.norm)
 
 
 def default_norm(cfg: SSADConfig) -> str:
