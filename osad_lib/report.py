@@ -160,13 +160,7 @@ def coverage(profile: str, data_root: str | os.PathLike | None = None) -> Covera
                 continue
             if listed is not None:
                 frames.append(experiments.plan_rows(notebook, *listed[:2]))
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return pd.DataFrame(columns=["notebook", *PLAN_KEYS])
-        columns = list(dict.fromkeys(c for f in frames for c in f.columns))
-        # all-empty columns (e.g. no shots in a notebook's grid) left out of the concatenation: pandas
-        # deprecates letting them decide the dtypes
-        return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)
+        return experiments.plan_table(frames)
 
     here = plan_of(profile)
     full = here if profile == "paper" else plan_of("paper")

@@ -590,8 +590,7 @@ def plan_with_skips(options: RunOptions) -> tuple[pd.DataFrame, dict[str, list[s
             continue
         items, ready, skipped[name] = listed
         frames.append(experiments.plan_rows(name, items, ready))
-    frames = [f for f in frames if len(f)]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), skipped
+    return experiments.plan_table(frames), skipped
 
 
 def skipped_data(notebook: str, options: RunOptions) -> list[str]:

@@ -130,6 +130,11 @@ def grid_of(notebook: str, cfg: NotebookConfig, parameters: Mapping[str, object]
     return items, ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
 
 
+#: The columns of :func:`plan_rows`.
+PLAN_COLUMNS = ("notebook", "paper", "table", "dataset", "subset", "setting", "n_shots", "method", "variant",
+                "seed", "train_images", "eval_images", "missing")
+
+
 def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem]) -> pd.DataFrame:
     """One row per experiment of a notebook's grid: what it measures, its image counts, and
     ``missing`` (True when its data are not present and it is skipped when run)."""
@@ -139,6 +144,17 @@ def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem
          "setting": e.setting, "n_shots": e.n_shots, "method": e.method, "variant": e.variant, "seed": e.seed,
          "train_images": item.train_images, "eval_images": item.eval_images, "missing": id(item) not in ready_ids}
         for item in items for e in [item.experiment]])
+
+
+def plan_table(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several notebooks' :func:`plan_rows` as one table (columns in order of appearance; an
+    all-empty column of one notebook, e.g. no shots, does not decide the dtypes); an empty table
+    with the plan's columns when no notebook lists anything."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(PLAN_COLUMNS))
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)
 
 
 def nothing_to_run_line(notebook: str) -> str:
