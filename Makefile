@@ -50,7 +50,7 @@ paper: venv
 # smoke run of the whole series, run once).
 TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 # The paper profile's CI-sized dry run of every notebook (run_all.py --profile paper --dry-run ci)
 # and its checks: ~15 min on 2 CPU cores, so outside `make test`'s 20-minute budget.

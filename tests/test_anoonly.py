@@ -405,6 +405,26 @@ def test_group_means_join_the_paper_tables_and_mark_partial_groups():
     assert means["deviations"].str.contains("mean over 2/15 subsets").all() and (means["n_files"] == 2).all()
 
 
+def test_one_file_per_group_gives_empty_tables_with_their_columns():
+    """One file is no group mean (at least two, osad_lib.paper.means): the comparison and gains
+    tables are empty but keep their columns, so the notebook's next cells still run (the paper
+    dry run's CI size measures one file per group; 04_anoonly failed there on a frame without columns)."""
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.results import Experiment, validate_rows
+
+    rows = []
+    for variant in ("", "anoonly"):
+        e = Experiment(notebook="04_anoonly", paper="anoonly", table="table1", dataset="mvtecad",
+                       subset="MVTec-AD_bottle", setting="semi_supervised", method="devnet", variant=variant,
+                       backbone="resnet18", seed=0, profile="demo")
+        rows += e.rows({"auroc": 0.8, "aupr": 0.5, "aupr_normal": 0.6}, 1.0)
+    table = ex.comparison(validate_rows(rows), "anoonly_table1")
+    assert table.empty and list(table.columns) == ex.comparison_columns()
+    gains = ex.gains(table)
+    assert gains.empty and list(gains.columns) == list(ex.GAIN_COLUMNS)
+    assert ex.display_table(table).empty and ex.paired_gains(validate_rows(rows)).empty
+
+
 def test_ablation_grid_covers_table2_and_the_figures(tmp_path):
     from osad_lib.experiments import anoonly as ex
     from osad_lib.profiles import configure

@@ -644,6 +644,17 @@ def group_means(df: pd.DataFrame) -> pd.DataFrame:
     return subset_means(df).drop(columns="n_expected").rename(columns={"n_parts": "n_files"})
 
 
+def comparison_columns() -> list[str]:
+    """The columns of :func:`comparison`, also of an empty one (no group measured)."""
+    per_split = [c for split, title in SPLIT_TITLES.items() for c in (title, f"Δ {title}", f"measured_{split}_split")]
+    return ["dataset", "method", "variant", "paper", *per_split, "n_seeds", "files"]
+
+
+#: The columns of :func:`gains`, also of an empty one.
+GAIN_COLUMNS = ("dataset", "method", "paper gain", *(f"{title} gain" for title in SPLIT_TITLES.values()),
+                "direction as the paper")
+
+
 def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
     """Paper vs measured for ``table_id`` (``anoonly_table1/3/4``): the clean organisation, the
     paper's split (the paper's setting) beside the no-leak split.
@@ -652,11 +663,12 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
     ``Δ paper split``, ``no-leak split``, ``Δ no-leak split``, ``measured_paper_split`` /
     ``measured_no_leak_split`` (the means as numbers), n_seeds, files. Only groups that were
     measured are kept; rows of the contaminated organisation never enter (they are Fig. 8's label
-    noise, not Table 1).
+    noise, not Table 1). A group needs at least two files (:mod:`osad_lib.paper.means`); with none
+    measured the table is empty, with these columns.
     """
     rows = group_means(measured_rows(df))
     if rows.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=comparison_columns())
     parts = []
     for split in SPLITS:
         mine = rows[rows["setting"] == SETTINGS[("clean", split)]].assign(setting=SETTINGS[("clean", "paper")])
@@ -666,7 +678,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
         cmp = cmp[cmp["n_seeds"] > 0]
         parts.append(cmp.assign(split=split))
     if not parts:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=comparison_columns())
     both = pd.concat(parts, ignore_index=True)
     files = rows.groupby(["dataset", "method", "variant"])["n_files"].max()
     out = []
@@ -682,7 +694,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
         n = int(files.get((dataset, method, variant), 0))
         rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
         out.append(rec)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=comparison_columns())
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -724,7 +736,7 @@ def gains(table: pd.DataFrame) -> pd.DataFrame:
             rec[f"{title} gain"] = ao[f"measured_{split}_split"].iloc[0] - base[f"measured_{split}_split"].iloc[0]
         rec["direction as the paper"] = bool(np.sign(rec["paper split gain"]) == np.sign(rec["paper gain"]))
         recs.append(rec)
-    return pd.DataFrame(recs)
+    return pd.DataFrame(recs, columns=list(GAIN_COLUMNS))
 
 
 #: The issue's fidelity bands for the MVTec column, in AUROC/AUCPR points: Table 1 ±3, Table 3 ±4.
