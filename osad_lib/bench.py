@@ -107,7 +107,8 @@ class NaiveImageDataset(Dataset):
 
 
 def _devnet(setting: BenchSetting, device: str) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-    """DevNet and its loss on a batch (half normal, half anomaly targets, §1.4)."""
+    """DevNet and its loss on a batch (half normal, half anomaly targets, as the code's sampler:
+    ``docs/official_code/shared.md`` "Balanced batch sampler")."""
     model = DevNet(DevNetConfig(backbone=setting.backbone, weights="random", image_size=setting.image_size,
                                 batch_size=setting.batch_size)).to(device)
     b = setting.batch_size
@@ -117,7 +118,8 @@ def _devnet(setting: BenchSetting, device: str) -> tuple[torch.nn.Module, Callab
 
 def _dra(setting: BenchSetting, device: str) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
     """DRA and its summed head losses on a batch of the code's composition (2B/3 normal or pseudo,
-    B/3 seen, §2.5) against ``n_ref`` reference images passed through the network at every step."""
+    B/3 seen; ``docs/official_code/dra.md`` "Training pipeline") against ``n_ref`` reference images
+    passed through the network at every step."""
     config = DRAConfig(backbone=setting.backbone, weights="random", image_size=setting.image_size,
                        batch_size=setting.batch_size)
     model = build_dra(config).to(device)

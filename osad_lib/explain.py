@@ -36,7 +36,8 @@ from osad_lib.validate import ConfigError
 
 
 def normalize_saliency(raw: np.ndarray, percentile: float = 99.0) -> np.ndarray:
-    """(m − min) / (P_percentile − min), clipped to [0, 1] (code §3.5); a flat map becomes zeros."""
+    """(m − min) / (P_percentile − min), clipped to [0, 1] (``docs/official_code/devnet.md``
+    "Localisation (Table 4)"); a flat map becomes zeros."""
     low, high = float(raw.min()), float(np.percentile(raw, percentile))
     if high <= low:
         return np.zeros_like(raw, dtype=np.float32)

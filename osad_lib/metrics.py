@@ -84,7 +84,8 @@ def image_aupr(labels: Any, scores: Any) -> float:
 
 
 def aupr_normal(labels: Any, scores: Any) -> float:
-    """AP with normals (label 0) positive, on the *same* anomaly scores (AnoOnly's ``aucpr_normal``, §6.4).
+    """AP with normals (label 0) positive, on the *same* anomaly scores (AnoOnly's ``aucpr_normal``,
+    ``docs/official_code/anoonly.md`` "Evaluation").
 
     As in AnoOnly's code the scores are not negated, so a good detector gets a *low* value.
     """
@@ -102,7 +103,8 @@ def f1_max(labels: Any, scores: Any) -> float:
 
 
 def pixel_auroc(masks: Any, maps: Any) -> float:
-    """Pixel AUROC with all pixels of all images pooled (BGAD, §5.8)."""
+    """Pixel AUROC with all pixels of all images pooled (BGAD; ``docs/official_code/shared.md``
+    "Evaluation code")."""
     masks, maps = _pixel_inputs(masks, maps)
     if masks.all() or not masks.any():
         raise ValueError("pixel AUROC needs both anomalous and normal pixels in the masks")
@@ -110,7 +112,8 @@ def pixel_auroc(masks: Any, maps: Any) -> float:
 
 
 def pixel_auroc_per_image(masks: Any, maps: Any) -> float:
-    """Mean over anomalous images of each image's pixel AUROC (DevNet localization, §3.5).
+    """Mean over anomalous images of each image's pixel AUROC (DevNet's localisation,
+    ``docs/official_code/devnet.md`` "Localisation (Table 4)").
 
     Images whose mask is empty (normals) or covers every pixel are skipped.
     """
@@ -177,11 +180,12 @@ def pro_score(
             their pixels count as negatives). Any real-valued map range works.
         fpr_limit: 0.3 in MVTec AD and BGAD.
         num_thresholds: ``None`` = exact curve at every distinct map value; an int = that many
-            thresholds evenly spaced from the maps' max to min (BGAD's code uses 1000, §5.8).
+            thresholds evenly spaced from the maps' max to min (BGAD's code uses 1000:
+            ``docs/official_code/bgad.md`` "Pipeline").
         integration: ``"mvtec"`` = trapezoid on [0, limit] with the curve interpolated at the
             limit, divided by the limit (MVTec AD definition, the default); ``"bgad"`` = BGAD's
             code: keep thresholds with FPR <= limit, min-max rescale those FPRs to [0, 1],
-            trapezoid (§5.8).
+            trapezoid (``docs/official_code/bgad.md`` "Pipeline").
     """
     integration = choose("integration", integration, ("mvtec", "bgad"))
     if not 0 < fpr_limit <= 1:

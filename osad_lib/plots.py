@@ -163,7 +163,8 @@ def pseudo_anomaly_example(name: str, folder: Path, samples: Sequence[Sample], g
 
     ``cutmix_cross_image`` takes its patch from the other training normals (up to 8);
     ``randaug_cutpaste`` pastes one of the dataset's first 8 real defects (BGAD §3.4), inside the
-    Otsu foreground of the image when ``on_foreground`` (as BGAD's code, §5.3).
+    Otsu foreground of the image when ``on_foreground`` (as BGAD's code,
+    ``docs/official_code/bgad.md`` "Data and RandAugmented CutPaste").
     """
     import torch
 

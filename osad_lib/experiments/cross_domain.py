@@ -345,7 +345,8 @@ def source_ahl(cfg: NotebookConfig, source: str, seed: int) -> TrainedAHL:
 def finetune_dra(model: DRA, data: NormalOnlyData, config: DRAConfig, schedule: TrainConfig, seed: int,
                  device: str = "cpu") -> TrainedDRA:
     """A copy of the trained ``model`` fine-tuned on target normals and their pseudo anomalies
-    (``data``) with DRA's summed per-head loss (code §2.7) for ``schedule``'s epochs × steps."""
+    (``data``) with DRA's summed per-head loss (``docs/official_code/dra.md`` "Model") for
+    ``schedule``'s epochs × steps."""
     seed_everything(seed)
     model = copy.deepcopy(model).to(device)
     loss = criterion(config.loss)

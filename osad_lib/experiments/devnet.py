@@ -180,7 +180,8 @@ def row_shots(method: str, split_shots: int) -> int:
 
 
 def config_table(cfg: NotebookConfig, method: str = "devnet") -> pd.DataFrame:
-    """Every DevNetConfig field under this profile beside the official code's value (§3.2)."""
+    """Every DevNetConfig field under this profile beside the official code's value
+    (``docs/official_code/devnet.md`` "Entry points and defaults of the code")."""
     config = devnet_config(cfg, method)
     code = DevNetConfig(variant=config.variant, criterion=config.criterion)
     return pd.DataFrame([{"option": f.name, "this run": getattr(config, f.name), "official code": getattr(code, f.name)}
@@ -316,8 +317,9 @@ def run_devnet(
 
     Returns ``auroc`` and ``aupr`` (image level) and, with ``localize`` (default: when the test
     set has masks), ``pixel_auroc`` = mean per-anomaly pixel AUROC of the gradient explanation
-    maps (the code's metric, §3.5). ``artifact``: write per-test-image scores, labels, pixel
-    AUROCs and a few maps (``.npz``) for Figs. 4–5. ``checkpoint``: resume an interrupted run.
+    maps (the code's metric: ``docs/official_code/devnet.md`` "Localisation (Table 4)").
+    ``artifact``: write per-test-image scores, labels, pixel AUROCs and a few maps (``.npz``) for
+    Figs. 4–5. ``checkpoint``: resume an interrupted run.
     ``max_test_images``: evaluate on a class-stratified subsample of the test set.
     ``progress``: per-epoch progress bars (off: :func:`run_grid` shows one bar over the runs).
     """

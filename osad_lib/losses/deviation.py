@@ -46,7 +46,8 @@ def _flat_scores(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
 
 def draw_reference(n_reference: int = 5000, generator: torch.Generator | None = None,
                    device: str | torch.device = "cpu") -> torch.Tensor:
-    """``n_reference`` reference scores r ~ N(0, 1) (DevNet §3.2, Eq. (1); code §1.3)."""
+    """``n_reference`` reference scores r ~ N(0, 1) (DevNet §3.2, Eq. (1); the code:
+    ``docs/official_code/shared.md`` "Deviation loss")."""
     gen_device = generator.device if generator is not None else "cpu"
     return torch.randn(n_reference, generator=generator, device=gen_device).to(device)
 

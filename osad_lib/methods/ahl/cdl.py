@@ -39,8 +39,9 @@ def inner_adapt(loss_fn: Callable[[Params, Any], torch.Tensor], params: Params, 
     """Fast weights of a base model after SGD on its support batches (Eq. 1): φ ← φ − lr·∇L.
 
     ``second_order``: ``all`` keeps the graph of every step (exact meta-gradient), ``first``
-    only of the first step (the code, §4.7: later steps use detached gradients), ``none`` none
-    (first-order MAML). The returned tensors depend on ``params`` through the kept graph.
+    only of the first step (the code, whose later steps use detached gradients:
+    ``docs/official_code/ahl.md`` "Collaborative differentiable learning (CDL) and ψ"), ``none``
+    none (first-order MAML). The returned tensors depend on ``params`` through the kept graph.
     """
     choose("second_order", second_order, SECOND_ORDER)
     fast = dict(params)
@@ -120,9 +121,10 @@ class ImportanceEstimator(nn.Module):
     models' scores of a sample (``[N, K, T]``), predicting their scores at the next epoch ``[N, T]``.
 
     Paper: hidden size 7, then a fully connected layer with 14 units (ReLU) before the
-    prediction layer. ``fc_hidden=0`` is the code's head (§4.8): ReLU on the 2·hidden BiLSTM
-    output, then the prediction layer (the code also uses dropout 0.5 between the LSTM layers
-    and random initial states; zero initial states here). ``hidden=0`` means hidden = T (code).
+    prediction layer. ``fc_hidden=0`` is the code's head (``docs/official_code/ahl.md``
+    "Collaborative differentiable learning (CDL) and ψ"): ReLU on the 2·hidden BiLSTM output,
+    then the prediction layer (the code also uses dropout 0.5 between the LSTM layers and random
+    initial states; zero initial states here). ``hidden=0`` means hidden = T (code).
     """
 
     def __init__(self, n_tasks: int, hidden: int = 7, fc_hidden: int = 14, dropout: float = 0.0):
@@ -328,14 +330,18 @@ class AHLTrainer:
             return equal, errors
         errors = generalization_errors(predicted, self.binary, self.c, self.include)
         weights = importance_weights(errors)
-        if cfg.faithful_mode:  # code §4.7–4.8: averaged until epoch K + 1, then summed with 0.5 + 0.5·w
+        # The code (docs/official_code/ahl.md "Collaborative differentiable learning (CDL) and ψ"):
+        # averaged until epoch K + 1, then summed with 0.5 + 0.5·w.
+        if cfg.faithful_mode:
             return (0.5 + 0.5 * weights if epoch >= cfg.sequence_length + 1 else equal), errors
         return weights, errors
 
     def epoch(self, epoch: int) -> None:
         """One epoch of Alg. 1 (lines 5–13)."""
         cfg = self.config
-        if cfg.faithful_mode and self.pending is not None:  # the code's one-epoch-late Adam step (§4.7)
+        # The code's one-epoch-late Adam step (docs/official_code/ahl.md
+        # "Collaborative differentiable learning (CDL) and ψ").
+        if cfg.faithful_mode and self.pending is not None:
             self._step(self.pending)
         grads, scores, query_losses = [], [], []
         pool_features = [f[torch.as_tensor(self.psi_index, device=self.device)] for f in self.pool.features]

@@ -1,16 +1,18 @@
 """AHL's settings (Zhu, Ding, Tian & Pang, CVPR 2024): :class:`AHLConfig` and the constants of its options.
 
 ``mode="clean"`` (default) is the paper. ``mode="faithful"`` reproduces the official code where
-it changes what is trained (§4.5, §4.7, §4.8, §10 AHL items 2–6): clusters are *prefixes* of
-the normal list with the k-means cluster sizes (index bug), the support and query anomaly
-halves are drawn independently (query = 2 of an independent half + its complement), support
-and query share one generator, only the six cluster-pair tasks are trained, the meta-gradient
-of epoch e is applied at the start of epoch e + 1 (the last one never), the query losses are
-averaged over tasks until the weights start (epoch K + 1) and then summed with factors
-0.5 + 0.5·w_t, and the inner loop is second-order only in its first step.
+it changes what is trained (``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)",
+"Collaborative differentiable learning (CDL) and ψ" and "Where the code departs from the paper",
+items 2–6): clusters are *prefixes* of the normal list with the k-means cluster sizes (index
+bug), the support and query anomaly halves are drawn independently (query = 2 of an independent
+half + its complement), support and query share one generator, only the six cluster-pair tasks
+are trained, the meta-gradient of epoch e is applied at the start of epoch e + 1 (the last one
+never), the query losses are averaged over tasks until the weights start (epoch K + 1) and then
+summed with factors 0.5 + 0.5·w_t, and the inner loop is second-order only in its first step.
 :meth:`AHLConfig.faithful` also sets the code's numbers and heads (outer Adam 0.002, ψ Adam
 0.002 with weight decay 1e-3, ψ hidden size = number of tasks and no extra FC layer, the code's
-DRA heads: holistic without |·|, stride-3 composite with a zero-initialised affine, §4.4).
+DRA heads: holistic without |·|, stride-3 composite with a zero-initialised affine;
+``docs/official_code/ahl.md`` "Heads of g").
 Not reproduced: the code's random initial LSTM states, its mismatched reference sets across
 scales, its exact inner schedule (one second-order step from the *last* support batch, then
 2 × 20 first-order steps) — ``second_order="first"`` with ``inner_steps`` steps stands for it.
@@ -49,7 +51,8 @@ INITS = ("fresh", "base")
 INNER_OPTIMIZERS = ("adam", "sgd")
 #: What ψ and Eq. 6 see: per-task min–max standardised scores, or the raw deviation-scale scores (code).
 PSI_INPUTS = ("standardized", "raw")
-#: DRA heads of g: the base model's ("base", paper) or the AHL code's cheaper variant ("code", §4.4).
+#: DRA heads of g: the base model's ("base", paper) or the AHL code's cheaper variant ("code",
+#: ``docs/official_code/ahl.md`` "Heads of g").
 HEAD_STYLES = ("base", "code")
 #: Pseudo-anomaly generators (App. B.1): CutMix across images, CutPaste within an image, DRAEM.
 GENERATORS = tuple(PSEUDO_GENERATORS)
@@ -63,12 +66,14 @@ class AHLConfig:
 
     Paper: C = 3 clusters, T = 7 tasks, K = 5, base-model lr 2e-4, unified-model lr 5e-3 (Adam),
     ψ = 2-layer BiLSTM with hidden size 7 followed by a 14-unit FC layer, ψ lr 0.02, c_j = 1.0 /
-    0.5. Code (§4.3, §4.7, §4.8): 30 epochs, batches of 48 split 16/16/16 over normal / pseudo /
-    seen slots, 20 support and 20 query batches per task and epoch, inner SGD (the base models'
-    lr is the inner step size), outer weight decay 1e-4 with StepLR(10, 0.1), gradient clipping
-    1.0, pseudo replacement probability 0.5, top-k 10 %. ``psi_steps``: Adam steps of ψ per
-    epoch (the code takes one per query set, i.e. six). ``psi_pool_size``: at most this many
-    training samples are scored for ψ each epoch (0 = all; the real anomalies are always kept).
+    0.5. Code (``docs/official_code/ahl.md`` "Defaults of the code" and
+    "Collaborative differentiable learning (CDL) and ψ"): 30 epochs, batches of 48 split
+    16/16/16 over normal / pseudo / seen slots, 20 support and 20 query batches per task and
+    epoch, inner SGD (the base models' lr is the inner step size), outer weight decay 1e-4 with
+    StepLR(10, 0.1), gradient clipping 1.0, pseudo replacement probability 0.5, top-k 10 %.
+    ``psi_steps``: Adam steps of ψ per epoch (the code takes one per query set, i.e. six).
+    ``psi_pool_size``: at most this many training samples are scored for ψ each epoch (0 = all;
+    the real anomalies are always kept).
     ``init``: a copy of the trained base model's heads (``base``, the default: g starts where
     its base model ended and CDL refines it) or ``fresh`` heads (the code's Kaiming
     initialisation; with the code's few outer steps a fresh g lags its base model).
@@ -84,7 +89,7 @@ class AHLConfig:
     projection (:class:`osad_lib.methods.dra.model.CompositeHead`), as the base model's.
     ``head_style`` (DRA only): ``base`` = DRA's heads (paper: g has the base
     model's architecture), ``code`` = the AHL code's holistic (no |·|) and stride-3 composite
-    heads (§4.4), which the CPU demo uses for speed.
+    heads (``docs/official_code/ahl.md`` "Heads of g"), which the CPU demo uses for speed.
     """
 
     base: str = "dra"
@@ -150,7 +155,11 @@ class AHLConfig:
 
     @classmethod
     def faithful(cls, **overrides: Any) -> AHLConfig:
-        """The official code's behaviour and numbers (§4.3, §4.4, §4.7, §4.8), then ``overrides``."""
+        """The official code's behaviour and numbers, then ``overrides``.
+
+        The code: ``docs/official_code/ahl.md`` "Defaults of the code", "Heads of g" and
+        "Collaborative differentiable learning (CDL) and ψ".
+        """
         code = dict(mode="faithful", unified_lr=2e-3, second_order="first", psi_hidden=0, psi_fc=0,
                     psi_lr=2e-3, psi_weight_decay=1e-3, head_style="code", init="fresh", inner_optimizer="sgd",
                     psi_input="raw")
@@ -172,7 +181,8 @@ class AHLConfig:
 
     @property
     def include_all_normal_task(self) -> bool:
-        """The 7th, all-normal task (App. B.1); the code builds it but never trains it (§10 AHL 2)."""
+        """The 7th, all-normal task (App. B.1); the code builds it but never trains it
+        (``docs/official_code/ahl.md`` "Where the code departs from the paper" item 2)."""
         return not self.faithful_mode
 
     @property

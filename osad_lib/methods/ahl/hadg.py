@@ -7,7 +7,8 @@ query are the two halves of a random split of all normals (T = 7). The labelled 
 are split into *virtual seen* (support and query) and *virtual unseen* (query only)
 halves; with one anomaly it is in both. Each task draws a pseudo-anomaly generator for its
 support and a different one for its query; every task normal is replaced by its pseudo
-version with probability 0.5 (the code's rate, §4.5).
+version with probability 0.5 (the code's rate: ``docs/official_code/ahl.md``
+"Heterogeneous tasks (HADG)").
 
 :class:`PoolLayout` gives every training sample (normals, labelled anomalies, the pseudo version
 of every normal per generator) one global index, :class:`FeaturePool` holds their features, and
@@ -59,7 +60,8 @@ class Task:
 
 
 def cluster_normals(features: np.ndarray | torch.Tensor, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means labels of the training normals' flattened scale-0 feature maps (App. B.1; code §4.5).
+    """k-means labels of the training normals' flattened scale-0 feature maps (App. B.1; the code:
+    ``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)").
 
     ``KMeans(n_clusters, random_state=seed, n_init=10)`` on ``features`` reshaped to ``[N, -1]``.
     """
@@ -71,11 +73,13 @@ def cluster_normals(features: np.ndarray | torch.Tensor, n_clusters: int, seed: 
 
 
 def cluster_members(labels: np.ndarray, assignment: str, rng: np.random.Generator) -> list[np.ndarray]:
-    """Indices of the normals in each cluster, for clusters with more than two members (code §4.5).
+    """Indices of the normals in each cluster, for clusters with more than two members
+    (``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)").
 
     ``kmeans``: the k-means members (paper). ``prefix``: the official code's index bug — cluster
     c holds normals 0 … |c|−1 (prefixes of the normal list, only the sizes come from k-means;
-    §10 AHL 3). ``random``: a random partition with the k-means sizes (RamHADG, Table 5).
+    ``docs/official_code/ahl.md`` "Where the code departs from the paper" item 3). ``random``: a
+    random partition with the k-means sizes (RamHADG, Table 5).
     """
     choose("cluster assignment", assignment, ("kmeans", "prefix", "random"))
     sizes = [(c, int((labels == c).sum())) for c in sorted(set(labels.tolist()))]
@@ -92,12 +96,14 @@ def cluster_members(labels: np.ndarray, assignment: str, rng: np.random.Generato
 
 
 def split_anomalies(n_anomalies: int, rng: np.random.Generator, consistent: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(support, query) labelled-anomaly indices of one task (App. B.1; code §4.5).
+    """(support, query) labelled-anomaly indices of one task (App. B.1; the code:
+    ``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)").
 
     Consistent (paper): a random half are virtual seen anomalies, in support *and* query; the
     other half, the virtual unseen ones, are in the query only; one anomaly is in both.
-    Independent (code, §10 AHL 4): support = a random half; query = two random members of an
-    *independently* drawn half plus that half's complement.
+    Independent (the code; ``docs/official_code/ahl.md`` "Where the code departs from the paper"
+    item 4): support = a random half; query = two random members of an *independently* drawn half
+    plus that half's complement.
     """
     if n_anomalies == 0:
         return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
@@ -115,7 +121,8 @@ def split_anomalies(n_anomalies: int, rng: np.random.Generator, consistent: bool
 
 def _with_pseudo(normals: np.ndarray, enabled: bool, prob: float,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split a normal set into (kept normals, normals replaced by their pseudo version) (code §4.5).
+    """Split a normal set into (kept normals, normals replaced by their pseudo version)
+    (``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)").
 
     Each normal is replaced with probability ``prob``; when the coin replaces all of a small set
     (a three-member cluster: 1 in 8 at 0.5), one drawn normal stays, since a task set needs
@@ -130,7 +137,8 @@ def _with_pseudo(normals: np.ndarray, enabled: bool, prob: float,
 
 def build_tasks(cluster_labels: np.ndarray, n_anomalies: int, config: AHLConfig, seed: int,
                 generators: Sequence[str] = GENERATORS, assignment: str | None = None) -> list[Task]:
-    """HADG: the T heterogeneous anomaly distributions (§3.2, App. B.1; code §4.5).
+    """HADG: the T heterogeneous anomaly distributions (§3.2, App. B.1; the code:
+    ``docs/official_code/ahl.md`` "Heterogeneous tasks (HADG)").
 
     For every ordered pair of clusters (a, b) — in the code's order (a, b), (b, a) for a < b —
     support normals = cluster a and query normals = cluster b; then (clean mode) the all-normal
@@ -228,7 +236,8 @@ class PoolLayout:
 
 
 def batch_slots(groups: Mapping[str, np.ndarray], batch_size: int) -> dict[str, int]:
-    """Equal slots for the non-empty groups, the remainder to normals (code §1.4: 16/16/16 or 24/24)."""
+    """Equal slots for the non-empty groups, the remainder to normals: 16/16/16 or 24/24 as the code
+    (``docs/official_code/shared.md`` "Balanced batch sampler")."""
     present = [g for g in ("normal", "pseudo", "anomaly") if len(groups.get(g, ())) > 0]
     if "normal" not in present:
         raise ConfigError("a task set has no normal samples; use more training normals or fewer clusters")

@@ -28,8 +28,9 @@ from osad_lib.methods.ahl.config import BASES, HEAD_STYLES, NORMAL
 
 # ============================================================================ heads on frozen features
 class DevNetFeatureHead(nn.Module):
-    """DevNet's scoring on frozen features (code §3.4, §4.4): one top-K MIL head shared by the
-    pyramid scales, scores averaged over scales → ``[B]``."""
+    """DevNet's scoring on frozen features: one top-K MIL head shared by the pyramid
+    scales, scores averaged over scales → ``[B]`` (``docs/official_code/devnet.md``
+    "Model and training"; ``docs/official_code/ahl.md`` "Heads of g")."""
 
     def __init__(self, channels: int, topk_ratio: float = 0.1):
         super().__init__()
@@ -40,16 +41,18 @@ class DevNetFeatureHead(nn.Module):
 
 
 class CodeHolisticHead(dra_model.HolisticHead):
-    """The AHL code's holistic head (§4.4, §10 AHL 7): DRA's, without the final |·|."""
+    """The AHL code's holistic head: DRA's, without the final |·| (``docs/official_code/ahl.md``
+    "Heads of g" and "Where the code departs from the paper" item 7)."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features.mean(dim=(2, 3)))[:, 0]
 
 
 class CodeCompositeHead(nn.Module):
-    """The AHL code's composite head (§4.4, §10 AHL 7): residual → Conv3×3 with stride 3 → per-channel
-    affine γ·x + β (batch norm with fixed statistics 0/1) → ReLU → top-K MIL. 25× cheaper than
-    DRA's on a 5×5 map.
+    """The AHL code's composite head: residual → Conv3×3 with stride 3 → per-channel affine
+    γ·x + β (batch norm with fixed statistics 0/1) → ReLU → top-K MIL (``docs/official_code/ahl.md``
+    "Heads of g" and "Where the code departs from the paper" item 7). 25× cheaper than DRA's on a
+    5×5 map.
 
     ``faithful=True`` is the code as written: γ and β start at 0 — so the ReLU input is exactly 0,
     no gradient ever reaches the convolution and the head's score is a constant — and no padding,
@@ -80,7 +83,8 @@ class CodeCompositeHead(nn.Module):
 
 
 class DRAFeatureHeads(nn.Module):
-    """DRA's four heads on frozen per-scale features (code §2.6, §4.4) → ``{head: scores [B]}``.
+    """DRA's four heads on frozen per-scale features → ``{head: scores [B]}``
+    (``docs/official_code/dra.md`` "Model"; ``docs/official_code/ahl.md`` "Heads of g").
 
     ``style="base"``: the same head classes as :class:`osad_lib.methods.dra.model.DRA` (paper: g has
     exactly the base model's architecture); ``style="code"``: the AHL code's holistic and
@@ -122,10 +126,12 @@ class FeatureScorer:
     fast weights: ``loss(params, features, labels)`` and ``score(params, features)`` run the
     module through :func:`torch.func.functional_call` with ``params`` (None = its own).
 
-    DevNet (code §3.4): deviation loss with every anomaly (labelled or pseudo) as target 1.
-    DRA (code §2.7): the sum of the four heads' deviation losses on their routed samples;
-    score −holistic + seen + pseudo + composite, with fixed ``references`` (per-scale feature
-    maps of ``n_ref`` training normals chosen by the seed, DRA's clean mode).
+    DevNet (``docs/official_code/devnet.md`` "Model and training",
+    ``docs/official_code/ahl.md`` "Heads of g"): deviation loss with every anomaly
+    (labelled or pseudo) as target 1. DRA (``docs/official_code/dra.md`` "Model"): the
+    sum of the four heads' deviation losses on their routed samples; score −holistic +
+    seen + pseudo + composite, with fixed ``references`` (per-scale feature maps of
+    ``n_ref`` training normals chosen by the seed, DRA's clean mode).
     """
 
     def __init__(self, base: str, module: nn.Module, references: Sequence[torch.Tensor] | None = None):

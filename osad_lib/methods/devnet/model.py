@@ -39,8 +39,9 @@ Options (``DevNetConfig``):
   BN before the scoring layer of the tabular DevNet. Deviation criterion, ``mil_ds``/``ds`` only.
 
 Paper vs code: §6.3 of the paper states Adam lr 1e-3, weight decay 1e-2; the official code uses
-lr 2e-4, weight decay 1e-5 (§3.2). The defaults are the code's; ``paper_optimizer()`` gives the
-paper's.
+lr 2e-4, weight decay 1e-5 (``docs/official_code/devnet.md``
+"Entry points and defaults of the code"). The defaults are the code's; ``paper_optimizer()``
+gives the paper's.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class DevNetConfig:
     n_reference: int = 5000
     epochs: int = 50
     steps_per_epoch: int = 20
-    batch_size: int = 48  # half normal, half labelled anomalies (§1.4)
+    # Half normal, half labelled anomalies (docs/official_code/shared.md "Balanced batch sampler").
+    batch_size: int = 48
     eval_batch_size: int = 48
     lr: float = 2e-4
     weight_decay: float = 1e-5
@@ -325,7 +327,8 @@ def train_devnet(
 
     Everything is seeded from ``seed`` (the new layers' weights, batch sampling, rotations,
     reference draws); batches hold ``batch_size/2`` normals then ``batch_size/2`` anomalies
-    (§1.4), each image rotated by U(−``rotation_degrees``, +``rotation_degrees``). Training runs in
+    (``docs/official_code/shared.md`` "Balanced batch sampler"), each image rotated by
+    U(−``rotation_degrees``, +``rotation_degrees``). Training runs in
     :func:`osad_lib.training.fit` (checkpoint/resume, NaN check).
 
     With ``frozen_stages > 0`` the frozen stem runs once over ``train`` (or ``stems`` is used:

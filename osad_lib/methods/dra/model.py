@@ -56,7 +56,8 @@ from osad_lib.training import BalancedBatchSampler, TrainConfig, autocast, fit
 from osad_lib.settings import apply_overrides
 from osad_lib.validate import ConfigError, choose
 
-#: Label of a normal image, a labelled (seen) anomaly and a pseudo anomaly (code §2.4).
+#: Label of a normal image, a labelled (seen) anomaly and a pseudo anomaly
+#: (``docs/official_code/dra.md`` "Training pipeline", "Model").
 NORMAL, SEEN, PSEUDO = 0, 1, 2
 #: The four heads of the full model, in the paper's order.
 HEADS = ("holistic", "seen", "pseudo", "composite")
@@ -68,25 +69,29 @@ VARIANT_HEADS: dict[str, tuple[str, ...]] = {
     "dra3ar": ("seen", "pseudo", "composite"),
     "dra3an": ("holistic", "seen", "pseudo"),
 }
-#: Which training samples each head sees (code §2.6): a boolean mask over the batch labels.
+#: Which training samples each head sees, a boolean mask over the batch labels
+#: (``docs/official_code/dra.md`` "Model").
 ROUTES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "holistic": lambda y: torch.ones_like(y, dtype=torch.bool),
     "seen": lambda y: y != PSEUDO,
     "pseudo": lambda y: y != SEEN,
     "composite": lambda y: torch.ones_like(y, dtype=torch.bool),
 }
-#: Each head's binary target on the samples it sees (code §2.7): 1 = "positive" for that head.
+#: Each head's binary target on the samples it sees, 1 = "positive" for that head
+#: (``docs/official_code/dra.md`` "Model").
 TARGETS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "holistic": lambda y: y == NORMAL,
     "seen": lambda y: y == SEEN,
     "pseudo": lambda y: y == PSEUDO,
     "composite": lambda y: y != NORMAL,
 }
-#: Sign of each head in the anomaly score −holistic + seen + pseudo + composite (code §2.9).
+#: Sign of each head in the anomaly score −holistic + seen + pseudo + composite
+#: (``docs/official_code/dra.md`` "Evaluation").
 SCORE_SIGNS = {"holistic": -1.0, "seen": 1.0, "pseudo": 1.0, "composite": 1.0}
 #: Pseudo-anomaly sources (paper Table 4): the code's same-image "CutMix" (= CutPaste with
-#: colour jitter, §2.4), CutPaste-Scar, CutPaste-Mix (either of the two per image) and
-#: outlier exposure with an external image set (the medical datasets' LAG, §2.4 "External").
+#: colour jitter), CutPaste-Scar, CutPaste-Mix (either of the two per image) and outlier
+#: exposure with an external image set (the medical datasets' LAG). The code's "CutMix" and
+#: outlier folder: ``docs/official_code/dra.md`` "Training pipeline".
 PSEUDO_SOURCES = ("cutmix", "cp_scar", "cp_mix", "external")
 MODES = ("faithful", "clean")
 LOSSES = ("deviation", "bce", "focal", "ce")
@@ -101,15 +106,18 @@ class DRAConfig:
     images are drawn through the training pipeline (≈ half of them pseudo anomalies, all
     randomly rotated; the paper's App. B.1 says so too), re-drawn at every training step and
     for every test batch, and the LR decays at epochs 9/19/29 (``scheduler.step()`` at the
-    start of each epoch, §2.8, §10 items 1 and 4). ``mode="clean"`` is the paper's text: a
-    fixed set of ``n_ref`` un-augmented training normals chosen once by the seed, evaluation
-    that is deterministic (same weights → same scores), and LR decays at epochs 10/20.
+    start of each epoch; ``docs/official_code/dra.md`` "Training pipeline", items 1 and 4).
+    ``mode="clean"`` is the paper's text: a fixed set of ``n_ref`` un-augmented training normals
+    chosen once by the seed, evaluation that is deterministic (same weights → same scores), and
+    LR decays at epochs 10/20.
 
     ``heads``: any subset of :data:`HEADS` (Table 3: :data:`VARIANT_HEADS`). ``pseudo_source``:
     one of :data:`PSEUDO_SOURCES` ("external" needs an outlier image set at training time;
     ``outlier_name`` labels it, e.g. "lag"). ``loss``: deviation | bce | focal | ce (App. C.2).
     ``batch_size`` B is split as the code does: 2B//3 normal slots (each replaced by a pseudo
-    anomaly with probability ``pseudo_prob``) and B − 2B//3 seen-anomaly slots (§1.4, §2.5).
+    anomaly with probability ``pseudo_prob``) and B − 2B//3 seen-anomaly slots
+    (``docs/official_code/shared.md`` "Balanced batch sampler", ``docs/official_code/dra.md``
+    "Training pipeline").
     ``frozen_stages`` is not in the paper (0 = everything fine-tuned): the first backbone stages
     stay fixed, so the test images' stem outputs are computed once (CPU demo profile only;
     recorded in ``deviations``). The training pipeline is unchanged: pseudo anomalies and
@@ -176,7 +184,8 @@ class DRAConfig:
 
     @property
     def n_normal_slots(self) -> int:
-        """Normal/pseudo slots per batch: 2B//3 (32 of 48, code §1.4)."""
+        """Normal/pseudo slots per batch: 2B//3, 32 of 48 as in the code
+        (``docs/official_code/shared.md`` "Balanced batch sampler")."""
         return 2 * self.batch_size // 3
 
     @property
@@ -228,7 +237,8 @@ def validate_heads(heads: Sequence[str] | str) -> tuple[str, ...]:
 
 
 class HolisticHead(nn.Module):
-    """Normality head (Eq. 9; code §2.6): GAP → Linear(C, 256) → ReLU → Linear(256, 1) → |·| → ``[B]``."""
+    """Normality head (Eq. 9): GAP → Linear(C, 256) → ReLU → Linear(256, 1) → |·| → ``[B]``
+    (``docs/official_code/dra.md`` "Model")."""
 
     def __init__(self, in_channels: int, hidden: int = 256):
         super().__init__()
@@ -239,12 +249,14 @@ class HolisticHead(nn.Module):
 
 
 def latent_residual(features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
-    """Residual feature maps (Eq. 6–7): mean over the references minus each query (code §10 item 2)."""
+    """Residual feature maps (Eq. 6–7): mean over the references minus each query (the code's
+    direction, item 2)."""
     return reference_features.mean(dim=0, keepdim=True) - features
 
 
 class CompositeHead(nn.Module):
-    """Latent-residual head (Eq. 8; code §2.6): residual → Conv3×3 → BN → ReLU → top-K MIL → ``[B]``.
+    """Latent-residual head (Eq. 8): residual → Conv3×3 → BN → ReLU → top-K MIL → ``[B]``
+    (``docs/official_code/dra.md`` "Model").
 
     ``channels`` > 0 (not in the paper): a learned 1×1 projection of the backbone's features to
     that many channels first (linear, so projecting the residual or the features is the same).
@@ -355,20 +367,23 @@ class DRA(nn.Module):
 
 
 def anomaly_score(head_scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The final score −holistic + seen + pseudo + composite over the heads present (code §2.9)."""
+    """The final score −holistic + seen + pseudo + composite over the heads present
+    (``docs/official_code/dra.md`` "Evaluation")."""
     if not head_scores:
         raise ConfigError("no head scores to combine; the model has no heads")
     return sum(SCORE_SIGNS[h] * s.float() for h, s in head_scores.items())
 
 
 def head_targets(labels: torch.Tensor, heads: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Each head's 0/1 targets on its routed samples, in batch order (code §2.7)."""
+    """Each head's 0/1 targets on its routed samples, in batch order
+    (``docs/official_code/dra.md`` "Model")."""
     return {h: TARGETS[h](labels[ROUTES[h](labels)]).float() for h in heads}
 
 
 def dra_loss(head_scores: Mapping[str, torch.Tensor], labels: torch.Tensor,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Sum over heads of ``loss_fn(scores, targets)`` (code §2.7: unweighted sum of batch means).
+    """Sum over heads of ``loss_fn(scores, targets)``: an unweighted sum of batch means, as the
+    code (``docs/official_code/dra.md`` "Model").
 
     Returns the total and each head's value (for logging). A head with no routed sample in
     the batch contributes nothing.
@@ -381,7 +396,7 @@ def dra_loss(head_scores: Mapping[str, torch.Tensor], labels: torch.Tensor,
 
 
 # --------------------------------------------------------------------------------------------
-# training data: batches, pseudo anomalies, references (code §2.4–2.5)
+# training data: batches, pseudo anomalies, references (docs/official_code/dra.md "Training pipeline")
 
 
 class DRATrainingData:
@@ -390,13 +405,14 @@ class DRATrainingData:
     ``train`` is an ImageSet of the split's training images (uint8 ``[N, 3, S, S]``, labels
     0 = normal incl. contamination, 1 = labelled anomaly). ``outliers`` (an ImageSet of
     another dataset's normals, resized to S) is the pseudo-anomaly pool of
-    ``pseudo_source="external"`` (outlier exposure, code §2.4 "External/OOD data").
+    ``pseudo_source="external"`` (outlier exposure, ``docs/official_code/dra.md``
+    "Training pipeline").
 
     With ``stems`` (frozen-stem outputs of ``train``'s rows) and ``pseudo_stems`` (a pool of
     pseudo anomalies' stem outputs, :func:`pseudo_stem_pool`) batches and references are stem
     outputs instead of images (``config.cache_stems``): a pseudo slot takes a random pool row —
-    as the code, whose pseudo anomaly is made from a *random* normal (§2.4) — and rotation
-    rotates the feature maps.
+    as the code, whose pseudo anomaly is made from a *random* normal (``docs/official_code/dra.md``
+    "Training pipeline") — and rotation rotates the feature maps.
     """
 
     def __init__(self, train: ImageSet, config: DRAConfig, seed: int, outliers: ImageSet | None = None,
@@ -426,7 +442,8 @@ class DRATrainingData:
         self.stems, self.pseudo_stems = stems, pseudo_stems
 
     def sampler(self) -> BalancedBatchSampler:
-        """2B//3 normal slots then B − 2B//3 anomaly slots per batch (code §1.4, §2.5). Cached
+        """2B//3 normal slots then B − 2B//3 anomaly slots per batch (``docs/official_code/shared.md``
+        "Balanced batch sampler", ``docs/official_code/dra.md`` "Training pipeline"). Cached
         training (``stems``) gives :attr:`DRAConfig.n_pseudo_slots` of the normal slots to the
         pseudo-anomaly pool, whose rows are numbered after the training rows."""
         groups = {"normal": self.normal_idx, "anomaly": self.anomaly_idx}
@@ -449,7 +466,8 @@ class DRATrainingData:
         """The training pipeline on float images: each normal replaced by a pseudo anomaly
         (label 2) with probability ``pseudo_prob`` (only when a head learns from them), then
         (``dihedral``) a random dihedral transform and RandomRotation(``rotation_degrees``) on
-        every image (code §2.4: pseudo before rotation)."""
+        every image (as the code, pseudo anomalies before the rotation: ``docs/official_code/dra.md``
+        "Training pipeline")."""
         images, labels = images.clone(), labels.clone()
         if self.config.uses_pseudo:
             chosen = (labels == NORMAL) & (torch.rand(len(labels)) < self.config.pseudo_prob)
@@ -493,10 +511,10 @@ class DRATrainingData:
         """``n_ref`` reference images in [0, 1] (or their stem outputs) for one training step or
         test batch.
 
-        faithful (code §2.5, §10 item 1): fresh random training normals passed through the
-        training pipeline — about half become pseudo anomalies (cached: a random pool row) and
-        all are rotated. clean: the same un-augmented normals every time (paper Eq. 6:
-        "reference normal images").
+        faithful (``docs/official_code/dra.md`` "Training pipeline"; item 1): fresh random
+        training normals passed through the training pipeline — about half become pseudo
+        anomalies (cached: a random pool row) and all are rotated. clean: the same un-augmented
+        normals every time (paper Eq. 6: "reference normal images").
         """
         if self.config.mode == "clean":
             fixed = torch.as_tensor(self.fixed_reference_idx)
@@ -518,9 +536,10 @@ PSEUDO_GENERATORS = {"cutmix": "cutpaste_same_image", "cp_scar": "cutpaste_scar"
 def make_pseudo_anomalies(images: torch.Tensor, source: str) -> torch.Tensor:
     """Pseudo anomalies of float images ``[B, 3, S, S]`` by augmentation (paper Eq. 4, Table 4).
 
-    ``cutmix`` is the code's same-image cut-and-paste with colour jitter (§2.4, §10 item 5);
-    ``cp_scar`` is CutPaste-Scar; ``cp_mix`` picks one of the two per image. Randomness comes
-    from the global torch generator (restored by training checkpoints).
+    ``cutmix`` is the code's same-image cut-and-paste with colour jitter
+    (``docs/official_code/dra.md`` "Training pipeline"; item 5); ``cp_scar`` is CutPaste-Scar;
+    ``cp_mix`` picks one of the two per image. Randomness comes from the global torch generator
+    (restored by training checkpoints).
     """
     name = PSEUDO_GENERATORS[choose("pseudo_source", source, tuple(PSEUDO_GENERATORS))]
     return apply_batch(name, images, torch.default_generator)[0].to(images.dtype)
@@ -569,7 +588,7 @@ class TrainedDRA:
 
 def train_config(config: DRAConfig, progress: bool = True, desc: str = "dra") -> TrainConfig:
     """The shared loop's settings: faithful steps StepLR at epoch start (decays at 9/19/29,
-    code §2.8), clean at epoch end (decays at 10/20)."""
+    ``docs/official_code/dra.md`` "Training pipeline"), clean at epoch end (decays at 10/20)."""
     return TrainConfig(
         epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, lr=config.lr,
         weight_decay=config.weight_decay, lr_step_size=config.lr_step_size, lr_gamma=config.lr_gamma,
