@@ -281,7 +281,7 @@ def test_evaluation_is_deterministic_in_clean_mode_and_not_in_faithful_mode():
 
 def test_learning_rate_schedule_follows_the_mode():
     faithful, clean = train_config(DRAConfig(mode="faithful")), train_config(DRAConfig(mode="clean"))
-    assert faithful.scheduler_step_at == "epoch_start"  # decays at epochs 9/19/29 (code §2.8)
+    assert faithful.scheduler_step_at == "epoch_start"  # decays at epochs 9/19/29 (docs/official_code/dra.md "Training pipeline")
     assert clean.scheduler_step_at == "epoch_end"  # decays at 10/20
     assert (faithful.epochs, faithful.steps_per_epoch, faithful.lr, faithful.weight_decay, faithful.grad_clip) == (
         30, 20, 2e-4, 1e-5, 1.0)

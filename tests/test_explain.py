@@ -1,4 +1,4 @@
-"""Gradient explanation maps and localization metrics (DevNet §4.4 Eq. (9), Fig. 4; code §3.5)."""
+"""Gradient explanation maps and localization metrics (DevNet §4.4 Eq. (9), Fig. 4; docs/official_code/devnet.md "Localisation (Table 4)")."""
 
 import matplotlib
 import numpy as np

@@ -1,4 +1,4 @@
-"""Top-K MIL head and image pyramid (DevNet §3.4; docs/official_code/dra.md "Model",
+"""Top-K MIL head and image pyramid (docs/official_code/dra.md "Model",
 docs/official_code/devnet.md "Model and training")."""
 
 import pytest

@@ -84,7 +84,7 @@ def test_cross_image_within_a_batch_uses_the_other_images():
 
 
 def test_same_image_box_area_and_aspect_ranges():
-    """DRA §2.4: area U(0.02, 0.15)·HW, aspect within [0.3, 1/0.3] (up to pixel rounding)."""
+    """DRA's code (docs/official_code/dra.md "Training pipeline"): area U(0.02, 0.15)·HW, aspect within [0.3, 1/0.3] (up to pixel rounding)."""
     image = torch.rand(3, 100, 100, generator=torch_generator(1))
     fractions = []
     for seed in range(60):

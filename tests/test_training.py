@@ -74,7 +74,7 @@ def test_fit_decreases_the_loss_and_reports_every_epoch():
 
 @pytest.mark.parametrize("step_at, expected", [
     ("epoch_end", [0.05, 0.05, 0.005, 0.005]),   # DevNet code: decays after epochs 2, 4
-    ("epoch_start", [0.05, 0.005, 0.005, 0.0005]),  # DRA code: scheduler stepped first (§2.8)
+    ("epoch_start", [0.05, 0.005, 0.005, 0.0005]),  # DRA code: scheduler stepped first (docs/official_code/dra.md "Training pipeline")
 ])
 def test_scheduler_order_matches_the_official_codes(step_at, expected):
     seed_everything(0)
