@@ -8,7 +8,8 @@ for the notebook's process, and the shared helpers every method goes through rea
 * :func:`osad_lib.training.fit` and the methods' own loops (BGAD's flows, AHL's meta-learning,
   AnoOnly's tabular heads) run :func:`steps` optimisation steps per phase and :func:`epochs`
   epochs, where a phase is what a loop needs to reach each of its branches once (BGAD: the
-  normal-only first epoch and a boundary epoch; AHL: enough epochs for its importance estimator ψ
+  normal-only first epoch and a boundary epoch, one batch and one chunk of its feature vectors per
+  level; AHL: enough epochs for its importance estimator ψ
   to train and predict);
 * :class:`osad_lib.training.BalancedBatchSampler` caps a batch at :attr:`RunLimits.max_batch_size`
   keeping each group's share (:func:`batch_slots`) — only the CI-sized dry run sets it;

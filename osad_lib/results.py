@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import platform
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,19 @@ class _Loaded:
 
 #: Per results file, (file version, code paths of its rows): :meth:`ResultsStore.path_has_rows`'s memo.
 _STORED_PATHS: dict[Path, tuple[tuple[int, int, int] | None, set[str]]] = {}
+#: Per results file, its last intact parse and the digest of the bytes it was parsed from: a grid
+#: asks the store for every item (resume), and parsing thousands of rows each time made a large
+#: grid's bookkeeping quadratic. Hashing the bytes is cheap next to parsing them, and unlike a
+#: modification time it cannot miss an in-place rewrite of the same size.
+_PARSED: dict[Path, tuple[bytes, _Loaded]] = {}
+
+
+def _digest(path: Path) -> bytes | None:
+    """A digest of the file's bytes; None when it does not exist."""
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except FileNotFoundError:
+        return None
 
 
 class ResultsStore:
@@ -367,11 +381,16 @@ class ResultsStore:
         return self._read(lock=True).lost
 
     def _read(self, lock: bool) -> _Loaded:
-        if not self.path.exists():
-            return _Loaded(_coerce(pd.DataFrame({c: [] for c in COLUMNS})), [], set())
+        version = _digest(self.path)
+        if version is None:
+            return _Loaded(_empty_frame(), [], set())
+        cached = _PARSED.get(self.path)
+        if cached is not None and cached[0] == version:
+            return replace(cached[1], frame=cached[1].frame.copy())
         loaded = self._load()
         if not loaded.damaged:
-            return loaded
+            _PARSED[self.path] = (version, loaded)
+            return replace(loaded, frame=loaded.frame.copy())
         try:
             guard = _locked(self.path) if lock else contextlib.nullcontext()
             with guard:
@@ -435,7 +454,7 @@ class ResultsStore:
         import torch
 
         if limits.active().one_run_per_path and self.path_has_rows(experiment):
-            return self.read().iloc[0:0]
+            return _empty_frame()
         if resume:
             done = self.read()
             mine = done[done["experiment_id"] == experiment.experiment_id]
@@ -462,6 +481,16 @@ class ResultsStore:
                     for r in rows]
         self.append(rows)
         return validate_rows(rows)
+
+
+def _empty_frame() -> pd.DataFrame:
+    """A typed results frame without rows (a copy: callers may add columns)."""
+    return _typed_empty().copy()
+
+
+@functools.cache
+def _typed_empty() -> pd.DataFrame:
+    return _coerce(pd.DataFrame({c: [] for c in COLUMNS}))
 
 
 def store_for(notebook: str, profile: str, output: str | os.PathLike | None = None) -> ResultsStore:

@@ -346,10 +346,11 @@ def fit_bgad(
 
 
 def _train_level(flows, optimizer, banks, level, indices, codes, config, boundary_stage, generator, device) -> list[float]:
-    """One Adam step per chunk of the batch's vectors at ``level``; returns the chunk losses."""
+    """One Adam step per chunk of the batch's vectors at ``level`` (a dry run: the first
+    ``max_steps`` chunks, :func:`osad_lib.limits.take`); returns the chunk losses."""
     x, anomalous, positions = _gather(banks, level, indices)
     losses = []
-    for chunk in _chunks(len(x), config.chunk_size, generator):
+    for chunk in limits.take(_chunks(len(x), config.chunk_size, generator)):
         flags = anomalous[chunk.to(anomalous.device)].to(device)
         if bool(flags.all()):
             continue  # no normal position: neither ML nor a boundary is defined
