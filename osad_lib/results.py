@@ -271,8 +271,8 @@ class _Loaded:
         return bool(self.quarantined or self.schema_note)
 
 
-#: Per results file, (file version, code paths of its rows): :meth:`ResultsStore.path_has_rows`'s memo.
-_STORED_PATHS: dict[Path, tuple[tuple[int, int, int] | None, set[str]]] = {}
+#: Per results file, (digest of its bytes, code paths of its rows): :meth:`ResultsStore.path_has_rows`'s memo.
+_STORED_PATHS: dict[Path, tuple[bytes | None, set[str]]] = {}
 #: Per results file, its last intact parse and the digest of the bytes it was parsed from: a grid
 #: asks the store for every item (resume), and parsing thousands of rows each time made a large
 #: grid's bookkeeping quadratic. Hashing the bytes is cheap next to parsing them, and unlike a
@@ -423,8 +423,7 @@ class ResultsStore:
 
         The stored paths are read once per version of the file (a grid asks for every item)."""
         fields = ("notebook", "paper", "method", "backbone")
-        stat = self.path.stat() if self.path.exists() else None
-        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size) if stat else None
+        version = _digest(self.path)
         cached = _STORED_PATHS.get(self.path)
         if cached is None or cached[0] != version:
             rows = self.read()[list(fields)].itertuples(index=False)

@@ -419,7 +419,7 @@ def test_one_file_per_group_gives_empty_tables_with_their_columns():
                        backbone="resnet18", seed=0, profile="demo")
         rows += e.rows({"auroc": 0.8, "aupr": 0.5, "aupr_normal": 0.6}, 1.0)
     table = ex.comparison(validate_rows(rows), "anoonly_table1")
-    assert table.empty and list(table.columns) == ex.comparison_columns()
+    assert table.empty and list(table.columns) == list(ex.COMPARISON_COLUMNS)
     gains = ex.gains(table)
     assert gains.empty and list(gains.columns) == list(ex.GAIN_COLUMNS)
     assert ex.display_table(table).empty and ex.paired_gains(validate_rows(rows)).empty

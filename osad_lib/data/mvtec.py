@@ -191,19 +191,9 @@ def _read_layout(root_name: str, signature: tuple[int | None, ...]) -> tuple[Sam
 def duplicate_record(root: Path) -> dict[str, str] | None:
     """The dataset's record of identical images (``duplicates`` of its manifest, written by
     :mod:`osad_lib.data.prepare`): each member's path → its group's first path; None when the
-    folder has no such record."""
-    marker = root / MARKER
-    try:
-        stat = marker.stat()
-    except OSError:
-        return None
-    return _duplicate_record(marker, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _duplicate_record(marker: Path, mtime_ns: int, size: int) -> dict[str, str] | None:
-    """:func:`duplicate_record` of one version of a manifest (cached: manifests list every file)."""
-    manifest = read_marker(marker.parent)
+    folder has no such record. Read once per version of the manifest: :func:`read_mvtec_layout`,
+    its caller, is remembered per :func:`_layout_signature`, which includes the manifest's."""
+    manifest = read_marker(root)
     if manifest is None or "duplicates" not in manifest:
         return None
     return {path: group[0] for group in manifest["duplicates"] for path in group}

@@ -644,10 +644,11 @@ def group_means(df: pd.DataFrame) -> pd.DataFrame:
     return subset_means(df).drop(columns="n_expected").rename(columns={"n_parts": "n_files"})
 
 
-def comparison_columns() -> list[str]:
-    """The columns of :func:`comparison`, also of an empty one (no group measured)."""
-    per_split = [c for split, title in SPLIT_TITLES.items() for c in (title, f"Δ {title}", f"measured_{split}_split")]
-    return ["dataset", "method", "variant", "paper", *per_split, "n_seeds", "files"]
+#: The columns of :func:`comparison`, also of an empty one (no group measured).
+COMPARISON_COLUMNS = ("dataset", "method", "variant", "paper",
+                      *(c for split, title in SPLIT_TITLES.items()
+                        for c in (title, f"Δ {title}", f"measured_{split}_split")),
+                      "n_seeds", "files")
 
 
 #: The columns of :func:`gains`, also of an empty one.
@@ -668,7 +669,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
     """
     rows = group_means(measured_rows(df))
     if rows.empty:
-        return pd.DataFrame(columns=comparison_columns())
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
     parts = []
     for split in SPLITS:
         mine = rows[rows["setting"] == SETTINGS[("clean", split)]].assign(setting=SETTINGS[("clean", "paper")])
@@ -678,7 +679,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
         cmp = cmp[cmp["n_seeds"] > 0]
         parts.append(cmp.assign(split=split))
     if not parts:
-        return pd.DataFrame(columns=comparison_columns())
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
     both = pd.concat(parts, ignore_index=True)
     files = rows.groupby(["dataset", "method", "variant"])["n_files"].max()
     out = []
@@ -694,7 +695,7 @@ def comparison(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
         n = int(files.get((dataset, method, variant), 0))
         rec["files"] = f"{n}/{len(GROUPS[dataset].stems)}" if dataset in GROUPS else str(n)
         out.append(rec)
-    return pd.DataFrame(out, columns=comparison_columns())
+    return pd.DataFrame(out, columns=list(COMPARISON_COLUMNS))
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
