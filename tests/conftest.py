@@ -1,14 +1,15 @@
 """Shared test set-up for ``make test``'s two pytest-xdist workers: each worker's torch gets its
-share of the cores, and the longest file (the smoke run of the whole series) is collected first,
-so its worker starts it at once while the other worker takes the remaining files."""
+share of the cores, and the two longest files (the smoke run of the whole series and the paper
+profile's CI-sized dry run) are collected first, so each worker starts one of them at once and
+the remaining files fill in behind them."""
 
 import os
 
 import torch
 
-#: Test files that set up a run of the whole series: first in line (``--dist loadfile`` hands
-#: out files in collection order).
-LONGEST_FIRST = ("test_notebooks.py",)
+#: Test files that set up a run of the whole series, longest first: first in line (``--dist
+#: loadfile`` hands out files in collection order).
+LONGEST_FIRST = ("test_notebooks.py", "test_dry_run.py")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -16,4 +17,5 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

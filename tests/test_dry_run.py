@@ -24,6 +24,8 @@ from osad_lib.runner import list_notebooks
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 PROFILE = "paper-dry-run-ci"
+#: The dry run of the series is the setup of several tests: more time than the default.
+pytestmark = pytest.mark.timeout(1800)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,12 +108,17 @@ def _path_keys(frame: pd.DataFrame) -> set[str]:
 
 @pytest.mark.dryrun
 @pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if n not in ("00_datasets", "08_report")])
-def test_every_code_path_of_the_paper_grid_ran_once_and_says_dry_run(dry_run, notebook):
+def test_every_code_path_of_the_paper_grid_ran_once_and_says_dry_run(dry_run, notebook, monkeypatch):
+    import torch
+
     from osad_lib.profiles import configure
 
     out, _ = dry_run
     rows = _stored(out, notebook)
-    cfg = configure(notebook, profile=PROFILE, data_root=str(dryrun.prepare("ci")[0]), output_dir=str(out))
+    data_root, torch_home = dryrun.prepare("ci")
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))  # the weights the kernels saw: BGAD's grid takes
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)   # EfficientNet-B6 only where its file is
+    cfg = configure(notebook, profile=PROFILE, data_root=str(data_root), output_dir=str(out))
     try:
         grid = pd.DataFrame([vars(item.experiment) for item in module_for(notebook).grid(cfg)])
     finally:
