@@ -36,17 +36,27 @@ def set_theme() -> None:
     plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "figure.dpi": 100, "savefig.dpi": 200})
 
 
-def savefig(fig: plt.Figure, name: str, folder: str | Path) -> list[Path]:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (byte-stable metadata); return the paths.
+def shows_images(fig: plt.Figure) -> bool:
+    """Whether ``fig`` draws pixel images (``imshow``: example images, masks, anomaly maps)."""
+    return any(ax.images for ax in fig.axes)
 
+
+def savefig(fig: plt.Figure, name: str, folder: str | Path) -> list[Path]:
+    """Save ``fig`` as ``<folder>/<name>.png`` and, for charts, ``.pdf`` (byte-stable metadata);
+    return the paths written.
+
+    A figure that shows images (:func:`shows_images`) gets no PDF: it would embed the same pixels
+    at several times the PNG's size (≈ 1 MB for a grid of example images) and saving time.
     ``name`` is the paper element the figure regenerates (``devnet_fig4_localization``).
     """
     folder = Path(folder)
-    out = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    out = [folder / f"{name}.png"]
     atomic_write(out[0], lambda handle: fig.savefig(handle, format="png", bbox_inches="tight",
                                                     metadata={"Software": None}))
-    atomic_write(out[1], lambda handle: fig.savefig(handle, format="pdf", bbox_inches="tight",
-                                                    metadata={"Creator": None, "Producer": None, "CreationDate": None}))
+    if not shows_images(fig):
+        out.append(folder / f"{name}.pdf")
+        atomic_write(out[1], lambda handle: fig.savefig(
+            handle, format="pdf", bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None}))
     return out
 
 

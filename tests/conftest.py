@@ -5,11 +5,17 @@ the remaining files fill in behind them."""
 
 import os
 
+import pytest
 import torch
+
+from series import SeriesRun, shared_smoke_series
 
 #: Test files that set up a run of the whole series, longest first: first in line (``--dist
 #: loadfile`` hands out files in collection order).
 LONGEST_FIRST = ("test_notebooks.py", "test_dry_run.py")
+#: Files that only read the smoke run of the series (:func:`smoke_series`): last in line, so the
+#: worker that takes them finds the run finished instead of waiting for it.
+READ_THE_SERIES = ("test_ablations_devnet_dra.py", "test_ablations_ahl.py", "test_ablations_bgad_anoonly.py")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -17,5 +23,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    order = {**{name: k for k, name in enumerate(LONGEST_FIRST)}, **{name: len(LONGEST_FIRST) + 1 for name in READ_THE_SERIES}}
+    items.sort(key=lambda item: order.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
+
+
+@pytest.fixture(scope="session")
+def smoke_series(tmp_path_factory) -> SeriesRun:
+    """The smoke run of the whole series from a fresh clone, once per session for all workers."""
+    return shared_smoke_series(tmp_path_factory)

@@ -2,7 +2,7 @@
 
 Grids carry the paper tables' join keys; stored rows are joined with the paper and paired with
 the study's reference row per seed; a smoke-size run of every study produces rows, tables and
-figures (whole file ≲ 60 s CPU).
+figures (read from the smoke run of the series, ``tests/series.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments.ablations import ahl as study
 from osad_lib.profiles import METHOD_OVERRIDES, configure
 from osad_lib.validate import ConfigError
+from series import results_copy
 
 KEYS = ["dataset", "subset", "setting", "n_shots", "method", "variant"]
 
@@ -128,8 +129,10 @@ def test_hard_setting_rows_add_the_mean_over_seen_classes(monkeypatch, tmp_path)
 
 # ----------------------------------------------------------------------------- smoke runs
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    cfg = configure("06_ablations", "smoke", device="cpu", output_dir=str(tmp_path_factory.mktemp("ahl_smoke")))
+def smoke(smoke_series, tmp_path_factory):
+    """Every AHL study on the smoke profile, from the rows of the smoke run of the series."""
+    out = results_copy(smoke_series, tmp_path_factory.mktemp("ahl_smoke"))
+    cfg = configure("06_ablations", "smoke", device="cpu", output_dir=str(out))
     return cfg, {s.key: ab.run_study(cfg, s) for s in ab.select(cfg, "ahl")}
 
 

@@ -21,6 +21,7 @@ from osad_lib.experiments.ablations import bgad as abl_bgad
 from osad_lib.experiments.ablations.base import study_rows
 from osad_lib.profiles import METHOD_OVERRIDES, configure
 from osad_lib.validate import ConfigError
+from series import results_copy
 
 matplotlib.use("Agg")
 
@@ -214,8 +215,10 @@ def test_overall_means_average_groups_of_file_means():
 
 # ------------------------------------------------------------------ smoke runs of every study
 @pytest.fixture(scope="module")
-def smoke_cfg(tmp_path_factory):
-    return configure("06_ablations", "smoke", device="cpu", output_dir=str(tmp_path_factory.mktemp("ablations")))
+def smoke_cfg(smoke_series, tmp_path_factory):
+    """The smoke profile's configuration over the rows of the smoke run of the series."""
+    out = results_copy(smoke_series, tmp_path_factory.mktemp("ablations"))
+    return configure("06_ablations", "smoke", device="cpu", output_dir=str(out))
 
 
 def _run(cfg, key):

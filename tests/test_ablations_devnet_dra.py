@@ -14,6 +14,7 @@ from osad_lib.experiments.ablations import devnet as abl_devnet
 from osad_lib.experiments.ablations import dra as abl_dra
 from osad_lib.profiles import METHOD_OVERRIDES, configure
 from osad_lib.validate import ConfigError
+from series import results_copy
 
 matplotlib.use("Agg")
 
@@ -133,8 +134,10 @@ def test_tables_join_stored_rows_with_the_paper(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    cfg = configure("06_ablations", "smoke", output_dir=str(tmp_path_factory.mktemp("smoke")), resume=True)
+def smoke_run(smoke_series, tmp_path_factory):
+    """Every DevNet and DRA study on the smoke profile, from the rows of the smoke run of the series."""
+    out = results_copy(smoke_series, tmp_path_factory.mktemp("smoke"))
+    cfg = configure("06_ablations", "smoke", output_dir=str(out), resume=True)
     return cfg, {key: ab.run_study(cfg, ab.STUDIES[key]) for key in MINE}
 
 

@@ -3,15 +3,14 @@
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import papermill
 import pytest
 
 import smoke_numbers
+from series import SeriesRun
 from osad_lib.experiments import module_for
 from osad_lib.results import ResultsStore
 from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
@@ -49,39 +48,10 @@ def test_notebook_is_clean_and_parameterised(name):
     assert nb["cells"][0]["cell_type"] == "markdown"  # opens with the paper's claim
 
 
-def fresh_clone(parent: Path) -> Path:
-    """The repository as a user's clone has it: its tracked and not-ignored files (the working
-    tree, so uncommitted edits are tested too) copied to ``parent/osad-companion``, with nothing
-    beside it (no ``../shared``, no ``runs/``, no virtual environment)."""
-    clone = parent / "osad-companion"
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True) if shutil.which("git") else None
-    if listing is None or listing.returncode != 0:  # not a git checkout (an unpacked archive): everything but local state
-        shutil.copytree(ROOT, clone, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "runs", "cache", ".cache", "__pycache__", "*.egg-info", ".pytest_cache"))
-        return clone
-    listed = listing.stdout.decode().split("\0")
-    for name in sorted(n for n in listed if n and (ROOT / n).is_file()):
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, clone / name)
-    return clone
-
-
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """One smoke run of the whole series from a fresh clone (issue: the demo must not depend on
-    anything outside the repository): its own ``osad_lib`` first on the path of run_all.py and of
-    the kernels, no data or output locations from the environment."""
-    work = tmp_path_factory.mktemp("fresh")
-    clone, out = fresh_clone(work), work / "out"
-    env = {k: v for k, v in os.environ.items() if k not in ("OSAD_DATA", "OSAD_ADBENCH", "OSAD_OUTPUT")}
-    env["PYTHONPATH"] = str(clone)
-    where = subprocess.run([sys.executable, "-c", "import osad_lib; print(osad_lib.__file__)"], env=env, cwd=clone,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(clone), where
-    proc = subprocess.run([sys.executable, str(clone / "run_all.py"), "--profile", "smoke", "--output-dir", str(out)],
-                          capture_output=True, text=True, cwd=clone, env=env, timeout=1500)
-    return out, proc
+def smoke_run(smoke_series: SeriesRun) -> tuple[Path, SeriesRun]:
+    """Where the smoke run of the whole series wrote, and how it ended (``tests/series.py``)."""
+    return smoke_series.out, smoke_series
 
 
 def test_every_notebook_runs_on_the_smoke_profile(smoke_run):

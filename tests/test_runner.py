@@ -39,15 +39,10 @@ def test_failing_notebook_is_reported_and_the_others_still_run(tmp_path):
     assert len(stored_rows(tmp_path)) == 12
 
 
-def test_second_run_skips_finished_notebooks(tmp_path):
-    assert run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01").returncode == 0
-    again = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
-    assert again.returncode == 0 and "01_toy: skipped" in again.stdout
-
-
-def test_timings_and_closing_summary(tmp_path):
+def test_timings_closing_summary_and_a_second_run_skips_finished_notebooks(tmp_path):
     """runs/<profile>/timings.csv has wall and CPU seconds and the experiments run/reused per
-    notebook; the terminal ends with the totals and where the outputs are."""
+    notebook; the terminal ends with the totals and where the outputs are; a rerun skips a
+    finished notebook and keeps its row."""
     first = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
     timings = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook")
     row = timings.loc["01_toy"]
@@ -62,7 +57,7 @@ def test_timings_and_closing_summary(tmp_path):
     # a resumed run that skips the notebook keeps its measured row (not a zeroed one)
     third = run_all("--profile", "smoke", "--output-dir", str(tmp_path), "--only", "01")
     kept = pd.read_csv(tmp_path / "runs" / "smoke" / "timings.csv").set_index("notebook").loc["01_toy"]
-    assert "01_toy: skipped" in third.stdout and not kept["this_run"]
+    assert third.returncode == 0 and "01_toy: skipped" in third.stdout and not kept["this_run"]
     assert kept["wall_s"] == row["wall_s"] and kept["cpu_s"] == row["cpu_s"] and kept["experiments_reused"] == 6
 
 
