@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from osad_lib import headline, report, runner, viz
+from osad_lib.report import document as report_document
 from osad_lib.data.tabular import GROUPS
 from osad_lib.experiments import anoonly, dra
 from osad_lib.profiles import configure
@@ -44,7 +45,7 @@ def test_markdown_and_html_tables_carry_each_deviation_once_under_the_table(tmp_
     csv, saved_md = viz.save_table(_with_deviations(), "t", tmp_path)
     assert pd.read_csv(csv, keep_default_na=False)["deviations"].tolist() == [LONG, "", OTHER, LONG]  # full text
     assert saved_md.read_text().count(LONG) == 1
-    page = report._html_table(_with_deviations())
+    page = report_document._html_table(_with_deviations())
     assert page.count(LONG) == 1 and "<ol><li>" in page
 
 
