@@ -262,6 +262,7 @@ def test_normal_only_stage_uses_the_plain_ml_loss_without_focal_weights():
 
 # ------------------------------------------------------------------ protocol
 from osad_lib.data.mvtec import Sample  # noqa: E402
+from osad_lib import paper  # noqa: E402
 from osad_lib.experiments import bgad as exp  # noqa: E402
 
 
@@ -387,7 +388,7 @@ def test_bgad_config_routes_loss_fields_and_rejects_unknown_ones(tmp_path):
     assert exp.ablation_variant(config, "table4") == "beta=0.01,tau=0.3"
     assert exp.ablation_variant(config, "table6") == "bgspp"
     assert exp.ablation_variant(BGADConfig(), "table6") == "bgspp+racp+afw"
-    table4 = exp.paper.load_table("bgad_table4")
+    table4 = paper.load_table("bgad_table4")
     assert exp.ablation_variant(exp.bgad_config(cfg, beta=0.01, tau=0.1), "table4") in set(table4["variant"])
     deviations = exp.config_deviations(config, "elpv", has_masks=False)
     assert deviations.startswith("report=last_epoch") and "beta=0.01 (default: 0.05; the README command)" in deviations
@@ -443,7 +444,7 @@ def test_anomaly_entries_repeat_real_anomalies_and_add_fresh_racp_copies(racp):
     levels = extract_levels(net, images.images, 8, "cpu")
     bank = FeatureBank(levels, [torch.zeros(len(images), *x.shape[-2:], dtype=torch.bool) for x in levels])
     config = BGADConfig(image_size=32, real_repeats=5, racp_copies=5, racp=racp, progress=False)
-    entries = exp._AnomalyEntries(images, bank, [0, 1, 2, 3], [4, 5], net, config, "cpu", seed=0)
+    entries = exp.AnomalyEntries(images, bank, [0, 1, 2, 3], [4, 5], net, config, "cpu", seed=0)
     first, second = entries(), entries()
     assert len(first) == 2 * (5 + (5 if racp else 0))
     assert torch.equal(first.levels[0][:10], levels[0][[4, 5] * 5])          # 5 repeats of the real features

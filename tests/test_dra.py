@@ -653,7 +653,7 @@ def test_score_explorer_frame_is_a_valid_score_frame(tmp_path):
     images = ImageSet(images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), labels=torch.tensor([0, 0, 1, 1]),
                       classes=["good", "good", "mono", "poly"], masks=None, paths=[f"p{i}.png" for i in range(4)])
     heads = {h: torch.arange(4.0).numpy() * (i + 1) for i, h in enumerate(dra_experiments.SCORE_COLUMNS)}
-    raw = dra_experiments._score_frame(images, heads, seen=["mono"])
+    raw = dra_experiments.run._score_frame(images, heads, seen=["mono"])
     frame = plots.check_score_frame(dra_experiments.explorer_frame(raw))
     assert frame["kind"].tolist() == ["normal", "normal", "seen", "unseen"]
     assert frame["class"].tolist() == ["good", "good", "mono", "poly"]

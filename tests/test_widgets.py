@@ -334,8 +334,8 @@ def _bgad_maps_file(tmp_path, with_masks: bool = True):
     maps[6:] += 2.0  # anomalies score higher
     masks = torch.zeros(12, 1, 8, 8, dtype=torch.uint8)
     masks[6:, :, 2:5, 2:5] = 1
-    test = bgad._TestSet(None, labels, masks if with_masks else None,
-                         torch.from_numpy(rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8)), paths)
+    test = bgad.run._TestSet(None, labels, masks if with_masks else None,
+                             torch.from_numpy(rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8)), paths)
     path = tmp_path / "run.npz"
     bgad.save_maps(path, test, maps, per_class=2, n_normals=3, seen_classes={"hole"})
     return path, maps.flatten(1).max(1).values.numpy()
@@ -397,9 +397,9 @@ def test_ahl_explorer_frame_sets_ahl_beside_its_base(data_root, tmp_path):
              item("ahl_devnet")]
     assert ahl.explorer_run(cfg, items) is None  # nothing saved yet
     heads = {h: np.linspace(0, 1, len(labels)) for h in ("holistic", "seen", "pseudo", "composite")}
-    ahl._save_scores(cfg, items[0].experiment, bank, labels * 1.0, {})
-    ahl._save_scores(cfg, items[1].experiment, bank, labels * 2.0, heads)
-    ahl._save_scores(cfg, items[4].experiment, bank, labels * 3.0, {})
+    ahl.run._save_scores(cfg, items[0].experiment, bank, labels * 1.0, {})
+    ahl.run._save_scores(cfg, items[1].experiment, bank, labels * 2.0, heads)
+    ahl.run._save_scores(cfg, items[4].experiment, bank, labels * 3.0, {})
     assert ahl.explorer_run(cfg, items) is items[1]  # AHL (DRA) first; the devnet base has no scores
     frame = plots.check_score_frame(ahl.explorer_frame(cfg, items, items[1]))
     assert plots.score_columns(frame) == ["score", "score_base", "score_holistic", "score_seen", "score_pseudo",
