@@ -44,7 +44,7 @@ from osad_lib.data.registry import resolve
 from osad_lib.data.tensors import load_images
 from osad_lib.losses.deviation import criterion as make_criterion
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
-from osad_lib.methods.dra.model import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
+from osad_lib.methods.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra, dra_loss
 from osad_lib.components.stems import random_rotation, to_float_images
 from osad_lib.paths import atomic_write_text
 from osad_lib.profiles import get_profile, resolve_device

@@ -16,7 +16,7 @@ from torch import nn
 
 from osad_lib.data.tabular import adbench_split
 from osad_lib.methods.anoonly.losses import bn_cluster_loss, deepsad_loss, devnet_loss, feawad_loss, prenet_loss
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     DeepSADNet, DevNetNet, FEAWADNet, Norm, PReNetNet, SSADConfig, Stage, default_norm, run_stage, train_head,
 )
 from osad_lib.validate import ConfigError
@@ -212,7 +212,7 @@ def test_bn_dagger_adds_the_cluster_loss():
 
 
 def test_fixed_batches_repeat_the_same_batch():
-    from osad_lib.methods.anoonly.heads import _half_batches
+    from osad_lib.methods.anoonly.training import _half_batches
 
     split = _toy_split()
     cfg = SSADConfig("feawad", fixed_batches=True).resolved()
@@ -225,7 +225,7 @@ def test_fixed_batches_repeat_the_same_batch():
 
 
 def test_prenet_anomaly_pairs_distinct_as_the_paper_or_repeating_as_the_code():
-    from osad_lib.methods.anoonly.heads import prenet_pairs
+    from osad_lib.methods.anoonly import prenet_pairs
 
     split = _toy_split()
     paper_cfg = SSADConfig("prenet", batch_size=64, steps_per_epoch=30).resolved()
@@ -266,7 +266,7 @@ def test_prenet_scores_with_fresh_references_per_row_or_shared_ones():
 
 
 def test_deepsad_center_pretraining_and_learning_rate_options():
-    from osad_lib.methods.anoonly.heads import deepsad_center
+    from osad_lib.methods.anoonly import deepsad_center
 
     split = _toy_split()
     X = torch.as_tensor(split.X_train)

@@ -16,7 +16,7 @@ from osad_lib.data.protocols import make_split
 from osad_lib.data.registry import resolve
 from osad_lib.data.tabular import adbench_split, group_of, load_npz
 from osad_lib.methods.devnet.model import DevNetConfig
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.profiles import configure, get_profile
 from osad_lib.results import ResultsSchemaError, ResultsStore
 from osad_lib.validate import ConfigError

@@ -11,7 +11,7 @@ from osad_lib.data.synthetic import synthetic_root
 from osad_lib.data.tensors import ImageSet
 from osad_lib.experiments import cross_domain as ex
 from osad_lib.experiments import dra as xdra
-from osad_lib.methods.dra.model import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra
+from osad_lib.methods.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra
 from osad_lib.profiles import METHOD_OVERRIDES, configure
 from osad_lib.training import TrainConfig
 from osad_lib.validate import ConfigError

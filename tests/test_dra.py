@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from osad_lib.methods.dra.model import (
+from osad_lib.methods.dra import (
     DRA, HEADS, NORMAL, PSEUDO, SEEN, DRAConfig, anomaly_score, dra_loss, head_targets, latent_residual,
 )
 from osad_lib.validate import ConfigError
@@ -192,8 +192,9 @@ def test_bad_settings_are_one_line_errors():
 # training data, references and the faithful / clean switch
 
 from osad_lib.data.tensors import ImageSet, subsample  # noqa: E402
-from osad_lib.methods.dra import model as dra_module  # noqa: E402
-from osad_lib.methods.dra.model import DRATrainingData, score_dra, train_config  # noqa: E402
+from osad_lib.methods import dra as dra_method  # noqa: E402
+from osad_lib.methods.dra import training_data as dra_module  # noqa: E402
+from osad_lib.methods.dra import DRATrainingData, score_dra, train_config  # noqa: E402
 
 
 def image_set(n_normal: int = 8, n_anomaly: int = 3, size: int = 16, seed: int = 0) -> ImageSet:
@@ -322,7 +323,7 @@ def test_train_dra_runs_end_to_end_and_is_seeded():
     config = DRAConfig(backbone="resnet18", weights="random", image_size=32, epochs=1, steps_per_epoch=1,
                        batch_size=3, eval_batch_size=11, mode="clean", n_scales=1)
     train = image_set(size=32)
-    runs = [dra_module.train_dra(train, config, seed=3, progress=False) for _ in range(2)]
+    runs = [dra_method.train_dra(train, config, seed=3, progress=False) for _ in range(2)]
     assert len(runs[0].history) == 1 and all(torch.isfinite(torch.tensor(r.history)).all() for r in runs)
     assert runs[0].history == runs[1].history  # same seed, same losses
     scores = [r.score(image_set(seed=5, size=32).images) for r in runs]
@@ -580,7 +581,7 @@ def test_train_dra_on_cached_stems():
                        batch_size=3, eval_batch_size=11, n_scales=1, frozen_stages=3, cache_stems=True, dihedral=True,
                        composite_channels=16)
     train = image_set(size=32)
-    trained = dra_module.train_dra(train, config, seed=0, progress=False)
+    trained = dra_method.train_dra(train, config, seed=0, progress=False)
     assert trained.data.stems is not None and len(trained.data.pseudo_stems) == int((train.labels == 0).sum())
     assert set(trained.data.stems.views) == set(torch.nonzero(train.labels == 1).flatten().tolist())
     assert trained.model.heads["composite"].project.out_channels == 16

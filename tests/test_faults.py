@@ -262,12 +262,12 @@ def test_a_build_killed_outright_leaves_nothing_for_the_next(dataset):
 def test_the_notebooks_own_error_comes_before_a_full_disk_while_recording(tmp_path, monkeypatch, capsys):
     failed = runner.NotebookOutcome("01_toy", "failed", 1.0, tmp_path / "01_toy.ipynb",
                                     "cell 3 (execution 3) raised OSError: [Errno 28] No space left on device")
-    monkeypatch.setattr(runner, "execute_notebook", lambda *a, **k: failed)
+    monkeypatch.setattr(runner.execute, "execute_notebook", lambda *a, **k: failed)
 
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(runner, "atomic_write_text", full)
+    monkeypatch.setattr(runner.state, "atomic_write_text", full)
     code = run_all.main(["--notebooks-dir", str(FIXTURES), "--profile", "smoke", "--only", "01",
                          "--output-dir", str(tmp_path)])
     out, err = capsys.readouterr()
@@ -393,7 +393,7 @@ def test_bad_options_exit_2_with_one_line_before_any_kernel(args, env, fragment,
     (tmp_path / "a_file").write_text("")
     for key, value in env.items():
         monkeypatch.setenv(key, value.format(tmp=tmp_path))
-    monkeypatch.setattr(runner, "execute_notebook", lambda *a, **k: pytest.fail("a notebook started"))
+    monkeypatch.setattr(runner.execute, "execute_notebook", lambda *a, **k: pytest.fail("a notebook started"))
     args = [a.format(tmp=tmp_path) for a in args]
     base = ["--notebooks-dir", str(FIXTURES), "--profile", "smoke", "--only", "01", "--output-dir", str(tmp_path / "out")]
     with read_only_folder(tmp_path / "ro") if str(tmp_path / "ro") in args else contextlib.nullcontext(tmp_path) as ok:

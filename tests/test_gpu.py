@@ -116,7 +116,7 @@ def test_devnet_trains_and_scores_at_the_paper_settings_on_cuda():
 
 
 def test_dra_trains_and_scores_at_the_paper_settings_on_cuda():
-    from osad_lib.methods.dra.model import DRAConfig, train_dra
+    from osad_lib.methods.dra import DRAConfig, train_dra
 
     config = DRAConfig(weights="random", epochs=1, steps_per_epoch=2)
     trained = train_dra(_image_set(48, 10, 448), config, seed=0, device="cuda", progress=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from osad_lib import headline, report, runner, viz
+from osad_lib import headline, runner, viz
 from osad_lib.report import document as report_document
 from osad_lib.data.tabular import GROUPS
 from osad_lib.experiments import anoonly, dra

@@ -154,10 +154,10 @@ def test_every_cited_docs_page_exists(readme):
 def test_the_checks_catch_what_they_should():
     """A missing attribute or module is reported, an escaped pipe stays in its cell, a wrapped title is read whole."""
     assert unresolved("osad_lib.losses.deviation.deviation_loss") is None
-    assert unresolved("osad_lib.methods.dra.model.DRA.forward") is None
+    assert unresolved("osad_lib.methods.dra.networks.DRA.forward") is None
     assert "no attribute 'deviation_los'" in unresolved("osad_lib.losses.deviation.deviation_los")
     assert "no attribute 'nowhere'" in unresolved("osad_lib.methods.nowhere.model.Thing")
-    assert "no attribute 'missing'" in unresolved("osad_lib.methods.dra.model.DRA.missing")
+    assert "no attribute 'missing'" in unresolved("osad_lib.methods.dra.networks.DRA.missing")
     table = "| paper | what | function |\n|---|---|---|\n| Eq. 1 | a \\| b | `osad_lib.x.y` |\n| Eq. 2 | c | d |\n\nafter"
     rows = equation_rows(table)
     assert rows == [["Eq. 1", "a \\| b", "`osad_lib.x.y`"], ["Eq. 2", "c", "d"]]

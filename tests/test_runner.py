@@ -138,7 +138,7 @@ def test_notebook_client_error_lines_stay_off_the_terminal_during_a_run(caplog):
     import logging
 
     caplog.set_level(logging.INFO)
-    with runner._client_log_quiet():
+    with runner.execute._client_log_quiet():
         logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
         logging.getLogger("traitlets").error("kernel restarted")
         logging.getLogger("papermill").warning("a warning still shows")

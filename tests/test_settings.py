@@ -9,7 +9,7 @@ from osad_lib.experiments import baselines as xbaselines
 from osad_lib.experiments.dra import config_deviations as dra_deviations
 from osad_lib.methods.baselines.kdad import KDADConfig
 from osad_lib.methods.devnet.model import DevNetConfig
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.settings import apply_overrides, check_known, config_diff, require_at_least
 from osad_lib.validate import ConfigError
 

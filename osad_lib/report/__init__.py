@@ -49,20 +49,20 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
   notebook <nb> not run``, ``runs failed`` (a stored failed run), ``mean not computed`` (fewer
   than two parts measured), ``no result rows``.
 
-Modules: :mod:`~osad_lib.report.rules` (the definitions above as code), :mod:`~osad_lib.report.coverage`
+Modules: :mod:`~osad_lib.report.rules` (the definitions above as code), :mod:`~osad_lib.report.planned`
 (what the grids plan, why a cell is missing), :mod:`~osad_lib.report.cells` (rows → cells),
-:mod:`~osad_lib.report.scorecard` (per-table status and detail tables), :mod:`~osad_lib.report.figures`,
+:mod:`~osad_lib.report.scoring` (per-table status and detail tables), :mod:`~osad_lib.report.figures`,
 :mod:`~osad_lib.report.document` (REPORT.md / REPORT.html).
 """
 
 from osad_lib.report.cells import canonical_rows, cell_table
-from osad_lib.report.coverage import Coverage, coverage, dataset_presence
+from osad_lib.report.planned import Coverage, coverage, dataset_presence
 from osad_lib.report.document import report_tables, write_report
 from osad_lib.report.figures import delta_figure, status_figure
 from osad_lib.report.rules import (
     DEFINITIONS, KEYS, PLAN_KEYS, STATUSES, TOLERANCE, version_label, version_markers,
 )
-from osad_lib.report.scorecard import (
+from osad_lib.report.scoring import (
     cell_verdict, measured_cells, missing_cells, outside_spread, results_overview, scorecard, scorecard_display,
     substitute_settings, summarize, table_status, unmatched_rows, version_pairs,
 )

@@ -10,7 +10,7 @@ import pandas as pd
 
 from osad_lib import paper
 from osad_lib.paper.means import with_subset_means
-from osad_lib.report.coverage import Coverage, Explainer
+from osad_lib.report.planned import Coverage, Explainer
 from osad_lib.report.rules import (
     CELL_ID, KEYS, MAX_SUFFIX, MODE_ORDER, REPORT_ORDER, TABLE_METRICS, TOLERANCE, as_text, shots_key, version_label,
     version_markers,

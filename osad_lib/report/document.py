@@ -15,10 +15,10 @@ from osad_lib import paths, viz
 from osad_lib.paths import atomic_write_text
 from osad_lib.profiles import get_profile
 from osad_lib.report.cells import cell_table
-from osad_lib.report.coverage import Coverage, coverage
+from osad_lib.report.planned import Coverage, coverage
 from osad_lib.report.figures import delta_figure, status_figure
 from osad_lib.report.rules import DEFINITIONS, STATUSES, TOLERANCE
-from osad_lib.report.scorecard import (
+from osad_lib.report.scoring import (
     measured_cells, missing_cells, outside_spread, results_overview, scorecard_display, substitute_settings, summarize,
     unmatched_rows, version_pairs,
 )

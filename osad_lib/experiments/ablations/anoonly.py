@@ -45,7 +45,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import anoonly as ao
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
                                                  study_rows)
-from osad_lib.methods.anoonly.heads import HEADS
+from osad_lib.methods.anoonly import HEADS
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS, paper_vs_measured_bars

@@ -2,7 +2,7 @@
 
 * **Table 3** (§4.5) — importance of each abnormality head: DRA1A (seen head only), DRA2A (+ pseudo),
   DRA3Ar (+ latent residual), DRA3An (+ holistic normality) and the full DRA
-  (:data:`osad_lib.methods.dra.model.VARIANT_HEADS`), ten anomalies, general setting on the nine datasets
+  (:data:`osad_lib.methods.dra.config.VARIANT_HEADS`), ten anomalies, general setting on the nine datasets
   and hard setting on Carpet, AITEX, ELPV and Hyper-Kvasir (every seen class).
 * **Table 4** (§4.6) — source of the pseudo anomalies, hard setting: augmentation (CP-Scar, CP-Mix,
   CutMix = DRA's default) or outlier exposure with external images (MVTec AD without the target's
@@ -40,7 +40,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import dra as dr
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
-from osad_lib.methods.dra.model import VARIANT_HEADS, DRAConfig
+from osad_lib.methods.dra import VARIANT_HEADS, DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose

@@ -23,7 +23,7 @@ class). Tables 7/8 are the per-subset versions; Table 4 sets AHL (DRA) beside Pa
 and FS-DRA, whose values come from other notebooks' stores when present and are otherwise
 shown from the paper only.
 
-Modules: :mod:`.config`, :mod:`.grid`, :mod:`.bases`, :mod:`.run`, :mod:`.tables`; everything is
+Modules: :mod:`.config`, :mod:`.grids`, :mod:`.bases`, :mod:`.run`, :mod:`.tables`; everything is
 re-exported here.
 """
 
@@ -31,7 +31,7 @@ from osad_lib.experiments.ahl.config import (
     BASE_VARIANT, GRID_KEYS, NOTEBOOK, PAPER, PAPER_VARIANTS, TABLES, ahl_config, base_config, deviations,
     grid_option, variant_options,
 )
-from osad_lib.experiments.ahl.grid import grid, make_dataset_split, split_item
+from osad_lib.experiments.ahl.grids import grid, make_dataset_split, split_item
 from osad_lib.experiments.ahl.bases import base_run, BaseRun, draem_textures
 from osad_lib.experiments.ahl.run import explorer_frame, explorer_run, history_file, run_one, runnable, scores_file
 from osad_lib.experiments.ahl.tables import (

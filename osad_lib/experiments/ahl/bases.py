@@ -18,11 +18,11 @@ from osad_lib.data.pseudo import load_textures
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems
 from osad_lib.components.features import PSEUDO_GENERATORS, FeatureBank, cached_features, normal_subset
 from osad_lib.methods.devnet.model import DevNetConfig, score_images
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.experiments.ahl.config import base_config, grid_option
-from osad_lib.experiments.ahl.grid import make_dataset_split
+from osad_lib.experiments.ahl.grids import make_dataset_split
 
 
 

@@ -10,7 +10,7 @@ from osad_lib.experiments import devnet as xdevnet
 from osad_lib.experiments import dra as xdra
 from osad_lib.methods.ahl.config import BASES, AHLConfig
 from osad_lib.methods.devnet.model import DevNetConfig
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.settings import config_diff
 from osad_lib.validate import choose

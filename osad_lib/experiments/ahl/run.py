@@ -20,7 +20,7 @@ from osad_lib.paths import atomic_write_text
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError
 from osad_lib.experiments.ahl.config import BASE_VARIANT, NOTEBOOK, ahl_config
-from osad_lib.experiments.ahl.grid import make_dataset_split
+from osad_lib.experiments.ahl.grids import make_dataset_split
 from osad_lib.experiments.ahl.bases import base_run
 
 

@@ -22,7 +22,7 @@ and head options. Group means (``subset=""``) are built per seed by :func:`group
 partial.
 
 Defaults are the paper's method (appendix B); every departure from it — an official-code
-behaviour (:data:`osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
+behaviour (:data:`osad_lib.methods.anoonly.config.CODE_BEHAVIOUR`), a shortened schedule, the no-leak split,
 the contaminated organisation — is named in the row's ``deviations``
 (``docs/official_code/anoonly.md`` explains what the code does). ``fidelity`` experiments
 (``table="fidelity"``, :data:`FACTORS`) rerun the MVTec column with one such option changed at a
@@ -38,7 +38,7 @@ The ablations notebook uses :func:`ablation_grid` (Table 2 BN variants, Figs. 5�
 :func:`run_one`; :func:`make_item` builds any single experiment.
 
 Modules: :mod:`.config` (settings, data settings, fidelity factors, deviations from the paper),
-:mod:`.grid` (the experiments), :mod:`.run` (one experiment), :mod:`.tables` (the paper's tables,
+:mod:`.grids` (the experiments), :mod:`.run` (one experiment), :mod:`.tables` (the paper's tables,
 gains, verdict), :mod:`.figures` (Figs. 4 and 10); everything is re-exported here.
 """
 
@@ -46,7 +46,7 @@ from osad_lib.experiments.anoonly.config import (
     ABLATION_VALUES, FACTORS, IMAGE_SETTINGS, IMAGE_TABLE, NOTEBOOK, PAPER, SETTING_AXES, SETTING_LABELS, SETTINGS,
     SPLIT_TITLES, TABLE2_NORMS, TABLE_OF_METRIC, anoonly_config, AnoOnlyConfig, head_options, paper_deviations,
 )
-from osad_lib.experiments.anoonly.grid import (
+from osad_lib.experiments.anoonly.grids import (
     ablation_grid, factor_grid, grid, image_devnet_config, image_grid, make_item, run_seeds, runnable,
     selected_stems, settings_for, variant_label,
 )

@@ -15,7 +15,7 @@ from osad_lib.data.tabular import (
     ORGANISATIONS,
     user_adbench_dir,
 )
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     CODE_BEHAVIOUR,
     DEFAULT_NOT_PAPER,
     HEAD_DEFAULTS,
@@ -61,7 +61,7 @@ def _same(heads: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[st
 
 #: Fidelity factors: name → {head: SSADConfig changes}. Each reruns the MVTec column with one
 #: departure from the defaults (the paper's method); ``code`` = every official-code behaviour of
-#: the head at once (:data:`~osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`).
+#: the head at once (:data:`~osad_lib.methods.anoonly.config.CODE_BEHAVIOUR`).
 FACTORS: dict[str, dict[str, dict[str, Any]]] = {
     "code": {h: dict(o) for h, o in CODE_BEHAVIOUR.items()},
     "loss_form=code": _same(("devnet",), {"loss_form": "code"}),
@@ -178,8 +178,8 @@ def head_options(ac: AnoOnlyConfig, head: str, **changes: Any) -> dict[str, Any]
 def paper_deviations(config: SSADConfig, schedule: float = 1.0) -> list[str]:
     """How ``config`` departs from the paper's method (appendix B), one ``name=value (paper: …)``
     part per field; ``, official code`` marks the official code's own value
-    (:data:`~osad_lib.methods.anoonly.heads.CODE_BEHAVIOUR`), and a default that departs from the paper's
-    text says why (:data:`~osad_lib.methods.anoonly.heads.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
+    (:data:`~osad_lib.methods.anoonly.config.CODE_BEHAVIOUR`), and a default that departs from the paper's
+    text says why (:data:`~osad_lib.methods.anoonly.config.DEFAULT_NOT_PAPER`). ``base_bn`` is left out for
     AnoOnly heads (they have the BN either way); epochs shortened by ``schedule`` are one
     ``schedule`` part."""
     return list(_paper_deviations(config, schedule))

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from osad_lib.experiments.anoonly.config import PAPER, SETTINGS, SETTING_AXES, SPLIT_TITLES, anoonly_config
-from osad_lib.experiments.anoonly.grid import make_item
+from osad_lib.experiments.anoonly.grids import make_item
 from osad_lib.experiments.anoonly.run import limited_threads, train_experiment
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     HEADS,
 )
 from osad_lib.profiles import NotebookConfig

@@ -20,10 +20,10 @@ from osad_lib.data.tabular import (
 )
 from osad_lib.experiments import GridItem
 from osad_lib.experiments.anoonly.config import IMAGE_TABLE, anoonly_config
-from osad_lib.experiments.anoonly.grid import image_devnet_config
+from osad_lib.experiments.anoonly.grids import image_devnet_config
 from osad_lib.experiments.devnet import make_dataset_split, run_devnet
 from osad_lib.metrics import aupr_normal, image_aupr, image_auroc
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     SSADConfig,
     TrainedHead,
     train_head,

@@ -21,9 +21,9 @@ from osad_lib.data.tabular import (
 from osad_lib.experiments.anoonly.config import (
     IMAGE_TABLE, PAPER, SETTINGS, SETTING_LABELS, SPLIT_TITLES, TABLE_OF_METRIC, anoonly_config,
 )
-from osad_lib.experiments.anoonly.grid import selected_stems
+from osad_lib.experiments.anoonly.grids import selected_stems
 from osad_lib.experiments.anoonly.run import required_file
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     HEADS,
 )
 from osad_lib.paper.means import subset_means

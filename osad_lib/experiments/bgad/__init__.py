@@ -25,7 +25,7 @@ Options the ablation notebook uses through :func:`bgad_config` and :func:`run_bg
 (Table 4), ``racp`` and ``focal_weighting`` (Table 6), and :func:`bgad_split` with
 ``train_classes``/``test_classes`` from :data:`HARD_CLASSES` (Table 5, :func:`table5_split`).
 
-Modules: :mod:`.config`, :mod:`.protocol`, :mod:`.grid`, :mod:`.features`, :mod:`.run`,
+Modules: :mod:`.config`, :mod:`.protocol`, :mod:`.grids`, :mod:`.features`, :mod:`.run`,
 :mod:`.tables`; everything is re-exported here.
 """
 
@@ -35,7 +35,7 @@ from osad_lib.experiments.bgad.config import (
     method_config,
 )
 from osad_lib.experiments.bgad.protocol import bgad_split, dataset_split, table5_split
-from osad_lib.experiments.bgad.grid import available_items, grid, item_cost
+from osad_lib.experiments.bgad.grids import available_items, grid, item_cost
 from osad_lib.experiments.bgad.features import AnomalyEntries, dataset_features
 from osad_lib.experiments.bgad.run import (
     bank_channels, epoch_metrics, evaluate_maps, run_bgad, run_details, run_files, run_one, save_maps,

@@ -23,7 +23,7 @@ from osad_lib.results import read_all
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
 from osad_lib.experiments.bgad.config import IMAGE_METRICS, MAX_SUFFIX, METHODS, PIXEL_METRICS, REPORTS
-from osad_lib.experiments.bgad.grid import item_cost
+from osad_lib.experiments.bgad.grids import item_cost
 from osad_lib.experiments.bgad.run import run_files
 
 

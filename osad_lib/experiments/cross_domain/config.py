@@ -10,7 +10,7 @@ from osad_lib.data.registry import subset_info
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments import dra as xdra
 from osad_lib.methods.ahl.config import AHLConfig
-from osad_lib.methods.dra.model import train_config
+from osad_lib.methods.dra import train_config
 from osad_lib.profiles import NotebookConfig
 from osad_lib.training import TrainConfig
 from osad_lib.settings import check_known

@@ -26,7 +26,7 @@ from osad_lib.methods.ahl.config import AHLConfig
 from osad_lib.methods.ahl.ensembles import train_ahl
 from osad_lib.methods.ahl.hadg import FeaturePool, task_sampler
 from osad_lib.methods.ahl.heads import FeatureScorer, build_scorer, score_in_chunks
-from osad_lib.methods.dra.model import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
+from osad_lib.methods.dra import NORMAL, PSEUDO_GENERATORS, DRA, DRAConfig, DRATrainingData, TrainedDRA, dra_loss, \
     to_device
 from osad_lib.components.stems import StemFeatures
 from osad_lib.profiles import NotebookConfig

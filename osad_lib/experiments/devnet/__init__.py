@@ -29,7 +29,7 @@ ignored) and their rows carry ``n_shots=0``, as the paper's tables list them.
 Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with :data:`TABLE5_VARIANTS` or
 ``topk_ratio`` and :func:`run_devnet` on splits with other shot counts or contamination.
 
-Modules: :mod:`.config`, :mod:`.grid`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
+Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
 """
 
 from osad_lib.experiments.devnet_settings import DEVNET_METHODS, devnet_config  # DevNet's settings, re-exported
@@ -38,7 +38,7 @@ from osad_lib.experiments.devnet.config import (
     config_deviations, config_table, devnet_deviations, grid_option, method_config, method_deviations, method_seeds,
     method_tables, row_shots, table_shots,
 )
-from osad_lib.experiments.devnet.grid import grid, grid_frame, make_dataset_split, table_runs
+from osad_lib.experiments.devnet.grids import grid, grid_frame, make_dataset_split, table_runs
 from osad_lib.experiments.devnet.run import (
     artifact_file, artifact_path, register_method, registry_name, run_devnet, run_grid, run_one, trained_devnet,
 )

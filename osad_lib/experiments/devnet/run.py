@@ -26,7 +26,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
 from osad_lib.experiments.devnet.config import N_OVERLAYS, NOTEBOOK
-from osad_lib.experiments.devnet.grid import grid, make_dataset_split
+from osad_lib.experiments.devnet.grids import grid, make_dataset_split
 from osad_lib.experiments.devnet.config import METHODS
 
 

@@ -23,10 +23,10 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
 from osad_lib.experiments.devnet.config import PAPER
-from osad_lib.experiments.devnet.grid import grid
+from osad_lib.experiments.devnet.grids import grid
 from osad_lib.experiments.devnet.run import METHODS, artifact_file, registry_name
 from osad_lib.experiments.devnet.config import method_tables
-from osad_lib.experiments.devnet.grid import table_runs
+from osad_lib.experiments.devnet.grids import table_runs
 from osad_lib.experiments.devnet.config import method_config
 from osad_lib.experiments.devnet.config import method_deviations
 from osad_lib.experiments.devnet.config import row_shots

@@ -18,7 +18,7 @@ Functions the ablation notebook reuses: :func:`dra_config` (profile settings + o
 :func:`make_dataset_split`, :func:`run_dra` (train + evaluate one configuration on one split →
 metrics, optionally writing per-image head scores).
 
-Modules: :mod:`.config`, :mod:`.grid`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
+Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
 """
 
 from osad_lib.experiments.dra.config import (
@@ -26,7 +26,7 @@ from osad_lib.experiments.dra.config import (
     available_methods, config_deviations, devnet_deviations, dra_config, grid_option, other_mode, run_config,
     variant_label, with_subsample,
 )
-from osad_lib.experiments.dra.grid import grid, make_dataset_split, run_seeds, split_if_present, split_runs
+from osad_lib.experiments.dra.grids import grid, make_dataset_split, run_seeds, split_if_present, split_runs
 from osad_lib.experiments.dra.run import (
     run_devnet_comparison, run_dra, run_one, runnable, scores_file, scoring_inputs, trained_method,
     training_stems_of,

@@ -9,7 +9,7 @@ from typing import Any
 
 
 from osad_lib.data.registry import DATASETS
-from osad_lib.methods.dra.model import DRAConfig, train_dra
+from osad_lib.methods.dra import DRAConfig, train_dra
 from osad_lib.methods.baselines.dra_baselines import train_mlep, train_saoe
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment

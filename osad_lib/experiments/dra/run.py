@@ -18,7 +18,7 @@ from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.experiments.stem_cache import StemConfig, dataset_stems, pseudo_stems, training_stems
 from osad_lib.components.stems import StemFeatures
 from osad_lib.experiments.model_store import load_or_train
-from osad_lib.methods.dra.model import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra
+from osad_lib.methods.dra import PSEUDO_GENERATORS, DRAConfig, DRATrainingData, TrainedDRA, build_dra
 from osad_lib.experiments.baselines import RUNNERS
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
@@ -27,7 +27,7 @@ from osad_lib.validate import choose
 from osad_lib.experiments.dra.config import (
     APPENDIX_METHODS, NOTEBOOK, TRAINERS, UNSUPERVISED_METHODS, grid_option, run_config,
 )
-from osad_lib.experiments.dra.grid import make_dataset_split
+from osad_lib.experiments.dra.grids import make_dataset_split
 from osad_lib.experiments import devnet as xdevnet
 
 

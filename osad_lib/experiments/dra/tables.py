@@ -11,7 +11,7 @@ import pandas as pd
 from osad_lib import paper
 from osad_lib.metrics import image_auroc
 from osad_lib.experiments.paired import paired_differences, summary_sentence
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paper.means import with_subset_means
 from osad_lib.experiments.dra.config import (

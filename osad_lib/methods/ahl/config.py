@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osad_lib.components.features import PSEUDO_GENERATORS
-from osad_lib.methods.dra import model as dra_model
+from osad_lib.methods import dra as dra_method
 from osad_lib.settings import apply_overrides
 from osad_lib.validate import ConfigError, choose
 
@@ -56,7 +56,7 @@ PSI_INPUTS = ("standardized", "raw")
 HEAD_STYLES = ("base", "code")
 #: Pseudo-anomaly generators (App. B.1): CutMix across images, CutPaste within an image, DRAEM.
 GENERATORS = tuple(PSEUDO_GENERATORS)
-NORMAL, SEEN, PSEUDO = dra_model.NORMAL, dra_model.SEEN, dra_model.PSEUDO
+NORMAL, SEEN, PSEUDO = dra_method.NORMAL, dra_method.SEEN, dra_method.PSEUDO
 
 
 # ============================================================================ configuration
@@ -86,7 +86,7 @@ class AHLConfig:
     Eq. 6, so r_i measures how well φ_i separates the labels; ``raw`` uses deviation-scale scores
     as the code does, whose squared gap to the 0/1 labels is dominated by the score scale and
     drives softmax(−r) to one-hot weights. ``composite_channels``: DRA's composite-head
-    projection (:class:`osad_lib.methods.dra.model.CompositeHead`), as the base model's.
+    projection (:class:`osad_lib.methods.dra.networks.CompositeHead`), as the base model's.
     ``head_style`` (DRA only): ``base`` = DRA's heads (paper: g has the base
     model's architecture), ``code`` = the AHL code's holistic (no |·|) and stride-3 composite
     heads (``docs/official_code/ahl.md`` "Heads of g"), which the CPU demo uses for speed.

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call
 
 from osad_lib.losses.deviation import deviation_loss
-from osad_lib.methods.dra import model as dra_model
+from osad_lib.methods import dra as dra_method
 from osad_lib.components.heads import TopKMILHead, average_scales
 from osad_lib.validate import ConfigError, choose
 from osad_lib.methods.ahl.config import BASES, HEAD_STYLES, NORMAL
@@ -40,7 +40,7 @@ class DevNetFeatureHead(nn.Module):
         return average_scales([self.head(f) for f in features])
 
 
-class CodeHolisticHead(dra_model.HolisticHead):
+class CodeHolisticHead(dra_method.HolisticHead):
     """The AHL code's holistic head: DRA's, without the final |·| (``docs/official_code/ahl.md``
     "Heads of g" and "Where the code departs from the paper" item 7)."""
 
@@ -69,7 +69,7 @@ class CodeCompositeHead(nn.Module):
         self.scorer = TopKMILHead(in_channels, topk_ratio)
 
     def forward(self, features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
-        residual = dra_model.latent_residual(features, reference_features)
+        residual = dra_method.latent_residual(features, reference_features)
         if not self.faithful:  # pad so that ceil(n / 3) windows of 3 cover every row and column
             pad_h, pad_w = (-residual.shape[-2]) % 3, (-residual.shape[-1]) % 3
             residual = F.pad(residual, (0, pad_w, 0, pad_h))
@@ -86,25 +86,25 @@ class DRAFeatureHeads(nn.Module):
     """DRA's four heads on frozen per-scale features → ``{head: scores [B]}``
     (``docs/official_code/dra.md`` "Model"; ``docs/official_code/ahl.md`` "Heads of g").
 
-    ``style="base"``: the same head classes as :class:`osad_lib.methods.dra.model.DRA` (paper: g has
+    ``style="base"``: the same head classes as :class:`osad_lib.methods.dra.networks.DRA` (paper: g has
     exactly the base model's architecture); ``style="code"``: the AHL code's holistic and
     composite heads (:class:`CodeHolisticHead`, :class:`CodeCompositeHead`). Applied to
     pre-computed feature maps instead of backbone outputs: with ``labels`` every head scores
-    only the samples routed to it (:data:`osad_lib.methods.dra.model.ROUTES`); per-scale scores are
+    only the samples routed to it (:data:`osad_lib.methods.dra.config.ROUTES`); per-scale scores are
     averaged. ``references`` holds the reference feature maps of each scale.
     """
 
-    def __init__(self, channels: int, heads: Sequence[str] = dra_model.HEADS, topk_ratio: float = 0.1,
+    def __init__(self, channels: int, heads: Sequence[str] = dra_method.HEADS, topk_ratio: float = 0.1,
                  style: str = "base", composite_channels: int = 0, faithful: bool = False):
         super().__init__()
-        self.head_names = dra_model.validate_heads(heads)
+        self.head_names = dra_method.validate_heads(heads)
         code = choose("head style", style, HEAD_STYLES) == "code"
         builders = {
-            "holistic": lambda: (CodeHolisticHead if code else dra_model.HolisticHead)(channels),
+            "holistic": lambda: (CodeHolisticHead if code else dra_method.HolisticHead)(channels),
             "seen": lambda: TopKMILHead(channels, topk_ratio),
             "pseudo": lambda: TopKMILHead(channels, topk_ratio),
             "composite": lambda: (CodeCompositeHead(channels, topk_ratio, faithful) if code
-                                  else dra_model.CompositeHead(channels, topk_ratio, composite_channels)),
+                                  else dra_method.CompositeHead(channels, topk_ratio, composite_channels)),
         }
         self.heads = nn.ModuleDict({name: builders[name]() for name in self.head_names})
 
@@ -113,7 +113,7 @@ class DRAFeatureHeads(nn.Module):
         out: dict[str, list[torch.Tensor]] = {h: [] for h in self.head_names}
         for feats, refs in zip(features, references, strict=True):
             for head in self.head_names:
-                routed = feats if labels is None else feats[dra_model.ROUTES[head](labels)]
+                routed = feats if labels is None else feats[dra_method.ROUTES[head](labels)]
                 out[head].append(self.heads[head](routed, refs) if head == "composite" else self.heads[head](routed))
         return {head: average_scales(scores) for head, scores in out.items()}
 
@@ -156,7 +156,7 @@ class FeatureScorer:
         self.module.train()
         if self.base == "devnet":
             return deviation_loss(self._call(params, features, None), (labels != NORMAL).float())
-        total, _ = dra_model.dra_loss(self._call(params, features, labels), labels, deviation_loss)
+        total, _ = dra_method.dra_loss(self._call(params, features, labels), labels, deviation_loss)
         return total
 
     @torch.no_grad()
@@ -164,7 +164,7 @@ class FeatureScorer:
         """Anomaly scores ``[B]`` (eval mode, no gradient)."""
         self.module.eval()
         out = self._call(params, features, None)
-        return out.float() if self.base == "devnet" else dra_model.anomaly_score(out)
+        return out.float() if self.base == "devnet" else dra_method.anomaly_score(out)
 
 
 def build_scorer(base: str, channels: int, references: Sequence[torch.Tensor] | None = None,
@@ -173,7 +173,7 @@ def build_scorer(base: str, channels: int, references: Sequence[torch.Tensor] | 
     """A feature-scoring module for ``base``: fresh, or with the heads of a trained base model.
 
     ``base_state`` is the base model's ``state_dict()`` (:class:`~osad_lib.methods.devnet.model.DevNet`
-    keeps its head under ``head.``, :class:`~osad_lib.methods.dra.model.DRA` under ``heads.<name>.``,
+    keeps its head under ``head.``, :class:`~osad_lib.methods.dra.networks.DRA` under ``heads.<name>.``,
     the same names as here); its head entries are loaded, so the scorer reproduces the base
     model's scores on the base model's own features. ``head_style``, ``composite_channels`` and
     ``faithful`` (the code-style composite head's zero init and no padding): see :class:`DRAFeatureHeads`.

@@ -1,9 +1,9 @@
 """Baselines of the DRA tables on DRA's backbone and pipeline: SAOE and MLEP (DRA §4.1, App. B.2).
 
 Both reuse DRA's body (:class:`BackboneOnly`: backbone, frozen-stem/top split, image pyramid),
-its training data (:class:`osad_lib.methods.dra.model.DRATrainingData`: balanced 2B//3 + B − 2B//3
+its training data (:class:`osad_lib.methods.dra.training_data.DRATrainingData`: balanced 2B//3 + B − 2B//3
 batches, rotation, cached stems), its schedule and optimiser
-(:func:`osad_lib.methods.dra.model.train_config`) and one scoring loop (:class:`TrainedBaseline`).
+(:func:`osad_lib.methods.dra.training.train_config`) and one scoring loop (:class:`TrainedBaseline`).
 
 **SAOE** — "synthetic anomalies + outlier exposure": one *multi-class* head (normal, seen
 anomaly, pseudo anomaly) on the plain feature map, trained with cross entropy, plus Hendrycks
@@ -61,7 +61,7 @@ from torch import nn
 from osad_lib.data.tensors import ImageSet
 from osad_lib.components.backbones import build_backbone
 from osad_lib.components.stems import StemFeatures, random_rotation, to_float_images
-from osad_lib.methods.dra.model import (
+from osad_lib.methods.dra import (
     DRA, NORMAL, SEEN, DRAConfig, DRATrainingData, cached_training_data, to_device, train_config,
 )
 from osad_lib.components.heads import average_scales, top_k_mean
@@ -268,7 +268,7 @@ def train_saoe(train: ImageSet, config: DRAConfig, seed: int, device: str = "cpu
     exposure: each step draws as many outliers as the batch has seen-anomaly slots (rotated
     like the training images). ``config.pseudo_source`` must be an augmentation (the external
     set is used for OE here, not as pseudo anomalies). ``stems``/``pseudo_stems``: as
-    :func:`osad_lib.methods.dra.model.train_dra` with ``config.cache_stems``.
+    :func:`osad_lib.methods.dra.training.train_dra` with ``config.cache_stems``.
     """
     seed_everything(seed)
     model = SAOE(build_backbone(config.backbone, config.weights), config.topk_ratio, config.n_scales,
@@ -292,7 +292,7 @@ def train_mlep(train: ImageSet, config: DRAConfig, seed: int, device: str = "cpu
     """Train MLEP (our image adaptation, module docstring) with DRA's batches, rotation and
     schedule, without pseudo anomalies (``pseudo_prob`` set to 0). ``outliers`` is not used by
     MLEP (it is in the signature shared with :func:`train_saoe`); ``stems``/``pseudo_stems``:
-    as :func:`osad_lib.methods.dra.model.train_dra` with ``config.cache_stems``."""
+    as :func:`osad_lib.methods.dra.training.train_dra` with ``config.cache_stems``."""
     if outliers is not None:
         raise ConfigError("MLEP uses no outlier set; pass outliers=None")
     config = replace(config, pseudo_prob=0.0)

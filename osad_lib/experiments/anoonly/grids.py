@@ -34,7 +34,7 @@ from osad_lib.experiments.devnet import (
     make_dataset_split,
     table_shots,
 )
-from osad_lib.methods.anoonly.heads import (
+from osad_lib.methods.anoonly import (
     HEADS,
     SSADConfig,
 )
@@ -82,7 +82,7 @@ def make_item(
     """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``organisation`` × ``split`` and ``seed``.
 
     ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
-    the config's), ``options`` to :class:`~osad_lib.methods.anoonly.heads.SSADConfig` on top of the
+    the config's), ``options`` to :class:`~osad_lib.methods.anoonly.config.SSADConfig` on top of the
     profile's :func:`head_options`; ``label`` names an ablation/factor in ``variant``.
     """
     ac = ac or anoonly_config(cfg)

@@ -14,7 +14,7 @@ import pandas as pd
 from osad_lib import paper
 from osad_lib.paper.means import mean_parts
 from osad_lib.report.cells import canonical_rows, cell_table, key_tuples
-from osad_lib.report.coverage import Coverage, coverage
+from osad_lib.report.planned import Coverage, coverage
 from osad_lib.report.rules import CELL_ID, KEYS, TOLERANCE
 from osad_lib.results import read_all
 

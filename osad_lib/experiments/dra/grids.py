@@ -13,7 +13,7 @@ from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import dataset_names, hard_subset_label, resolve, subset_info
 from osad_lib.experiments import GridItem
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.experiments.baselines import baseline_deviations, method_config
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment

@@ -11,7 +11,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments import dra as xdra
 from osad_lib.methods.ahl.config import AHLConfig
-from osad_lib.methods.dra.model import DRAConfig
+from osad_lib.methods.dra import DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError
