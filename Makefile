@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: demo smoke paper test test-dry-run lock-smoke lab bench gpu-check wheels venv clean-runs
+.PHONY: demo smoke paper test test-unit test-integration test-notebooks test-dry-run lock-smoke lab bench gpu-check wheels venv clean-runs
 
 venv: $(STAMP) $(KERNEL)
 
@@ -46,17 +46,25 @@ smoke: venv
 paper: venv
 	$(BIN)/python run_all.py --profile paper --data-root "$(DATA_ROOT)"
 
-# Two pytest workers, each test file on one worker (its module and session fixtures, e.g. the
-# smoke run of the whole series, run once), handed out in collection order (tests/conftest.py puts
-# the two runs of the whole series first; xdist's default would reorder files by test count).
+# Every tier of tests (unit, integration, notebooks) on two pytest workers, each test file on one
+# worker (its module and session fixtures, e.g. the smoke run of the whole series, run once), handed
+# out in collection order (tests/conftest.py puts the two runs of the whole series first; xdist's
+# default would reorder files by test count).
 TEST_WORKERS ?= 2
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: venv
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+	$(BIN)/python -m pytest $(PYTEST_XDIST) --durations=30 tests/unit tests/integration tests/notebooks
+
+# One tier: unit (the default of a bare `pytest`: no notebook kernel, no run of the series),
+# integration (run_all.py, faults, conversions of downloads, benchmarks end to end), notebooks
+# (the smoke run of the series and the paper profile's dry run, and the tests that read them).
+test-unit test-integration test-notebooks: test-%: venv
+	$(BIN)/python -m pytest $(PYTEST_XDIST) tests/$*
 
 # The paper profile's CI-sized dry run of every notebook (run_all.py --profile paper --dry-run ci)
 # and its checks alone (`make test` runs them too, on the worker beside the smoke run).
 test-dry-run: venv
-	$(BIN)/python -m pytest tests/test_dry_run.py
+	$(BIN)/python -m pytest tests/notebooks/test_dry_run.py
 
 # Rewrite the smoke profile's locked numbers (tests/expected/smoke_results.csv) after a change
 # that is meant to move them; the diff of that file shows which did.

@@ -7,7 +7,7 @@ Everything this project can only verify on a CUDA GPU, run in one go on one GPU 
 1. ``tests`` — the CUDA-only tests (``pytest -m gpu``): the README's repeatability tolerance,
    bf16 autocast and ``channels_last`` in the shared training loop, the advice on a real CUDA
    out-of-memory error, pinned host copies, DevNet/DRA/KDAD training and scoring at the paper's
-   settings (``tests/test_gpu.py``, ``tests/test_training.py``);
+   settings (``tests/integration/test_gpu.py``, ``tests/unit/test_training.py``);
 2. ``bench`` — ``python -m osad_lib.bench --device cuda`` at the demo and paper settings: model-only,
    data-pipeline-only, end-to-end and naive per-sample PIL throughput side by side, peak memory;
 3. ``notebook`` — one demo notebook (default ``01_devnet``) through ``run_all.py --profile demo
@@ -52,7 +52,7 @@ ROOT = paths.PROJECT_ROOT
 #: file) packages whose only dependency is torch, downloaded without dependencies by ``make wheels``.
 REQUIREMENTS = (ROOT / "env" / "requirements-gpu-check.txt", ROOT / "env" / "requirements-gpu-check-nodeps.txt")
 #: Test files holding the ``gpu``-marked tests.
-GPU_TEST_FILES = ("tests/test_training.py", "tests/test_gpu.py")
+GPU_TEST_FILES = ("tests/unit/test_training.py", "tests/integration/test_gpu.py")
 DEFAULT_NOTEBOOK = "01_devnet"
 #: The whole check should take less than this on one H100 (reported beside the measured total).
 TARGET_SECONDS = 480

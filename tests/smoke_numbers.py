@@ -1,7 +1,7 @@
 """The smoke profile's numbers, locked: every result row a smoke run of the whole series stores,
 keyed by what it measured (not by its experiment id, which hashes the configuration's layout), with
 the value it had when the lock was written. A change to the code that moves any of them fails
-``tests/test_notebooks.py``; a change that is meant to move them rewrites the lock with
+``tests/notebooks/test_notebooks.py``; a change that is meant to move them rewrites the lock with
 
     python -m tests.smoke_numbers RUN_OUTPUT_DIR      # the --output-dir of a smoke run
 

@@ -21,7 +21,7 @@ from osad_lib.experiments import module_for
 from osad_lib.results import ResultsStore
 from osad_lib.runner import list_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 PROFILE = "paper-dry-run-ci"
 #: The dry run of the series is the setup of several tests: more time than the default.

@@ -37,7 +37,7 @@ from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit, save_checkpoint
 from osad_lib.validate import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -12,7 +12,7 @@ import pytest
 
 from osad_lib import paper
 
-PAPERS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "papers"
+PAPERS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "papers"
 PAPER_FILES = {
     "devnet": "DevNet_explainable_few_shot_AD_deviation_networks.txt",
     "dra": "DRA_gray_and_black_swans_CVPR2022.txt",

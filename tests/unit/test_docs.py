@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 #: What the tests scan: the files a user's clone relies on.
 SCANNED = ("osad_lib", "notebooks", "tests", "README.md", "run_all.py", "Makefile")
@@ -135,7 +135,7 @@ def texts() -> dict[str, str]:
 
 def test_the_scan_covers_code_notebooks_and_tests(texts):
     assert "osad_lib/training.py" in texts and "notebooks/02_dra.ipynb" in texts and "README.md" in texts
-    assert "tests/test_docs.py" not in texts
+    assert "tests/unit/test_docs.py" not in texts
     assert "Where the code departs from the paper" in texts["notebooks/02_dra.ipynb"]
 
 

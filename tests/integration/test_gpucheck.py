@@ -12,7 +12,7 @@ import pytest
 
 from osad_lib import gpucheck
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_without_a_gpu_it_says_so_lists_what_it_would_run_and_measures_nothing(tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ too):
 * every backticked ``osad_lib....`` name in the ``function`` column resolves: the longest prefix
   that imports as a module, then ``getattr`` for the rest (classes, methods and constants allowed);
 * every ``docs/...md`` path the README cites exists, and so does every section title quoted in
-  parentheses right after it, even when a line break splits a title (``tests/test_docs.py``
+  parentheses right after it, even when a line break splits a title (``tests/unit/test_docs.py``
   checks the same citations line by line, with the rest of the library).
 
 The packages of the five methods this project documents must have one.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METHODS = ROOT / "osad_lib" / "methods"
 #: Packages whose README must exist (ahl's is checked as soon as it has one).
 REQUIRED = ("devnet", "dra", "bgad", "anoonly", "baselines")
@@ -163,6 +163,6 @@ def test_the_checks_catch_what_they_should():
     assert rows == [["Eq. 1", "a \\| b", "`osad_lib.x.y`"], ["Eq. 2", "c", "d"]]
     assert function_names(rows) == [(1, ["osad_lib.x.y"]), (2, [])]
     assert equation_rows("| paper | what | code |\n|---|---|---|\n| a | b | c |") is None
-    page = "docs" + "/official_code/dra.md"  # split so that tests/test_docs.py does not read a citation here
+    page = "docs" + "/official_code/dra.md"  # split so that tests/unit/test_docs.py does not read a citation here
     wrapped = f'see `{page}` ("Where the code departs\nfrom the paper" and\n"Model"; items 1-2)'
     assert cited_sections(wrapped) == [(page, "Where the code departs from the paper"), (page, "Model")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "osad_lib"
+PACKAGE = Path(__file__).resolve().parents[2] / "osad_lib"
 
 #: Layers from the bottom; a module belongs to the layer naming it exactly, else to the layer of its
 #: longest matching package prefix.
@@ -52,7 +52,7 @@ def layer_of(module: str) -> int:
     matches = [(len(prefix), index) for index, (_, names) in enumerate(LAYERS) for prefix in names
                if prefix != "osad_lib" and module.startswith(prefix + ".")]
     if not matches:
-        raise ValueError(f"{module} belongs to no layer: add it to LAYERS in tests/test_layers.py")
+        raise ValueError(f"{module} belongs to no layer: add it to LAYERS in tests/unit/test_layers.py")
     return max(matches)[1]
 
 

@@ -14,7 +14,7 @@ import pytest
 from osad_lib import runner
 from osad_lib.validate import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
 
 

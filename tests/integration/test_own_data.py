@@ -25,7 +25,7 @@ from osad_lib.experiments import module_for, nothing_to_run_line, runnable, skip
 from osad_lib.profiles import METHOD_OVERRIDES, PROFILES, configure, derive_profile, load_profile_file
 from osad_lib.validate import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: HeadCT download: normals 100–115, hemorrhages 0–13; 115 is a copy of 114, 13 of 12.
 HEADCT_NORMALS, HEADCT_ANOMALIES = range(100, 116), range(14)
 

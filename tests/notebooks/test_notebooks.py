@@ -15,7 +15,7 @@ from osad_lib.experiments import module_for
 from osad_lib.results import ResultsStore
 from osad_lib.runner import STANDARD_PARAMETERS, list_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 #: The kernel `make venv` installs (its display name is what JupyterLab writes into a notebook).
 #: The smoke run of the whole series is the setup of several tests: more time than the default.

@@ -208,7 +208,7 @@ def smoke(tmp_path_factory):
     return cfg, split, root, out
 
 
-# KDAD runs at its own settings (VGG-16 source, 128 px): tests/test_kdad.py runs it end to end
+# KDAD runs at its own settings (VGG-16 source, 128 px): tests/unit/test_kdad.py runs it end to end
 @pytest.mark.parametrize("method", sorted(set(xbaselines.RUNNERS) - {"kdad"}))
 def test_runners_run_end_to_end_and_return_metrics_in_unit_interval(smoke, method):
     cfg, split, root, out = smoke
