@@ -1,8 +1,8 @@
 """Shared test set-up of the three tiers (``tests/unit``, ``tests/integration``, ``tests/notebooks``;
 ``docs/architecture.md`` "Tests in three tiers") for ``make test``'s two pytest-xdist workers: each
-worker's torch gets its share of the cores, and the two longest files (the smoke run of the whole
-series and the paper profile's CI-sized dry run) are collected first, so each worker starts one of
-them at once and the remaining files fill in behind them."""
+worker's torch gets its share of the cores, and the files that run the whole series (the smoke
+run; the paper profile's dry run under ``make test-dry-run``) are collected first, so a worker
+starts each at once and the remaining files fill in behind them."""
 
 import os
 
