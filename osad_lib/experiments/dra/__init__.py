@@ -23,8 +23,8 @@ Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything 
 
 from osad_lib.experiments.dra.config import (
     APPENDIX_METHODS, EXTRA_HARD_METHODS, GRID_KEYS, METHODS, NOTEBOOK, TABLES, TRAINERS, UNSUPERVISED_METHODS,
-    available_methods, config_deviations, devnet_deviations, dra_config, grid_option, other_mode, run_config,
-    variant_label, with_subsample,
+    available_methods, config_deviations, devnet_comparison_deviations, dra_config, grid_option, other_mode,
+    run_config, variant_label, with_subsample,
 )
 from osad_lib.experiments.dra.grids import grid, make_dataset_split, run_seeds, split_if_present, split_runs
 from osad_lib.experiments.dra.run import (
@@ -39,9 +39,9 @@ from osad_lib.experiments.dra.tables import (
 __all__ = [
     "APPENDIX_METHODS", "EXTRA_HARD_METHODS", "GRID_KEYS", "GROUP_COLORS", "METHODS", "NOTEBOOK", "SCORE_COLUMNS",
     "TABLES", "TRAINERS", "UNSUPERVISED_METHODS", "available_methods", "comparison", "config_deviations",
-    "devnet_deviations", "display_table", "dra_config", "dra_vs_devnet", "explorer_frame", "explorer_run", "grid",
-    "grid_option", "head_detection_table", "head_score_histograms", "make_dataset_split", "mode_comparison",
-    "mode_differences", "other_mode", "run_config", "run_devnet_comparison", "run_dra", "run_one", "run_seeds",
-    "runnable", "score_runs", "scores_file", "scoring_inputs", "split_if_present", "split_runs", "trained_method",
-    "training_stems_of", "variant_label", "with_subsample",
+    "devnet_comparison_deviations", "display_table", "dra_config", "dra_vs_devnet", "explorer_frame",
+    "explorer_run", "grid", "grid_option", "head_detection_table", "head_score_histograms", "make_dataset_split",
+    "mode_comparison", "mode_differences", "other_mode", "run_config", "run_devnet_comparison", "run_dra",
+    "run_one", "run_seeds", "runnable", "score_runs", "scores_file", "scoring_inputs", "split_if_present",
+    "split_runs", "trained_method", "training_stems_of", "variant_label", "with_subsample",
 ]

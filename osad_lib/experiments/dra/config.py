@@ -136,6 +136,6 @@ def with_subsample(cfg: NotebookConfig, deviations: str) -> str:
     return "; ".join([p for p in [deviations] if p] + subsampled)
 
 
-def devnet_deviations(cfg: NotebookConfig, dataset: str) -> str:
+def devnet_comparison_deviations(cfg: NotebookConfig, dataset: str) -> str:
     """DevNet's own deviations (its profile settings, ``osad_lib.experiments.devnet``) plus the test subsample."""
     return with_subsample(cfg, xdevnet.devnet_deviations(cfg, dataset))

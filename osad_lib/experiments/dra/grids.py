@@ -22,7 +22,7 @@ from osad_lib.experiments.dra.config import (
     APPENDIX_METHODS, EXTRA_HARD_METHODS, NOTEBOOK, TABLES, TRAINERS, UNSUPERVISED_METHODS, with_subsample,
     config_deviations, dra_config, grid_option, other_mode, variant_label,
 )
-from osad_lib.experiments.dra.config import devnet_deviations
+from osad_lib.experiments.dra.config import devnet_comparison_deviations
 
 
 
@@ -130,7 +130,7 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
     elif method in APPENDIX_METHODS or method in UNSUPERVISED_METHODS:
         deviations = with_subsample(cfg, baseline_deviations(method, info.dataset, method_config(cfg, method)))
     else:
-        deviations = devnet_deviations(cfg, info.dataset)
+        deviations = devnet_comparison_deviations(cfg, info.dataset)
     extra = {"name": name, "seen_class": seen_class or ""}
     if method in UNSUPERVISED_METHODS:
         extra["split_shots"] = n_shots  # the split it runs on (row n_shots: 0, unsupervised)
