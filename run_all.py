@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "per run, a truncated test set and one seed (profile paper-dry-run); 'ci': one dataset "
                              "per family, batches of 4, one run per code path (paper-dry-run-ci). Without --data-root "
                              "on generated data and random-weight backbone files")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="worker processes per notebook grid on the CPU, one torch thread each (default 0: one per "
+                             "core, at most 4; 1 runs every experiment in the notebook's kernel)")
     parser.add_argument("--executor", default="local", help="local | slurm: where the grid's runs execute (default local)")
     parser.add_argument("--gpus", type=int, default=1, help="local GPUs to spread the grid over, one worker each (default 1)")
     parser.add_argument("--notebooks-dir", default=str(runner.NOTEBOOKS_DIR), help=argparse.SUPPRESS)
@@ -89,7 +92,7 @@ def options_from(args: argparse.Namespace) -> runner.RunOptions:
     options = runner.RunOptions(profile=args.profile or "demo", only=only, device=args.device, data_root=args.data_root,
                                 seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
                                 notebooks_dir=Path(args.notebooks_dir), profile_file=args.profile_file,
-                                datasets=args.datasets, params=tuple(parse_param(p) for p in args.param))
+                                datasets=args.datasets, params=tuple(parse_param(p) for p in args.param), jobs=args.jobs)
     return runner.validate_options(options, execute=not args.plan)
 
 

@@ -40,6 +40,9 @@ class Profile:
     needs_data_root: bool = False
     limits: RunLimits = limits.NONE
     overrides_of: str = ""  # the built-in profile whose METHOD_OVERRIDES apply (default: this one)
+    #: Whether ``jobs=0`` (auto) runs a grid on the CPU in worker processes (one per core): not for
+    #: the smoke profile, whose runs take about a second each, less than a worker takes to start.
+    grid_workers: bool = True
     #: A custom profile: the built-in profile it derives from, its file, the hash of its resolved
     #: settings (part of ``name``) and its per-method settings (:func:`derive_profile`); empty for
     #: the built-in ones, whose per-method settings are :data:`METHOD_OVERRIDES`.
@@ -285,6 +288,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         eval_batch_size=64,
         deviations="smoke: synthetic data, random-weight backbone, 2x2 schedule",
+        grid_workers=False,
     ),
     "demo": Profile(
         name="demo",

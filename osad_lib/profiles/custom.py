@@ -24,9 +24,10 @@ from osad_lib.profiles.builtin import BASE_PROFILES, METHOD_OVERRIDES, PROFILES,
 CUSTOM_PROFILES: dict[str, Profile] = {}
 #: Profile fields that say what a profile is, not how it runs: a profile file cannot set them.
 _IDENTITY_FIELDS = ("name", "base", "source", "settings_hash", "method_settings")
-#: Fields left out of the settings hash: its identity, text, and what every result row's key
-#: already holds (its dataset and seed), so more datasets or seeds under one profile belong together.
-_UNHASHED_FIELDS = (*_IDENTITY_FIELDS, "description", "deviations", "image_datasets", "seeds")
+#: Fields left out of the settings hash: its identity, text, how its grids run (not what they
+#: compute), and what every result row's key already holds (its dataset and seed), so more datasets
+#: or seeds under one profile belong together.
+_UNHASHED_FIELDS = (*_IDENTITY_FIELDS, "description", "deviations", "grid_workers", "image_datasets", "seeds")
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 

@@ -35,6 +35,31 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     return replace(profile, **overrides) if overrides else profile
 
 
+#: At most this many workers when ``jobs=0`` (auto): more processes mean more copies of the
+#: datasets' tensors in memory for little gain on the small models of the demo.
+MAX_AUTO_JOBS = 4
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int, device: str, grid_workers: bool = True) -> int:
+    """Worker processes for a grid: ``jobs`` when given (≥ 1), else (0, auto) one per core up to
+    :data:`MAX_AUTO_JOBS` on the CPU when the profile wants them (:attr:`Profile.grid_workers`), and
+    1 on a GPU (whose runs share one device)."""
+    if jobs < 0:
+        raise ConfigError(f"parameter 'jobs': {jobs} is not a number of worker processes; use 0 (one per CPU core) "
+                          "or a positive count")
+    if jobs:
+        return jobs
+    return 1 if device != "cpu" or not grid_workers else max(1, min(MAX_AUTO_JOBS, available_cores()))
+
+
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when available, else ``cpu``; asking for CUDA without one is an error."""
     device = choose("device", device, ("auto", "cpu", "cuda"))
@@ -57,6 +82,7 @@ class NotebookConfig:
     output_dir: Path
     resume: bool
     interactive: bool
+    jobs: int = 1
 
     @property
     def store(self) -> ResultsStore:
@@ -95,6 +121,7 @@ def configure(
     check_data: bool = True,
     datasets: str | Sequence[str] = "",
     profile_file: str = "",
+    jobs: int = 1,
 ) -> NotebookConfig:
     """Validate a notebook's papermill parameters and build its configuration.
 
@@ -104,7 +131,8 @@ def configure(
     registry names) replaces the profile's image datasets (:func:`with_datasets`);
     ``profile_file`` names a custom profile (:func:`load_profile_file`), which then replaces
     ``profile`` (a built-in name there is ignored; the custom name that run_all.py passes must
-    still be what the file resolves to).
+    still be what the file resolves to). ``jobs``: worker processes for the grid (0: one per CPU
+    core, at most four; :func:`resolve_jobs`).
     """
     prof = profile_for(profile, profile_file)
     if datasets:
@@ -121,11 +149,15 @@ def configure(
         if not isinstance(value, bool):
             raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
     out = paths.output_root(output_dir)
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise ConfigError(f"parameter 'jobs': expected a whole number (0: one worker per CPU core), got {jobs!r}")
+    resolved = resolve_device(device)
     limits.install(prof.limits)  # the dry-run profiles' truncation, read by the shared loops
     os.environ.setdefault("MPLBACKEND", "Agg")
     return NotebookConfig(
-        notebook=notebook, profile=prof, device=resolve_device(device), seeds=seed_list,
+        notebook=notebook, profile=prof, device=resolved, seeds=seed_list,
         data_root=root, output_dir=out, resume=resume, interactive=interactive,
+        jobs=resolve_jobs(jobs, resolved, prof.grid_workers),
     )
 
 

@@ -124,7 +124,8 @@ def run_all(options: RunOptions, log=print) -> list[NotebookOutcome]:
     with exclusive_run(runs):
         state = RunState(runs / "run_state.json")
         for name in notebooks:
-            fingerprint = notebook_fingerprint(options.notebooks_dir / f"{name}.ipynb", options.parameters(name))
+            fingerprint = notebook_fingerprint(options.notebooks_dir / f"{name}.ipynb",
+                                               options.fingerprint_parameters(name))
             if options.resume and state.is_done(name, fingerprint) and not _results_damaged(runs, name):
                 outcome = NotebookOutcome(name, "skipped", 0.0, runs / f"{name}.ipynb", "completed earlier")
             else:

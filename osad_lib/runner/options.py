@@ -21,12 +21,15 @@ NOTEBOOKS_DIR = paths.PROJECT_ROOT / "notebooks"
 
 #: Parameters every notebook declares, injected by the runner.
 STANDARD_PARAMETERS = ("profile", "device", "data_root", "seeds", "output_dir", "resume", "interactive", "datasets",
-                       "profile_file")
+                       "profile_file", "jobs")
 #: How run_all.py sets each standard parameter (``-p`` refuses them, saying so).
 PARAMETER_OPTIONS = {"profile": "use --profile", "device": "use --device", "data_root": "use --data-root",
                      "seeds": "use --seeds", "output_dir": "use --output-dir", "resume": "use --resume or --no-resume",
                      "interactive": "run_all.py always passes False (widgets need JupyterLab: make lab)",
-                     "datasets": "use --datasets", "profile_file": "use --profile-file"}
+                     "datasets": "use --datasets", "profile_file": "use --profile-file", "jobs": "use --jobs"}
+#: Standard parameters that change how a notebook runs, not what it computes: a finished notebook
+#: is not run again when only they change (:meth:`RunOptions.fingerprint_parameters`).
+EXECUTION_PARAMETERS = ("jobs",)
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 #: glibc's allocator tuned for PyTorch on the CPU: every tensor above the (adaptive, at most
@@ -51,7 +54,8 @@ class RunOptions:
     ``profile`` is the name of the profile that runs: a custom one's ``name@hash`` when
     ``profile_file`` is given). ``datasets``: comma-separated registry names replacing the
     profile's image datasets; ``params``: ``-p NAME=VALUE`` pairs as typed, for the notebooks that
-    declare ``NAME`` (:func:`notebook_parameters`)."""
+    declare ``NAME`` (:func:`notebook_parameters`); ``jobs``: worker processes for each notebook's
+    grid (0: one per CPU core, at most four; :func:`osad_lib.profiles.resolve_jobs`)."""
 
     profile: str = "demo"
     only: tuple[str, ...] = ()
@@ -64,6 +68,7 @@ class RunOptions:
     profile_file: str = ""
     datasets: str = ""
     params: tuple[tuple[str, str], ...] = ()
+    jobs: int = 0
 
     def parameters(self, notebook: str | None = None) -> dict:
         """The papermill parameters of ``notebook`` (the standard ones when None)."""
@@ -71,10 +76,16 @@ class RunOptions:
             "profile": self.profile, "device": self.device, "data_root": self.data_root,
             "seeds": self.seeds, "output_dir": str(paths.output_root(self.output_dir)),
             "resume": self.resume, "interactive": False, "datasets": self.datasets, "profile_file": self.profile_file,
+            "jobs": self.jobs,
         }
         if notebook is None or not self.params:
             return standard
         return {**standard, **notebook_parameters(self.notebooks_dir / f"{notebook}.ipynb", self.params)}
+
+    def fingerprint_parameters(self, notebook: str) -> dict:
+        """:meth:`parameters` without :data:`EXECUTION_PARAMETERS`: what a finished notebook's
+        record is compared on when a run resumes."""
+        return {k: v for k, v in self.parameters(notebook).items() if k not in EXECUTION_PARAMETERS}
 
 
 def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[str]:
@@ -114,6 +125,9 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
         raise ConfigError("--only: an empty notebook name; list notebooks like --only 01_devnet,02 or leave --only out "
                           "to run them all")
     notebooks = select_notebooks(options.only, list_notebooks(options.notebooks_dir))
+    if options.jobs < 0:
+        raise ConfigError(f"--jobs: {options.jobs} is not a number of worker processes; use 0 (one per CPU core) "
+                          "or a positive count")
     if options.seeds:
         parse_seeds("--seeds", options.seeds)
     if options.datasets:

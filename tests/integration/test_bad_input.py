@@ -37,6 +37,7 @@ CASES = [
     ("seeds not integers", lambda t: configure("01_devnet", seeds="0,one"), "parameter 'seeds'"),
     ("resume as a string", lambda t: configure("01_devnet", resume="yes"), "parameter 'resume'"),
     ("interactive as an int", lambda t: configure("01_devnet", interactive=1), "parameter 'interactive'"),
+    ("negative jobs", lambda t: configure("01_devnet", jobs=-1), "parameter 'jobs'"),
     ("data_root that does not exist", lambda t: configure("01_devnet", data_root=str(t / "nope")), "parameter 'data_root'"),
     ("paper profile without data", lambda t: configure("01_devnet", profile="paper"), "needs your datasets"),
     ("unknown profile override", lambda t: get_profile("demo", epoch=3), "unknown profile override"),
@@ -63,6 +64,7 @@ CASES = [
     ("run_all.py profile typo", lambda t: _run_all(t, "--profile", "smoek"), "did you mean 'smoke'"),
     ("run_all.py notebook typo", lambda t: _run_all(t, "--only", "01_devent"), "did you mean '01_devnet'"),
     ("run_all.py non-integer seeds", lambda t: _run_all(t, "--seeds", "a,b"), "--seeds"),
+    ("run_all.py negative jobs", lambda t: _run_all(t, "--jobs", "-2"), "--jobs"),
 ]
 
 

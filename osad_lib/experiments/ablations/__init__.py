@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from osad_lib.experiments import GridItem
+from osad_lib.experiments.execution import run_items
 from osad_lib.experiments.ablations import ahl, anoonly, bgad, devnet, dra
 from osad_lib.experiments.ablations.base import NOTEBOOK, Study
 from osad_lib.profiles import NotebookConfig
@@ -70,12 +71,9 @@ def run_study(cfg: NotebookConfig, study: Study) -> tuple[pd.DataFrame, Any, str
     """Run (or, with ``cfg.resume``, reuse) every experiment of ``study``, then build its table and
     figure. Returns ``(table, figure or None, why_not)``; ``why_not`` is the one-line reason when
     the study cannot run on this profile's data (then the table holds the paper's rows only)."""
-    from tqdm.auto import tqdm
-
     why_not = study.unavailable(cfg) if study.unavailable is not None else ""
     items = [] if why_not else study.grid(cfg)
-    for item in tqdm(items, desc=study.key, leave=False):
-        cfg.store.run_experiment(item.experiment, lambda item=item: study.run_one(cfg, item), resume=cfg.resume)
+    run_items(cfg, items, run_one, desc=study.key)
     figure = study.figure(cfg) if study.figure is not None and items else None
     return study.table(cfg), figure, why_not
 

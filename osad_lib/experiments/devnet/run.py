@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from osad_lib import experiments, explain
 from osad_lib.data.protocols import Split
 from osad_lib.data.tensors import ImageSet, load_split, subsample
 from osad_lib.experiments import GridItem, baselines
+from osad_lib.experiments.execution import run_items
 from osad_lib.experiments.devnet_settings import (
     DEVNET_METHODS,
     devnet_config,
@@ -164,6 +164,5 @@ def run_grid(cfg: NotebookConfig, items: Sequence[GridItem] | None = None) -> pd
         print(experiments.skipped_line(NOTEBOOK, missing, cfg.data_root))
     if not items:
         print(experiments.nothing_to_run_line(NOTEBOOK))
-    for item in tqdm(items, desc="01_devnet experiments", unit="run"):
-        cfg.store.run_experiment(item.experiment, lambda item=item: run_one(cfg, item), resume=cfg.resume)
+    run_items(cfg, items, run_one, desc="01_devnet experiments")
     return cfg.store.read()
