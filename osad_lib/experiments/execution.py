@@ -3,9 +3,12 @@
 Every notebook runs its grid items the same way: each through
 :meth:`osad_lib.results.ResultsStore.run_experiment` (stored rows are reused with ``resume``, a
 failed run is one row, rows are appended atomically under a file lock). With ``cfg.jobs > 1`` on
-the CPU the items run in that many worker processes, one torch thread each. On a CPU the demo's
-small tensors keep torch on about one core however many threads it is given (kernel CPU time about
-equals wall time), so two single-threaded workers on two cores do about twice the work per hour.
+the CPU the items run in that many worker processes with one torch thread each. torch does not keep
+two cores busy on the demo's small tensors: DevNet's demo grid (01, seeds 0 and 1, warm caches, 2
+cores) used 1.5 cores in the kernel and took 434 s; in two single-threaded workers it took 334 s.
+One thread per worker, whatever the machine, also means that the same ``jobs`` computes the same
+bits on machines of the same kind whatever their core count (torch's default, a thread per core,
+does not).
 
 Items that share work stay together: they are grouped by the split they read (dataset, subset,
 setting, shots, seed, seen class, source domain), and a group runs in one worker in grid order, so
@@ -17,7 +20,9 @@ timing, so the same command gives the same numbers every time.
 Every run seeds its own model, data and pseudo anomalies from its experiment. Results can still
 differ in the last float bits between a run in the notebook's process and one in a worker (a
 different torch thread count, a different history of earlier runs in the process), and on the
-smallest data of the smoke profile such bits move AUROCs by up to ~0.01. The smoke profile, whose
+data a training run amplifies them: on the demo's 01 (seeds 0 and 1) a run in a worker differed from
+the same run in the kernel by 0.003 AUROC on average and 0.038 at most (DevNet's spread over seeds
+on ELPV's hard setting: ±0.046); on the smoke profile's tiny data by up to ~0.01. The smoke profile, whose
 runs take about a second (less than a worker takes to start), runs in the notebook's process unless
 ``jobs`` says otherwise (:attr:`osad_lib.profiles.Profile.grid_workers`); its locked numbers are
 those. Workers live for one grid (a notebook's, or one study of 06) and are joined at its end.
@@ -37,7 +42,7 @@ from tqdm.auto import tqdm
 
 from osad_lib import limits
 from osad_lib.experiments import GridItem
-from osad_lib.profiles import NotebookConfig, available_cores
+from osad_lib.profiles import NotebookConfig
 
 #: ``(cfg, item) -> {metric: value}``: how one grid item runs (each notebook module's ``run_one``).
 RunOne = Callable[[NotebookConfig, GridItem], Mapping[str, float]]
@@ -114,11 +119,11 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError("".join(traceback.format_exception(exc)).rstrip())
 
 
-def _run_lane(cfg: NotebookConfig, lane: Sequence[Sequence[GridItem]], run_one: RunOne, threads: int,
+def _run_lane(cfg: NotebookConfig, lane: Sequence[Sequence[GridItem]], run_one: RunOne,
               run_limits: limits.RunLimits, messages: Any) -> None:
     """A worker process: the groups of one lane in order, reporting each finished run, the lane's
     end, or its first failure."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # module docstring: the same bits on any machine
     limits.install(run_limits)
     try:
         for group in lane:
@@ -137,8 +142,7 @@ def _run_in_workers(cfg: NotebookConfig, groups: Sequence[Sequence[GridItem]], r
     time counts as the kernel's (``run_all.py``'s timings) and none outlives the grid."""
     context = get_context("spawn")
     messages = context.Queue()
-    threads = max(1, available_cores() // jobs)
-    workers = [context.Process(target=_run_lane, args=(cfg, lane, run_one, threads, cfg.profile.limits, messages),
+    workers = [context.Process(target=_run_lane, args=(cfg, lane, run_one, cfg.profile.limits, messages),
                                name=f"{cfg.notebook} grid worker {n}") for n, lane in enumerate(lanes(groups, jobs))]
     for worker in workers:
         worker.start()
