@@ -12,7 +12,8 @@ value types, timestamp). A malformed row — a file cut inside its last row, a g
 wrong type — is moved to a side file ``<name>.csv.quarantine`` (with its line number and what
 was wrong) together with the other rows of its experiment, with one line on stderr; the
 experiment then counts as not done, so a rerun recomputes it. A file of an older schema (without
-some of :data:`RECORDED_COLUMNS`) is migrated in place; any other column mismatch names the
+some of :data:`RECORDED_COLUMNS`) is migrated in place (``mode`` and ``report``, once written into
+``deviations``, are read from there: :func:`_legacy_markers`); any other column mismatch names the
 missing and unexpected columns and offers ``python -m osad_lib.results migrate FILE``.
 """
 
@@ -49,14 +50,21 @@ KEY_COLUMNS = (
 )
 #: Every column of a results row, in file order.
 COLUMNS = KEY_COLUMNS + (
-    "metric", "value", "experiment_id", "status", "deviations", "device",
+    "metric", "value", "experiment_id", "status", "deviations", "mode", "report", "device",
     "wall_time_s", "osad_version", "torch_version", "timestamp",
 )
+#: How a metric that is the maximum over training epochs is named (BGAD reports it so):
+#: ``auroc@max_over_epochs``; its row's ``report`` is ``max_over_epochs``.
+MAX_OVER_EPOCHS_SUFFIX = "@max_over_epochs"
+#: The values of a row's ``mode``: which behaviour of a method with a faithful (the official code)
+#: and a clean (the paper's text) variant ran; empty for methods without one.
+MODES = ("", "faithful", "clean")
 _INT_COLUMNS = ("n_shots", "seed")
 _FLOAT_COLUMNS = ("value", "wall_time_s")
 #: Columns an older results file may lack: facts recorded beside a measurement, not part of an
 #: experiment's identity. Reading such a file migrates it (the columns are filled empty).
-RECORDED_COLUMNS = ("deviations", "device", "wall_time_s", "osad_version", "torch_version", "timestamp")
+RECORDED_COLUMNS = ("deviations", "mode", "report", "device", "wall_time_s", "osad_version", "torch_version",
+                    "timestamp")
 #: Columns every row must fill.
 _REQUIRED = ("notebook", "paper", "method", "seed", "profile", "metric", "experiment_id", "status")
 _EXPERIMENT_ID = re.compile(r"[0-9a-f]{16}")
@@ -73,7 +81,11 @@ class Experiment:
 
     ``deviations`` lists how the run differs from the paper's protocol (e.g.
     ``"backbone=efficientnet_lite0 (paper: resnet18); schedule=5x10 (paper: 50x20)"``);
-    it is recorded, not part of the key.
+    ``mode`` which behaviour ran of a method that has a faithful (official code) and a clean
+    (paper text) one (:data:`MODES`: DRA's and AHL's ``mode`` setting); ``report`` how its
+    metrics are reported when the paper's tables say (BGAD: ``last_epoch``; a metric named
+    ``…@max_over_epochs`` is reported as ``max_over_epochs``). These three are recorded, not part
+    of the key.
     """
 
     notebook: str
@@ -90,8 +102,14 @@ class Experiment:
     backbone: str = ""
     manifest_id: str = ""
     deviations: str = ""
+    mode: str = ""
+    report: str = ""
     device: str = "cpu"
     extra_key: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ResultsSchemaError(f"Experiment mode {self.mode!r}: expected one of {MODES}")
 
     @property
     def experiment_id(self) -> str:
@@ -107,12 +125,17 @@ class Experiment:
 
         base = {c: getattr(self, c) for c in KEY_COLUMNS}
         base.update(
-            experiment_id=self.experiment_id, status=status, deviations=self.deviations,
+            experiment_id=self.experiment_id, status=status, deviations=self.deviations, mode=self.mode,
             device=self.device, wall_time_s=float(wall_time_s), osad_version=__version__,
             torch_version=torch.__version__,
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return [{**base, "metric": m, "value": float(v)} for m, v in metrics.items()]
+        return [{**base, "metric": m, "value": float(v), "report": self.report_of(m)} for m, v in metrics.items()]
+
+    def report_of(self, metric: str) -> str:
+        """How ``metric`` is reported: ``max_over_epochs`` for a ``…@max_over_epochs`` metric,
+        else the experiment's ``report``."""
+        return "max_over_epochs" if metric.endswith(MAX_OVER_EPOCHS_SUFFIX) else self.report
 
     def describe(self) -> str:
         parts = [self.method, self.variant, self.dataset, self.subset, self.setting,
@@ -335,6 +358,8 @@ class ResultsStore:
         quarantined = [(r, r.problem or "another row of its experiment is malformed") for r, k in zip(rows, keep) if not k]
         frame = pd.DataFrame([r.fields for r, k in zip(rows, keep) if k], columns=header or None, dtype=object)
         frame = frame.reindex(columns=list(COLUMNS)).replace({"": None})
+        if header and not {"mode", "report"} <= set(header):
+            frame = _legacy_markers(frame)
         extra = [c for c in header if c not in COLUMNS]
         original = (f"the original file before migration (columns {extra} dropped):" if extra and rows else
                     "the damaged header line:" if schema_note.startswith("a damaged header") else "")
@@ -482,6 +507,25 @@ class ResultsStore:
         return validate_rows(rows)
 
 
+#: How rows written before the ``mode`` and ``report`` columns existed said them, inside
+#: ``deviations``: the first standalone word ``faithful``/``clean``, and a ``report=…`` part.
+_LEGACY_MODE = re.compile(r"(?<!\w)(clean|faithful)(?!\w)")
+_LEGACY_REPORT = re.compile(r"(?:^|;)\s*report=(\w+)")
+
+
+def _legacy_markers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a file older than the ``mode``/``report`` columns with both filled from their
+    ``deviations`` text as the report used to read it (:data:`_LEGACY_MODE`, :data:`_LEGACY_REPORT`)
+    and the metric's name: the one place that still parses those markers out of text."""
+    deviations = frame["deviations"].fillna("").astype(str)
+    metric = frame["metric"].fillna("").astype(str)
+    frame = frame.copy()
+    frame["mode"] = deviations.str.extract(_LEGACY_MODE, expand=False).fillna("")
+    report = deviations.str.extract(_LEGACY_REPORT, expand=False).fillna("")
+    frame["report"] = report.where(~metric.str.endswith(MAX_OVER_EPOCHS_SUFFIX), "max_over_epochs")
+    return frame
+
+
 def _empty_frame() -> pd.DataFrame:
     """A typed results frame without rows (a copy: callers may add columns)."""
     return _typed_empty().copy()
@@ -526,7 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "COLUMNS", "KEY_COLUMNS", "RECORDED_COLUMNS", "Experiment", "ResultsSchemaError", "ResultsStore",
+    "COLUMNS", "KEY_COLUMNS", "MAX_OVER_EPOCHS_SUFFIX", "MODES", "RECORDED_COLUMNS", "Experiment", "ResultsSchemaError",
+    "ResultsStore",
     "atomic_write_text", "device_label", "read_all", "store_for", "validate_rows",
 ]
 

@@ -18,12 +18,13 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
   setting), seeds covering fewer parts than the best-covered one left out.
 * **Version**: a faithful/clean marker and a report marker. *Mode* = ``faithful`` or ``clean``
   from, in order, a ``variant`` token (``dra1a;clean``), a ``setting`` suffix
-  (``semi_supervised_clean``) or the first standalone word ``clean``/``faithful`` in
-  ``deviations`` (``mode=faithful``, ``clean protocol: …``). *Report* = ``max_over_epochs`` for a
-  metric named ``<metric>@max_over_epochs`` (BGAD), else a ``report=<word>`` part of
-  ``deviations``. Markers are removed from the keys; ``deviations`` parts that are nothing but a
-  marker (``mode=faithful``, ``report=last_epoch``) are dropped, so they alone do not make a
-  cell's settings differ. Two versions of a cell = rows equal in every key after removal.
+  (``semi_supervised_clean``) or the row's ``mode`` column (the method's own: DRA's, AHL's).
+  *Report* = ``max_over_epochs`` for a metric named ``<metric>@max_over_epochs`` (BGAD), else the
+  row's ``report`` column. Neither is read from ``deviations`` text (rows written before those
+  columns existed were migrated once, :func:`osad_lib.results._legacy_markers`). Markers are
+  removed from the keys; ``deviations`` parts that are nothing but a marker (``mode=faithful``,
+  ``report=last_epoch``) are dropped, so they alone do not make a cell's settings differ. Two
+  versions of a cell = rows equal in every key after removal.
 * **Primary version** of a cell (the one that counts): the one closest to how the published
   number was produced — mode ``faithful`` before unmarked before ``clean``, then report
   ``max_over_epochs`` before unmarked before ``last_epoch``. Other versions are shown beside it.

@@ -11,8 +11,9 @@ import pandas as pd
 from osad_lib import paper
 from osad_lib.paper.means import with_subset_means
 from osad_lib.report.planned import Coverage, Explainer
+from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 from osad_lib.report.rules import (
-    CELL_ID, KEYS, MAX_SUFFIX, MODE_ORDER, REPORT_ORDER, TABLE_METRICS, TOLERANCE, as_text, shots_key, version_label,
+    CELL_ID, KEYS, MODE_ORDER, REPORT_ORDER, TABLE_METRICS, TOLERANCE, as_text, shots_key, version_label,
     version_markers,
 )
 
@@ -23,11 +24,12 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
     several notebooks averaged), plus the derived mean cells
     (:func:`osad_lib.paper.means.with_subset_means`)."""
     ok = rows[(rows["status"] == "ok") & np.isfinite(pd.to_numeric(rows["value"], errors="coerce"))]
-    base = ok["metric"].str.removesuffix(MAX_SUFFIX)
-    ok = ok[base.isin(TABLE_METRICS) & (~ok["metric"].str.contains("@") | ok["metric"].str.endswith(MAX_SUFFIX))]
+    base = ok["metric"].str.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
+    ok = ok[base.isin(TABLE_METRICS) & (~ok["metric"].str.contains("@")
+                                        | ok["metric"].str.endswith(MAX_OVER_EPOCHS_SUFFIX))]
     if ok.empty:
         return _empty_canonical()
-    cols = ["variant", "setting", "metric", "deviations"]
+    cols = ["variant", "setting", "metric", "deviations", "mode", "report"]
     raw = list(zip(*(ok[c].map(as_text) for c in cols)))
     parsed = {r: version_markers(*r) for r in set(raw)}
     out = pd.concat([ok.drop(columns=cols), pd.DataFrame([parsed[r] for r in raw], index=ok.index)], axis=1)

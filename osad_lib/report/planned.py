@@ -108,7 +108,8 @@ class Explainer:
         self.with_rows = set(rows.loc[rows["status"] == "ok", "notebook"])
         self.failed: dict[tuple[str, ...], str] = {}
         for r in rows[rows["status"] != "ok"].itertuples(index=False):
-            m = version_markers(as_text(r.variant), as_text(r.setting), "", as_text(r.deviations))
+            m = version_markers(as_text(r.variant), as_text(r.setting), "", as_text(r.deviations), as_text(r.mode),
+                                as_text(r.report))
             self.failed.setdefault((r.paper, r.dataset, m["setting"], shots_key(r.n_shots), r.method, m["variant"]),
                                    str(r.status))
         self.presence: dict[tuple[str, str], str] = {}

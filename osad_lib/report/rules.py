@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from osad_lib import paper
+from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 
 #: Absolute tolerance (on the [0, 1] scale) of "within tolerance" / "reproduced".
 TOLERANCE = 0.02
@@ -30,20 +31,16 @@ CELL_ID = ["table_id", *KEYS]
 
 _VARIANT_MODE = re.compile(r"(?:^|[;,])(clean|faithful)(?=[;,]|$)")
 _SETTING_MODE = re.compile(r"_(clean|faithful)$")
-_DEVIATION_MODE = re.compile(r"(?<!\w)(clean|faithful)(?!\w)")
-_DEVIATION_REPORT = re.compile(r"(?:^|;)\s*report=(\w+)")
 _MARKER_PART = re.compile(r"^(?:mode|protocol|report)=\w+$")
-#: How BGAD's metrics name their maximum over epochs.
-MAX_SUFFIX = "@max_over_epochs"
 
 DEFINITIONS = (
     ("cell", "one row of a paper table: dataset, subset, setting, n_shots, method, variant, metric. "
              "Result rows match it by these keys whatever their table label; mean cells are derived per "
              "seed from the parts measured (fewer than all: marked 'mean over k/n subsets'; seeds covering "
              "fewer parts than the best-covered seed left out)."),
-    ("version", "faithful/clean marker (variant token, setting suffix, or the first standalone word "
-                "'clean'/'faithful' in deviations) and report marker (metric '@max_over_epochs' or "
-                "'report=…' in deviations); removed from the keys, so versions of a cell share its keys."),
+    ("version", "faithful/clean marker (a variant token or setting suffix, else the row's mode column) and "
+                "report marker (metric '@max_over_epochs', else the row's report column); removed from the keys, "
+                "so versions of a cell share its keys."),
     ("primary version", "the one that counts: faithful > unmarked > clean, then max_over_epochs > "
                         "unmarked > last_epoch (closest to how the published number was produced)."),
     ("within tolerance", "|measured mean − paper mean| ≤ max(2·measured std, paper std, tolerance); "
@@ -69,25 +66,22 @@ def shots_key(v: object) -> str:
     return "" if s == "" else str(int(float(s)))
 
 
-def version_markers(variant: str, setting: str, metric: str, deviations: str) -> dict[str, str]:
+def version_markers(variant: str, setting: str, metric: str, deviations: str, mode: str = "",
+                    report: str = "") -> dict[str, str]:
     """The faithful/clean mode and the report marker of one result row, and its keys and
-    ``deviations`` with the markers removed (:mod:`osad_lib.report`, "Version")."""
-    mode = ""
+    ``deviations`` with the markers removed (:mod:`osad_lib.report`, "Version"). ``mode`` and
+    ``report`` are the row's columns (:class:`osad_lib.results.Experiment`); a ``clean`` or
+    ``faithful`` token of the variant or suffix of the setting (how a rerun of a cell in the other
+    mode is keyed) comes first, and a ``…@max_over_epochs`` metric is reported so."""
     found = _VARIANT_MODE.search(variant)
     if found:
         mode, variant = found.group(1), _VARIANT_MODE.sub("", variant).strip(";,")
-    found = _SETTING_MODE.search(setting)
-    if found:
-        mode, setting = mode or found.group(1), _SETTING_MODE.sub("", setting)
-    if not mode:
-        found = _DEVIATION_MODE.search(deviations)
-        mode = found.group(1) if found else ""
-    report = ""
-    if metric.endswith(MAX_SUFFIX):
-        report, metric = "max_over_epochs", metric.removesuffix(MAX_SUFFIX)
     else:
-        found = _DEVIATION_REPORT.search(deviations)
-        report = found.group(1) if found else ""
+        found = _SETTING_MODE.search(setting)
+        if found:
+            mode, setting = found.group(1), _SETTING_MODE.sub("", setting)
+    if metric.endswith(MAX_OVER_EPOCHS_SUFFIX):
+        report, metric = "max_over_epochs", metric.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
     kept = [p.strip() for p in deviations.split(";") if p.strip() and not _MARKER_PART.match(p.strip())]
     return {"variant": variant, "setting": setting, "metric": metric, "deviations": "; ".join(kept),
             "mode": mode, "report": report}
@@ -98,5 +92,5 @@ def version_label(mode: str, report: str) -> str:
     return "; ".join(p for p in (mode, f"report={report}" if report else "") if p)
 
 
-__all__ = ["CELL_ID", "DEFINITIONS", "KEYS", "MAX_SUFFIX", "MODE_ORDER", "PLAN_KEYS", "REPORT_ORDER", "STATUSES",
+__all__ = ["CELL_ID", "DEFINITIONS", "KEYS", "MODE_ORDER", "PLAN_KEYS", "REPORT_ORDER", "STATUSES",
            "TABLE_METRICS", "TOLERANCE", "as_text", "shots_key", "version_label", "version_markers"]

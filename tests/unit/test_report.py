@@ -27,9 +27,10 @@ def _rows(notebook, paper_id, table, values, metric="auroc", status="ok", **key)
     return out
 
 
-def _elpv(method, n_shots, setting="general", subset="", variant="", deviations="", backbone="resnet18"):
+def _elpv(method, n_shots, setting="general", subset="", variant="", deviations="", backbone="resnet18", mode="",
+          report=""):
     return dict(dataset="elpv", method=method, n_shots=n_shots, setting=setting, subset=subset, variant=variant,
-                deviations=deviations, backbone=backbone)
+                deviations=deviations, backbone=backbone, mode=mode, report=report)
 
 
 def _fake_results(output: Path) -> None:
@@ -43,18 +44,19 @@ def _fake_results(output: Path) -> None:
     devnet.append(_rows("01_devnet", "devnet", "table3", {0: {"failed": float("nan")}}, status="failed: non-finite loss",
                         **_elpv("devnet", 10, "hard", "poly")))
     dra = store_for("02_dra", PROFILE, output)
-    dra.append(_rows("02_dra", "dra", "table1", {0: 0.84, 1: 0.85, 2: 0.846}, **_elpv("dra", 10, deviations=FAITHFUL)))
+    dra.append(_rows("02_dra", "dra", "table1", {0: 0.84, 1: 0.85, 2: 0.846}, **_elpv("dra", 10, deviations=FAITHFUL, mode="faithful")))
     dra.append(_rows("02_dra", "dra", "table1", {0: 0.70, 1: 0.71, 2: 0.72},
-                     **_elpv("dra", 10, variant="clean", deviations="mode=clean")))
-    dra.append(_rows("02_dra", "dra", "table1", {0: 0.676}, **_elpv("dra", 1, deviations=SHORT)))
+                     **_elpv("dra", 10, variant="clean", deviations="mode=clean", mode="clean")))
+    dra.append(_rows("02_dra", "dra", "table1", {0: 0.676}, **_elpv("dra", 1, deviations=SHORT, mode="faithful")))
     for subset, value in (("mono", 0.73), ("poly", 0.80)):
         dra.append(_rows("02_dra", "dra", "table2", {0: value, 1: value + 0.01},
-                         **_elpv("dra", 10, "hard", subset, deviations=SHORT)))
+                         **_elpv("dra", 10, "hard", subset, deviations=SHORT, mode="faithful")))
     bgad = store_for("03_bgad", PROFILE, output)
     bgad.append(_rows("03_bgad", "bgad", "table3",
                       {0: {"auroc": 0.85, "auroc@max_over_epochs": 0.90, "auroc@epoch1": 0.90},
                        1: {"auroc": 0.852, "auroc@max_over_epochs": 0.904, "auroc@epoch1": 0.904}},
-                      **_elpv("bgad_fas", 1, deviations="report=last_epoch", backbone="efficientnet_b6")))
+                      **_elpv("bgad_fas", 1, deviations="report=last_epoch", backbone="efficientnet_b6",
+                            report="last_epoch")))
 
 
 def _plan(*keys):
@@ -102,15 +104,19 @@ def _cell(cells, table_id, primary=True, **keys):
 
 
 @pytest.mark.parametrize("raw, expected", [
-    (("dra1a;clean", "general", "auroc", "mode=clean; image_size=64 (code: 448)"),
+    (("dra1a;clean", "general", "auroc", "mode=clean; image_size=64 (code: 448)", "clean", ""),
      {"variant": "dra1a", "mode": "clean", "report": "", "deviations": "image_size=64 (code: 448)"}),
-    (("", "semi_supervised_clean", "aupr", "clean protocol: split before resampling"),
+    (("", "semi_supervised_clean", "aupr", "clean protocol: split before resampling", "", ""),
      {"setting": "semi_supervised", "mode": "clean", "deviations": "clean protocol: split before resampling"}),
-    (("", "general", "auroc@max_over_epochs", "report=last_epoch; backbone=x"),
+    (("", "general", "auroc@max_over_epochs", "report=last_epoch; backbone=x", "", "last_epoch"),
      {"metric": "auroc", "report": "max_over_epochs", "mode": "", "deviations": "backbone=x"}),
-    (("", "general", "pro", "report=last_epoch; warmup=faithful (code: clean)"),
-     {"report": "last_epoch", "mode": "faithful", "deviations": "warmup=faithful (code: clean)"}),
-    (("anoonly,normal_clean=on", "semi_supervised", "auroc", "normal_clean=True (code: False)"),
+    # BGAD's warmup option is not the row's mode, whatever its deviations say
+    (("", "general", "pro", "report=last_epoch; warmup=faithful (code: clean)", "", "last_epoch"),
+     {"report": "last_epoch", "mode": "", "deviations": "warmup=faithful (code: clean)"}),
+    # AHL (DRA): AHL's own mode, not the first "faithful" of its DRA base's deviations
+    (("", "general", "auroc", "base: mode=faithful; image_size=160 (code: 448); ahl mode=clean", "clean", ""),
+     {"mode": "clean"}),
+    (("anoonly,normal_clean=on", "semi_supervised", "auroc", "normal_clean=True (code: False)", "", ""),
      {"variant": "anoonly,normal_clean=on", "mode": ""}),
 ])
 def test_version_markers(raw, expected):

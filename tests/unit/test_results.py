@@ -119,3 +119,27 @@ def test_cuda_out_of_memory_stops_with_advice_and_keeps_stored_rows(tmp_path, er
     assert "seed=1" in message or "seed 1" in message or make_experiment(seed=1).describe() in message
     assert "1 rows stored earlier are kept" in message and "\n" not in message
     assert len(store.read()) == 1  # not recorded as failed: a smaller batch can still succeed
+
+
+def test_mode_and_report_are_columns_of_every_row():
+    e = Experiment(**{**make_experiment().__dict__, "method": "bgad_fas", "report": "last_epoch", "mode": ""})
+    rows = {r["metric"]: r for r in e.rows({"auroc": 0.8, "auroc@max_over_epochs": 0.9}, wall_time_s=1.0)}
+    assert rows["auroc"]["report"] == "last_epoch" and rows["auroc@max_over_epochs"]["report"] == "max_over_epochs"
+    assert Experiment(**{**make_experiment().__dict__, "mode": "clean"}).experiment_id == make_experiment().experiment_id
+    with pytest.raises(ResultsSchemaError, match="mode 'paper'"):
+        Experiment(**{**make_experiment().__dict__, "mode": "paper"})
+
+
+def test_a_file_without_mode_and_report_columns_takes_them_from_its_deviations_once(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "r.csv")
+    dra = Experiment(**{**make_experiment().__dict__, "method": "dra", "deviations": "mode=faithful; epochs=2"})
+    bgad = Experiment(**{**make_experiment(1).__dict__, "method": "bgad", "deviations": "report=last_epoch; x=1"})
+    store.append(dra.rows({"auroc": 0.8}, 1.0) + bgad.rows({"auroc": 0.7, "auroc@max_over_epochs": 0.9}, 1.0))
+    pd.read_csv(store.path, dtype=str, keep_default_na=False).drop(columns=["mode", "report"]).to_csv(store.path,
+                                                                                                    index=False)
+    rows = store.read().set_index(["method", "metric"])
+    assert "older schema without columns ['mode', 'report']" in capsys.readouterr().err
+    assert rows.loc[("dra", "auroc"), "mode"] == "faithful" and rows.loc[("dra", "auroc"), "report"] == ""
+    assert rows.loc[("bgad", "auroc"), "report"] == "last_epoch" and rows.loc[("bgad", "auroc"), "mode"] == ""
+    assert rows.loc[("bgad", "auroc@max_over_epochs"), "report"] == "max_over_epochs"
+    assert list(pd.read_csv(store.path).columns) == list(COLUMNS)  # rewritten in the current schema

@@ -178,7 +178,7 @@ def _item(cfg: NotebookConfig, element: str, name: str, seed: int, *, method: st
         notebook=NOTEBOOK, paper=PAPER, table=element, dataset=info.dataset, subset=info.subset, setting=setting,
         n_shots=n_shots, method=method, variant=variant, backbone=bg.available_backbone(config)[0], seed=seed,
         profile=cfg.profile.name, manifest_id=manifest, deviations="; ".join(p for p in (deviations, note) if p),
-        device=cfg.device_label, extra_key={"name": name, "split": which, "changes": changes},
+        report="last_epoch", device=cfg.device_label, extra_key={"name": name, "split": which, "changes": changes},
     )
     return GridItem(experiment, *bg.run_cost(name, n_shots, config, max_normals))
 

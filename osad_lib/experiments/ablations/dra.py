@@ -179,7 +179,7 @@ def _item(cfg: NotebookConfig, element: str, name: str, setting: str, seen: str 
                    subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting, n_shots=n_shots,
                    method=method, variant=variant, backbone=config.backbone, seed=seed, profile=cfg.profile.name,
                    manifest_id=manifest, deviations=dr.config_deviations(config, info.dataset, max_test_images),
-                   device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""})
+                   mode=config.mode, device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""})
     n_ref = config.n_ref if "composite" in config.heads else 0
     train = config.epochs * config.steps_per_epoch * (config.batch_size + n_ref) * config.n_scales
     counts = info.paper

@@ -92,6 +92,14 @@ def base_config(cfg: NotebookConfig, base: str) -> DevNetConfig | DRAConfig:
     return xdevnet.devnet_config(cfg) if choose("base", base, BASES) == "devnet" else xdra.dra_config(cfg)
 
 
+def row_mode(cfg: NotebookConfig, base: str, config: AHLConfig | None) -> str:
+    """The ``mode`` of a row: AHL's own (``config``) on an AHL row, DRA's on a DRA base row, none
+    on a DevNet base row (DevNet has no faithful/clean variant)."""
+    if config is not None:
+        return config.mode
+    return base_config(cfg, base).mode if base == "dra" else ""
+
+
 def _ahl_deviations(config: AHLConfig) -> list[str]:
     reference = AHLConfig.faithful(base=config.base) if config.faithful_mode else AHLConfig(base=config.base)
     label_fields = {"variant", "overlap", "pseudo", "n_clusters", "sequence_length", "init", "mode", "base"}

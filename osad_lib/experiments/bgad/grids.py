@@ -66,7 +66,7 @@ def _item(cfg: NotebookConfig, config: BGADConfig, table: str, name: str, method
         deviations=experiments.with_split_note(config_deviations(
             method_config(config, method), info.dataset, info.has_masks, int(grid_option(cfg, "max_train_normals")),
             labelled=n_shots > 0), split),
-        device=cfg.device_label, extra_key={"name": name},
+        report="last_epoch", device=cfg.device_label, extra_key={"name": name},
     )
     return GridItem(experiment, *item_cost(info, n_shots, config, int(grid_option(cfg, "max_train_normals"))))
 

@@ -144,7 +144,7 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
         seed=seed, profile=cfg.profile.name, manifest_id=manifest,
         deviations=experiments.with_split_note(
             deviations, split_if_present(cfg, name, setting, n_shots, seed, seen_class)),
-        device=cfg.device_label, extra_key=extra,
+        mode=config.mode if method in TRAINERS else "", device=cfg.device_label, extra_key=extra,
     )
     cost = _cost(info, setting, config)
     return GridItem(experiment, *cost)
