@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: demo smoke paper test test-unit test-integration test-notebooks test-dry-run lock-smoke lab bench gpu-check wheels venv clean-runs
+.PHONY: demo demo-budget smoke paper test test-unit test-integration test-notebooks test-dry-run lock-smoke lab bench gpu-check wheels venv clean-runs
 
 venv: $(STAMP) $(KERNEL)
 
@@ -81,6 +81,11 @@ lab: venv
 
 bench: venv
 	$(BIN)/python -m osad_lib.bench
+
+# The demo as a new user meets it, timed: a fresh clone in a temporary folder, an empty cache, the
+# per-notebook times against the 30-minute budget (README "Demo time").
+demo-budget: venv
+	$(BIN)/python -m osad_lib.demo_budget
 
 # The GPU check (README "GPU check") needs no .venv: any Python with torch/torchvision and the
 # packages of env/requirements-gpu-check*.txt (offline: from the folder `make wheels` fills).

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from osad_lib.demo_budget import clone_environment, fresh_clone
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,31 +34,12 @@ class SeriesRun:
     stderr: str
 
 
-def fresh_clone(parent: Path) -> Path:
-    """The repository as a user's clone has it: its tracked and not-ignored files (the working
-    tree, so uncommitted edits are tested too) copied to ``parent/osad-companion``, with nothing
-    beside it (no ``../shared``, no ``runs/``, no virtual environment)."""
-    clone = parent / "osad-companion"
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True) if shutil.which("git") else None
-    if listing is None or listing.returncode != 0:  # not a git checkout (an unpacked archive): everything but local state
-        shutil.copytree(ROOT, clone, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "runs", "cache", ".cache", "__pycache__", "*.egg-info", ".pytest_cache"))
-        return clone
-    listed = listing.stdout.decode().split("\0")
-    for name in sorted(n for n in listed if n and (ROOT / n).is_file()):
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, clone / name)
-    return clone
-
-
 def run_smoke_series(work: Path) -> SeriesRun:
     """The smoke profile of the whole series from a fresh clone in ``work`` (issue: the demo must
     not depend on anything outside the repository): its own ``osad_lib`` first on the path of
     run_all.py and of the kernels, no data or output locations from the environment."""
     clone, out = fresh_clone(work), work / "out"
-    env = {k: v for k, v in os.environ.items() if k not in ("OSAD_DATA", "OSAD_ADBENCH", "OSAD_OUTPUT")}
-    env["PYTHONPATH"] = str(clone)
+    env = clone_environment(clone, cache=None)  # the machine's cache: cold or warm, as CI's is
     where = subprocess.run([sys.executable, "-c", "import osad_lib; print(osad_lib.__file__)"], env=env, cwd=clone,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).is_relative_to(clone), where
