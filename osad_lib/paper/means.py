@@ -19,6 +19,7 @@ The rule (:func:`subset_means`), per cell and seed:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,11 +58,43 @@ def mean_parts(paper_id: str, dataset: str, setting: str) -> dict[str, tuple[str
     return {"mean": tuple(s.subset for s in info.subsets.values())} if len(info.subsets) > 1 else {}
 
 
+def mean_cells(rows: pd.DataFrame, members: Sequence[str], part: str = "subset", keys: Sequence[str] = (),
+               min_parts: int = MIN_PARTS, noun: str | None = "subsets") -> pd.DataFrame:
+    """The module's rule for one kind of mean cell: per cell (``keys``, the columns of
+    :data:`CELL_KEYS` present by default, less ``part``) and seed, the mean over the rows whose
+    ``part`` is one of ``members``. A seed covering fewer parts than the cell's best-covered seed
+    is left out; a cell is kept when it covers every member or at least ``min_parts`` of them
+    (then ``deviations`` end with ``mean over k/n <noun>``; ``noun=None``: the caller words it).
+    Returns the cells' keys, ``value``,
+    ``deviations`` and ``notebook`` (the parts' notes, where present), ``n_parts`` (k),
+    ``n_expected`` (n) and ``parts`` (the members measured, in ``members`` order)."""
+    keys = [k for k in (keys or CELL_KEYS) if k in rows.columns and k != part]
+    mine = rows[rows[part].isin(members)]
+    if mine.empty:
+        return pd.DataFrame(columns=[*keys, "value", "deviations", "n_parts", "n_expected", "parts"])
+    order = {m: i for i, m in enumerate(members)}
+    agg = {"value": ("value", "mean"), "n_parts": (part, "nunique"),
+           "parts": (part, lambda s: tuple(sorted(set(s), key=order.__getitem__)))}
+    agg |= {c: (c, join_notes) for c in ("deviations", "notebook") if c in mine}
+    means = mine.groupby(keys, dropna=False, sort=False).agg(**agg).reset_index()
+    cell = [k for k in keys if k != "seed"]
+    best = means.groupby(cell, dropna=False, sort=False)["n_parts"].transform("max") if cell else means["n_parts"].max()
+    n = means["n_parts"]
+    means = means[(n == best) & ((n == len(members)) | (n >= min_parts))].assign(n_expected=len(members))
+    if noun is not None:
+        partial = means["n_parts"] < len(members)
+        note = "mean over " + means["n_parts"].astype(str) + f"/{len(members)} {noun}"
+        notes = means["deviations"] if "deviations" in means else pd.Series("", index=means.index)
+        means["deviations"] = notes.where(~partial, (notes + "; " + note).str.strip("; "))
+    return means
+
+
 def subset_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """The mean cells of ``rows`` by the module's rule: one row per cell and seed with the
-    cell's keys, ``subset`` = the mean's label, ``value``, ``deviations`` (the parts' notes,
-    plus ``mean over k/n subsets`` when partial), ``notebook`` (where present), ``status="ok"``
-    (where present), ``n_parts`` (k) and ``n_expected`` (n)."""
+    """The mean cells of ``rows`` by the module's rule (:func:`mean_cells` for each of
+    :func:`mean_parts`): one row per cell and seed with the cell's keys, ``subset`` = the mean's
+    label, ``value``, ``deviations`` (the parts' notes, plus ``mean over k/n subsets`` when
+    partial), ``notebook`` (where present), ``status="ok"`` (where present), ``n_parts`` (k) and
+    ``n_expected`` (n)."""
     ok = rows
     if "status" in ok:
         ok = ok[ok["status"] == "ok"]
@@ -70,25 +103,11 @@ def subset_means(rows: pd.DataFrame) -> pd.DataFrame:
     columns = [*keys, "subset", "value", "deviations", *(["notebook"] if "notebook" in rows else []),
                *(["status"] if "status" in rows else []), "n_parts", "n_expected"]
     out = []
-    for (paper_id, dataset, setting), part in ok.groupby(["paper", "dataset", "setting"], sort=False):
+    for (paper_id, dataset, setting), group in ok.groupby(["paper", "dataset", "setting"], sort=False):
         for label, members in mean_parts(paper_id, dataset, setting).items():
-            mine = part[part["subset"].isin(members)]
-            if mine.empty:
-                continue
-            agg = {"value": ("value", "mean"), "n_parts": ("subset", "nunique")}
-            agg |= {c: (c, join_notes) for c in ("deviations", "notebook") if c in mine}
-            means = mine.groupby(keys, dropna=False, sort=False).agg(**agg).reset_index()
-            cell = [k for k in keys if k != "seed"]
-            best = means.groupby(cell, dropna=False, sort=False)["n_parts"].transform("max")
-            means = means[(means["n_parts"] == best) & ((means["n_parts"] == len(members)) | (means["n_parts"] >= MIN_PARTS))]
-            means = means.assign(subset=label, n_expected=len(members))
-            partial = means["n_parts"] < len(members)
-            note = "mean over " + means["n_parts"].astype(str) + f"/{len(members)} subsets"
-            notes = means.get("deviations", pd.Series("", index=means.index))
-            means["deviations"] = notes.where(~partial, (notes + "; " + note).str.strip("; "))
-            if "status" in rows:
-                means["status"] = "ok"
-            out.append(means)
+            means = mean_cells(group, members, keys=keys)
+            if len(means):
+                out.append(means.assign(subset=label, **({"status": "ok"} if "status" in rows else {})))
     if not out:
         return pd.DataFrame({c: pd.Series(dtype=rows[c].dtype if c in rows else object) for c in columns})
     return pd.concat(out, ignore_index=True)[columns]
@@ -100,4 +119,4 @@ def with_subset_means(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, means], ignore_index=True) if len(means) else rows
 
 
-__all__ = ["CELL_KEYS", "MIN_PARTS", "mean_parts", "subset_means", "with_subset_means"]
+__all__ = ["CELL_KEYS", "MIN_PARTS", "mean_cells", "mean_parts", "subset_means", "with_subset_means"]

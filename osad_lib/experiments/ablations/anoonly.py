@@ -46,6 +46,7 @@ from osad_lib.experiments import anoonly as ao
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
                                                  study_rows)
 from osad_lib.methods.anoonly import HEADS
+from osad_lib.paper.means import mean_cells
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS, paper_vs_measured_bars
@@ -134,23 +135,21 @@ def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
 
 def overall_means(rows: pd.DataFrame) -> pd.DataFrame:
     """Per seed and configuration, the mean over groups of the per-group file means — the paper's
-    "averaged on 10 datasets" (``dataset="overall"``, ``subset="mean"``). Seeds with fewer groups
-    than the best-covered seed are dropped; ``deviations`` name the groups when fewer than ten."""
+    "averaged on 10 datasets" (``dataset="overall"``, ``subset="mean"``) — by the one mean rule
+    (:func:`osad_lib.paper.means.mean_cells` over the groups; one group is enough, as the demo has
+    one: a seed with fewer groups than the best-covered seed is dropped); ``deviations`` name the
+    groups when fewer than ten, ``backbone`` joins theirs."""
     groups = ao.group_means(rows)
     if groups.empty:
         return groups
     keys = ["paper", "table", "setting", "n_shots", "method", "variant", "seed", "profile", "metric"]
-    out = groups.groupby(keys, dropna=False, sort=False).agg(
-        value=("value", "mean"), groups=("dataset", lambda s: tuple(sorted(set(s), key=list(GROUPS).index))),
-        deviations=("deviations", paper_tables.join_notes)).reset_index()
-    n = out["groups"].map(len)
-    out = out[n == n.groupby([out[k].astype(str) for k in keys if k != "seed"]).transform("max")].copy()
-    out["backbone"] = out["groups"].map(lambda gs: "+".join(dict.fromkeys(GROUPS[g].backbone for g in gs)))
-    note = out["groups"].map(lambda gs: "" if len(gs) == len(GROUPS) else
-                             f"overall = mean over {len(gs)}/{len(GROUPS)} groups ({', '.join(gs)})")
+    out = mean_cells(groups, tuple(GROUPS), part="dataset", keys=keys, min_parts=1, noun=None)
+    out["backbone"] = out["parts"].map(lambda gs: "+".join(dict.fromkeys(GROUPS[g].backbone for g in gs)))
+    note = out["parts"].map(lambda gs: "" if len(gs) == len(GROUPS) else
+                            f"overall = mean over {len(gs)}/{len(GROUPS)} groups ({', '.join(gs)})")
     out["deviations"] = [f"{d}; {m}".strip("; ") for d, m in zip(out["deviations"], note)]
-    out["groups"] = out["groups"].map(", ".join)
-    return out.assign(dataset="overall", subset="mean")
+    out["groups"] = out["parts"].map(", ".join)
+    return out.drop(columns=["parts", "n_parts", "n_expected"]).assign(dataset="overall", subset="mean")
 
 
 def _measured(cfg: NotebookConfig, element: str) -> pd.DataFrame:

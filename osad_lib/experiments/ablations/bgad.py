@@ -47,6 +47,7 @@ from osad_lib.experiments import GridItem
 from osad_lib.experiments import bgad as bg
 from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, present_datasets, study_options, study_rows,
                                                  study_seeds)
+from osad_lib.paper.means import mean_cells
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
@@ -266,18 +267,22 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
 
 def subset_means(rows: pd.DataFrame, label: pd.Series | str = "mean") -> pd.DataFrame:
     """Per dataset, seed and configuration, the mean over the measured subsets (the paper's mean
-    over MVTec AD's categories), labelled ``subset=label``; ``deviations`` say over which subsets."""
+    over MVTec AD's categories), labelled ``subset=label``, by the one mean rule
+    (:func:`osad_lib.paper.means.mean_cells`; a single subset is enough, as the demo runs one; a
+    seed covering fewer subsets than the best-covered one is dropped); ``deviations`` say over
+    which subsets when not all."""
     if rows.empty:
         return rows
-    rows = rows.assign(_label=label)
-    out = rows.groupby(_KEYS + ["_label"], dropna=False, sort=False).agg(
-        value=("value", "mean"), deviations=("deviations", "first"),
-        _subsets=("subset", lambda s: ", ".join(sorted(set(s))))).reset_index()
-    total = out["dataset"].map(lambda d: len(DATASETS[d].subsets) if d in DATASETS else 0)
-    count = out["_subsets"].str.count(",") + 1
-    out["deviations"] = (out["deviations"] + "; mean over " + count.astype(str) + "/" + total.astype(str)
-                         + " subsets (" + out["_subsets"] + ")")
-    return out.rename(columns={"_label": "subset"}).drop(columns="_subsets")
+    out = []
+    for (dataset, name), group in rows.assign(_label=label).groupby(["dataset", "_label"], sort=False):
+        members = (tuple(s.subset for s in DATASETS[dataset].subsets.values()) if dataset in DATASETS
+                   else tuple(sorted(set(group["subset"]))))
+        means = mean_cells(group, members, keys=_KEYS, min_parts=1, noun=None)
+        note = means["parts"].map(lambda ps: "" if len(ps) == len(members) else
+                                  f"mean over {len(ps)}/{len(members)} subsets ({', '.join(sorted(ps))})")
+        means["deviations"] = [f"{d}; {n}".strip("; ") for d, n in zip(means["deviations"], note)]
+        out.append(means.drop(columns=["parts", "n_parts", "n_expected"]).assign(subset=name))
+    return pd.concat(out, ignore_index=True)
 
 
 def two_reports(cfg: NotebookConfig, element: str, prepare: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
