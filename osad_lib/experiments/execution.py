@@ -146,8 +146,8 @@ def _run_in_workers(cfg: NotebookConfig, groups: Sequence[Sequence[GridItem]], r
                                name=f"{cfg.notebook} grid worker {n}") for n, lane in enumerate(lanes(groups, jobs))]
     for worker in workers:
         worker.start()
+    running = len(workers)
     try:
-        running = len(workers)
         while running:
             try:
                 kind, payload = messages.get(timeout=2)
