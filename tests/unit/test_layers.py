@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("experiments, results, paper", ("osad_lib.profiles", "osad_lib.results", "osad_lib.paper",
                                      "osad_lib.experiments", "osad_lib.dryrun")),
     ("presentation", ("osad_lib.plots", "osad_lib.widgets", "osad_lib.report", "osad_lib.headline")),
-    ("entry points", ("osad_lib.runner", "osad_lib.fanout", "osad_lib.bench", "osad_lib.gpucheck")),
+    ("entry points", ("osad_lib.runner", "osad_lib.fanout", "osad_lib.bench", "osad_lib.gpucheck",
+                      "osad_lib.demo_budget")),
 )
 #: Imports of the library inside a function, each with its reason (a heavy dependency).
 FUNCTION_IMPORTS_ALLOWED = {
