@@ -49,7 +49,7 @@ from osad_lib.validate import ConfigError, choose
 #: AHL's pseudo-anomaly generators (App. B.1) → :mod:`osad_lib.data.pseudo` names.
 PSEUDO_GENERATORS = {"cutmix": "cutmix_cross_image", "cutpaste": "cutpaste_same_image", "draem": "draem_perlin"}
 #: Bump when extraction changes, so cached banks are rebuilt.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
 @dataclass

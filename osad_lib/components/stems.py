@@ -147,11 +147,20 @@ def stem_outputs(stem_pyramid: StemFn, images: torch.Tensor, batch_size: int = 6
                  transform: int = 0, progress: bool = False, desc: str = "frozen stem") -> tuple[torch.Tensor, ...]:
     """``stem_pyramid`` (a frozen model's normalisation + frozen stages on every pyramid scale) on
     ``images`` (uint8 or [0, 1] floats ``[N, 3, S, S]``) under dihedral ``transform`` → per scale
-    ``[N, C, h, w]`` float16 on the CPU. The caller puts the model in eval mode."""
+    ``[N, C, h, w]`` float16 on the CPU. The caller puts the model in eval mode.
+
+    Every batch holds exactly ``batch_size`` images (the last one is padded with copies of its
+    last image): the CPU convolution kernels pick their algorithm by batch shape, so without the
+    padding an image's output would differ in the last bits with the number of images computed
+    beside it, and a per-image cache would hold values that depend on what an earlier run
+    happened to compute."""
     chunks: list[list[torch.Tensor]] = []
     for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, leave=False, disable=not progress):
         batch = dihedral(to_float_images(images[start:start + batch_size], device), transform)
-        chunks.append([f.half().cpu() for f in stem_pyramid(batch)])
+        n = batch.shape[0]
+        if n < batch_size:
+            batch = torch.cat([batch, batch[-1:].expand(batch_size - n, *batch.shape[1:])])
+        chunks.append([f[:n].half().cpu() for f in stem_pyramid(batch)])
     if not chunks:
         raise ValueError("no images to run the frozen stem on")
     return tuple(torch.cat(level) for level in zip(*chunks, strict=True))
@@ -160,10 +169,12 @@ def stem_outputs(stem_pyramid: StemFn, images: torch.Tensor, batch_size: int = 6
 def dihedral_views(stem_pyramid: StemFn, images: torch.Tensor, batch_size: int = 64,
                    device: str | torch.device = "cpu") -> list[tuple[torch.Tensor, ...]]:
     """The stem outputs of each of ``images`` under the 7 non-identity dihedral transforms: one
-    entry per image, per scale ``[7, C, h, w]`` (what :meth:`StemFeatures.with_views` takes)."""
-    per_transform = [stem_outputs(stem_pyramid, images, batch_size, device, k) for k in range(1, DIHEDRAL_VIEWS)]
-    n_scales = len(per_transform[0])
-    return [tuple(torch.stack([t[s][i] for t in per_transform]) for s in range(n_scales)) for i in range(len(images))]
+    entry per image, per scale ``[7, C, h, w]`` (what :meth:`StemFeatures.with_views` takes).
+    The 7·N transformed images go through :func:`stem_outputs` as one stream."""
+    views = torch.cat([dihedral(images, k) for k in range(1, DIHEDRAL_VIEWS)])
+    per_scale = stem_outputs(stem_pyramid, views, batch_size, device)
+    n = images.shape[0]
+    return [tuple(level[i::n] for level in per_scale) for i in range(n)]
 
 
 __all__ = ["DIHEDRAL_VIEWS", "StemFeatures", "dihedral", "dihedral_views", "random_angles", "random_dihedral",
