@@ -31,7 +31,10 @@ HEADCT_NORMALS, HEADCT_ANOMALIES = range(100, 116), range(14)
 
 
 def _noise(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    """A noise image of one of two brightness families (by the seed's parity), so the normals
+    form two groups that AHL's k-means can find (HADG needs two clusters of more than two)."""
+    low = 0 if seed % 2 else 96
+    return np.random.default_rng(seed).integers(low, low + 160, (20, 20, 3), dtype=np.uint8)
 
 
 def make_headct_download(folder: Path) -> Path:
@@ -302,7 +305,8 @@ def test_own_datasets_run_end_to_end_with_tables_beside_the_papers(data_root, tm
     quick = _write(tmp_path / "quick.toml", "\n".join([  # the smoke settings, one run per dataset and method
         'base = "smoke"', 'name = "quick"', 'n_shots = [10]', 'settings = ["general"]',  # the papers' 10 anomalies
         '[methods.devnet]', 'methods = ["devnet"]', '[methods.dra]', 'methods = ["dra"]', 'clean_runs = []',
-        '[methods.ahl]', 'bases = ["devnet"]', 'general_n_shots = [10]']) + "\n")
+        '[methods.ahl]', 'bases = ["devnet"]', 'general_n_shots = [10]',
+        'n_clusters = 2']) + "\n")  # two clusters: the normals' two families
     proc = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--profile-file", str(quick), "--datasets",
                            "headct,brainmri", "--data-root", str(data_root), "--only", "01_devnet,02_dra,05_ahl",
                            "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=900)

@@ -82,10 +82,12 @@ def cluster_members(labels: np.ndarray, assignment: str, rng: np.random.Generato
     random partition with the k-means sizes (RamHADG, Table 5).
     """
     choose("cluster assignment", assignment, ("kmeans", "prefix", "random"))
-    sizes = [(c, int((labels == c).sum())) for c in sorted(set(labels.tolist()))]
-    sizes = [(c, n) for c, n in sizes if n > 2]
+    all_sizes = [(c, int((labels == c).sum())) for c in sorted(set(labels.tolist()))]
+    sizes = [(c, n) for c, n in all_sizes if n > 2]
     if len(sizes) < 2:
-        raise ConfigError("fewer than two clusters with more than two normals; use fewer clusters or more normals")
+        raise ConfigError(f"k-means split the {len(labels)} training normals into clusters of "
+                          f"{sorted((n for _, n in all_sizes), reverse=True)}: fewer than two have more than two "
+                          "normals; use fewer clusters or more normals")
     if assignment == "kmeans":
         return [np.flatnonzero(labels == c) for c, _ in sizes]
     if assignment == "prefix":
