@@ -30,7 +30,7 @@ import logging
 import sys
 from pathlib import Path
 
-from osad_lib import runner
+from osad_lib import paths, runner
 from osad_lib.profiles import PROFILES
 from osad_lib.validate import ConfigError, choose
 
@@ -89,9 +89,12 @@ def options_from(args: argparse.Namespace) -> runner.RunOptions:
     if args.profile is not None and args.profile_file:
         raise ConfigError("--profile and --profile-file: give one; the profile file names its base profile "
                           "(base = \"demo\")")
-    options = runner.RunOptions(profile=args.profile or "demo", only=only, device=args.device, data_root=args.data_root,
-                                seeds=args.seeds, output_dir=args.output_dir, resume=args.resume,
-                                notebooks_dir=Path(args.notebooks_dir), profile_file=args.profile_file,
+    paths.absolute_environment()  # the notebooks run in notebooks/: relative folders are the caller's
+    options = runner.RunOptions(profile=args.profile or "demo", only=only, device=args.device,
+                                data_root=paths.absolute(args.data_root), seeds=args.seeds,
+                                output_dir=paths.absolute(args.output_dir), resume=args.resume,
+                                notebooks_dir=Path(paths.absolute(args.notebooks_dir)),
+                                profile_file=paths.absolute(args.profile_file),
                                 datasets=args.datasets, params=tuple(parse_param(p) for p in args.param), jobs=args.jobs)
     return runner.validate_options(options, execute=not args.plan)
 

@@ -109,6 +109,25 @@ def require_free_space(folder: Path, needed: int, what: str) -> None:
                           "free some space or point OSAD_CACHE at a larger disk")
 
 
+#: The environment variables that name folders.
+PATH_VARIABLES = ("OSAD_DATA", "OSAD_CACHE", "OSAD_OUTPUT", "OSAD_ADBENCH")
+
+
+def absolute(path: str) -> str:
+    """``path`` made absolute against the current folder ("" stays ""). The runner's notebooks
+    run with ``notebooks/`` as their folder, so a relative path given to ``run_all.py`` is made
+    absolute before it reaches them."""
+    return str(Path(path).expanduser().absolute()) if path else ""
+
+
+def absolute_environment() -> None:
+    """Make the folders named by :data:`PATH_VARIABLES` absolute in this process's environment,
+    which the notebooks' kernels inherit (see :func:`absolute`)."""
+    for name in PATH_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = absolute(os.environ[name])
+
+
 def _from(explicit: str | os.PathLike | None, env: str) -> Path | None:
     value = str(explicit) if explicit not in (None, "") else os.environ.get(env, "")
     return Path(value).expanduser() if value else None

@@ -39,6 +39,18 @@ def test_failing_notebook_is_reported_and_the_others_still_run(tmp_path):
     assert len(stored_rows(tmp_path)) == 12
 
 
+def test_relative_folders_are_the_callers_not_the_notebooks(tmp_path):
+    """The notebooks run in notebooks/; --output-dir and OSAD_CACHE given relative to the caller's
+    folder still name folders there (make lock-smoke passes --output-dir runs-lock)."""
+    env = {**os.environ, "OSAD_CACHE": "cache"}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--notebooks-dir", str(FIXTURES), "--profile",
+                           "smoke", "--output-dir", "out", "--only", "01"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(stored_rows(tmp_path / "out")) == 12 and (tmp_path / "out" / "runs" / "smoke" / "01_toy.kernel.log").exists()
+    assert (tmp_path / "cache").is_dir() and not (FIXTURES / "out").exists()
+
+
 def test_timings_closing_summary_and_a_second_run_skips_finished_notebooks(tmp_path):
     """runs/<profile>/timings.csv has wall and CPU seconds and the experiments run/reused per
     notebook; the terminal ends with the totals and where the outputs are; a rerun skips a
