@@ -249,6 +249,7 @@ def fit(
     raises :class:`NonFiniteLossError`; CUDA running out of memory in a step raises
     :class:`CudaOutOfMemoryError` naming the batch size to try (the last epoch's checkpoint is kept).
     A dry run's limits (:mod:`osad_lib.limits`) cut the schedule to its first epoch's first steps.
+    With ``config.channels_last`` the model trains in that layout and leaves in the default one.
     """
     params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -302,6 +303,11 @@ def fit(
                 "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
                 "rng": _rng_states(), "epoch": epoch, "history": history,
             })
+    if config.channels_last:
+        # back to the layout of the same weights loaded from a checkpoint: the CPU kernels round
+        # differently by memory layout, so a model scored right after training and one loaded
+        # from its file would give different bits (and results would depend on which happened)
+        model.to(memory_format=torch.contiguous_format)
     return history
 
 

@@ -149,6 +149,29 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
     assert np.isfinite(resumed.weight.item())
 
 
+def test_a_trained_model_scores_as_the_same_weights_loaded_from_its_file(tmp_path):
+    """fit trains in channels_last and hands the model back in the default layout, so scoring it
+    right after training gives the same bits as scoring it loaded from its checkpoint (a model
+    left in channels_last differed in the last bits, and results depended on whether a notebook
+    trained a base model or loaded it)."""
+    from osad_lib.methods.devnet.model import DevNet, DevNetConfig
+
+    seed_everything(0)
+    config = DevNetConfig(backbone="resnet18", weights="random", image_size=64, n_scales=1)
+    model, images = DevNet(config), torch.rand(6, 3, 64, 64)
+    targets = torch.tensor([0.0, 1.0] * 3)
+
+    def loss_fn(m, idx):
+        return torch.nn.functional.mse_loss(m(images[idx]).flatten(), targets[idx])
+
+    fit(model, loss_fn, BalancedBatchSampler({"all": range(6)}, {"all": 3}, 0), _config(epochs=1, channels_last=True))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    loaded = DevNet(config)
+    loaded.load_state_dict(torch.load(tmp_path / "model.pt"))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(images), loaded.eval()(images))
+
+
 def _conv_run(deterministic: bool) -> list[float]:
     """A small convolutional model trained on CUDA with the default bf16 autocast."""
     seed_everything(0, deterministic=deterministic)
