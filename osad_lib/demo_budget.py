@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from osad_lib import paths
+from osad_lib.provenance import DIRTY_SUFFIX, code_commit
 
 #: Environment variables that point a run at data or outputs outside the clone.
 OUTSIDE_LOCATIONS = ("OSAD_DATA", "OSAD_ADBENCH", "OSAD_OUTPUT", "OSAD_CACHE")
@@ -84,14 +85,12 @@ def machine() -> str:
 
 
 def commit(root: Path = paths.PROJECT_ROOT) -> str:
-    """The checkout's commit, with ``+ uncommitted changes`` when its working tree differs."""
-    if not shutil.which("git"):
-        return "unknown (no git)"
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    if head.returncode != 0:
-        return "unknown (not a git checkout)"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
-    return head.stdout.strip() + (" + uncommitted changes" if dirty else "")
+    """The checkout's short commit, with ``+ uncommitted changes`` when its tracked files differ
+    (:func:`osad_lib.provenance.code_commit`)."""
+    sha = code_commit(root)
+    if not sha:
+        return "unknown (not a git checkout, or no git)"
+    return sha[:7] + (" + uncommitted changes" if sha.endswith(DIRTY_SUFFIX) else "")
 
 
 def timing_table(timings: pd.DataFrame) -> pd.DataFrame:

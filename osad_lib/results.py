@@ -41,6 +41,7 @@ import pandas as pd
 from osad_lib import __version__, limits
 from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
 from osad_lib.paths import atomic_write_text, results_dir
+from osad_lib.provenance import code_commit
 from osad_lib.validate import notice
 
 #: Columns identifying an experiment (the key that resume checks).
@@ -51,7 +52,7 @@ KEY_COLUMNS = (
 #: Every column of a results row, in file order.
 COLUMNS = KEY_COLUMNS + (
     "metric", "value", "experiment_id", "status", "deviations", "mode", "report", "device",
-    "wall_time_s", "osad_version", "torch_version", "timestamp",
+    "wall_time_s", "osad_version", "torch_version", "git_sha", "timestamp",
 )
 #: How a metric that is the maximum over training epochs is named (BGAD reports it so):
 #: ``auroc@max_over_epochs``; its row's ``report`` is ``max_over_epochs``.
@@ -64,7 +65,7 @@ _FLOAT_COLUMNS = ("value", "wall_time_s")
 #: Columns an older results file may lack: facts recorded beside a measurement, not part of an
 #: experiment's identity. Reading such a file migrates it (the columns are filled empty).
 RECORDED_COLUMNS = ("deviations", "mode", "report", "device", "wall_time_s", "osad_version", "torch_version",
-                    "timestamp")
+                    "git_sha", "timestamp")
 #: Columns every row must fill.
 _REQUIRED = ("notebook", "paper", "method", "seed", "profile", "metric", "experiment_id", "status")
 _EXPERIMENT_ID = re.compile(r"[0-9a-f]{16}")
@@ -127,7 +128,7 @@ class Experiment:
         base.update(
             experiment_id=self.experiment_id, status=status, deviations=self.deviations, mode=self.mode,
             device=self.device, wall_time_s=float(wall_time_s), osad_version=__version__,
-            torch_version=torch.__version__,
+            torch_version=torch.__version__, git_sha=code_commit(),
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         return [{**base, "metric": m, "value": float(v), "report": self.report_of(m)} for m, v in metrics.items()]

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "osad_lib"
 #: longest matching package prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("osad_lib", "osad_lib.validate", "osad_lib.errors", "osad_lib.paths", "osad_lib.seeding", "osad_lib.settings",
-              "osad_lib.limits", "osad_lib.viz")),
+              "osad_lib.limits", "osad_lib.viz", "osad_lib.provenance")),
     ("data", ("osad_lib.data",)),
     ("components and losses", ("osad_lib.components", "osad_lib.losses", "osad_lib.training", "osad_lib.metrics",
                                "osad_lib.explain")),
