@@ -108,15 +108,16 @@ def timing_table(timings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report(timings: pd.DataFrame, profile: str, budget_min: float, elapsed_s: float, cache: str, returncode: int
-           ) -> tuple[str, bool]:
-    """(the Markdown report, whether the run succeeded within the budget)."""
+def report(timings: pd.DataFrame, profile: str, budget_min: float, elapsed_s: float, cache: str, returncode: int,
+           code: str = "") -> tuple[str, bool]:
+    """(the Markdown report, whether the run succeeded within the budget); ``code``: the commit
+    that was cloned (:func:`commit`, taken when the clone was made; default: now)."""
     wall = float(timings["wall_s"].sum()) if len(timings) else elapsed_s
     ok = returncode == 0 and len(timings) and (timings["status"] == "ok").all() and wall <= budget_min * 60
     verdict = (f"within the {budget_min:g}-minute budget" if wall <= budget_min * 60 else
                f"over the {budget_min:g}-minute budget by {(wall - budget_min * 60) / 60:.1f} min")
     lines = [f"# Demo time: profile `{profile}` from a fresh clone", "",
-             f"- machine: {machine()}", f"- commit: {commit()}", f"- cache: {cache}",
+             f"- machine: {machine()}", f"- commit: {code or commit()}", f"- cache: {cache}",
              f"- run_all.py exit code {returncode}; notebooks {wall / 60:.1f} min wall "
              f"({elapsed_s / 60:.1f} min with start-up and the closing summary): **{verdict}**", ""]
     if len(timings):
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (work / "osad-companion").exists():
         print(f"demo_budget: {work / 'osad-companion'} exists; pass an empty --work-dir", file=sys.stderr)
         return 2
-    clone = fresh_clone(work)
+    clone, code = fresh_clone(work), commit()  # the commit cloned, not the one checked out when it ends
     cache = None if args.warm_cache else work / "cache"
     command = [sys.executable, str(clone / "run_all.py"), "--profile", args.profile, "--output-dir", str(work / "out")]
     if args.only:
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings_file = work / "out" / "runs" / args.profile / "timings.csv"
     timings = pd.read_csv(timings_file) if timings_file.is_file() else pd.DataFrame()
     text, ok = report(timings, args.profile, args.budget_min, elapsed,
-                      "this machine's (warm)" if cache is None else "a new, empty folder", returncode)
+                      "this machine's (warm)" if cache is None else "a new, empty folder", returncode, code)
     destination = Path(args.report) if args.report else work / "demo_budget.md"
     paths.atomic_write_text(destination, text)
     print("\n" + text + f"\n(report: {destination})")

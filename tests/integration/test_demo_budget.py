@@ -26,3 +26,10 @@ def test_over_budget_or_a_failed_notebook_is_not_ok():
     assert [c.strip() for c in text.splitlines()[-2].split("|")[1:4]] == ["01_devnet", "ok", "31:40"]
     assert demo_budget.report(timings.assign(wall_s=60.0), "demo", 30, 70.0, "x", 0)[1]
     assert not demo_budget.report(timings.assign(wall_s=60.0, status="failed"), "demo", 30, 70.0, "x", 1)[1]
+
+
+def test_the_report_names_the_commit_that_was_cloned():
+    """The commit is taken when the clone is made: a commit made while the demo runs is not it."""
+    timings = pd.DataFrame([{"notebook": "01_devnet", "status": "ok", "wall_s": 60.0, "cpu_s": 90.0,
+                             "experiments_run": 54, "experiments_reused": 0}])
+    assert "- commit: abc1234\n" in demo_budget.report(timings, "demo", 30, 70.0, "x", 0, code="abc1234")[0]
