@@ -6,8 +6,9 @@ defined; notebooks never hard-code schedules, datasets or seeds.
 
 * ``smoke``: synthetic data, tiny images, a few steps. Every notebook in seconds; used by CI.
 * ``demo``: the embedded real data (ELPV images, ADBench embeddings) and the offline pretrained
-  EfficientNet-Lite0 backbone with a reduced schedule: the whole series in at most 30 minutes on
-  2 CPU cores.
+  EfficientNet-Lite0 backbone with a reduced schedule: the whole series in 24 minutes on the
+  2-core development machine (README "Demo time"; ``make demo-budget`` measures it), about twice
+  that on a machine half as fast.
 * ``paper``: the papers' protocols and hyper-parameters on the user's data under ``data_root``,
   with the paper backbones; meant for CUDA.
 * ``paper-dry-run`` / ``paper-dry-run-ci``: the paper profile's settings with every run cut short
