@@ -41,11 +41,13 @@ from osad_lib.profiles.custom import (
     CUSTOM_PROFILES, derive_profile, load_profile_file, merge_settings, settings_hash, with_datasets,
 )
 from osad_lib.profiles.notebook import (
-    MAX_AUTO_JOBS, available_cores, configure, get_profile, NotebookConfig, profile_for, resolve_device, resolve_jobs,
+    MAX_AUTO_JOBS, available_cores, check_jobs, configure, get_profile, NotebookConfig, profile_for, resolve_device,
+    resolve_jobs,
 )
 
 __all__ = [
-    "BASE_PROFILES", "CUSTOM_PROFILES", "MAX_AUTO_JOBS", "available_cores", "resolve_jobs", "DATASET_FAMILY_REPRESENTATIVES", "DRY_RUN_TEST_IMAGES", "METHOD_OVERRIDES",
-    "NotebookConfig", "PAPER_IMAGE_DATASETS", "PROFILES", "Profile", "configure", "derive_profile", "get_profile",
-    "load_profile_file", "merge_settings", "profile_for", "resolve_device", "settings_hash", "with_datasets",
+    "BASE_PROFILES", "CUSTOM_PROFILES", "DATASET_FAMILY_REPRESENTATIVES", "DRY_RUN_TEST_IMAGES", "MAX_AUTO_JOBS",
+    "METHOD_OVERRIDES", "NotebookConfig", "PAPER_IMAGE_DATASETS", "PROFILES", "Profile", "available_cores",
+    "check_jobs", "configure", "derive_profile", "get_profile", "load_profile_file", "merge_settings", "profile_for",
+    "resolve_device", "resolve_jobs", "settings_hash", "with_datasets",
 ]

@@ -48,14 +48,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_jobs(jobs: object, what: str = "parameter 'jobs'") -> int:
+    """``jobs`` if it is a number of grid workers (0: one per core), else a one-line error naming
+    ``what`` (the notebook parameter, or ``--jobs`` of run_all.py)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise ConfigError(f"{what}: expected a whole number (0: one worker per CPU core), got {jobs!r}")
+    if jobs < 0:
+        raise ConfigError(f"{what}: {jobs} is not a number of worker processes; use 0 (one per CPU core) "
+                          "or a positive count")
+    return jobs
+
+
 def resolve_jobs(jobs: int, device: str, grid_workers: bool = True) -> int:
     """Worker processes for a grid: ``jobs`` when given (≥ 1), else (0, auto) one per core up to
     :data:`MAX_AUTO_JOBS` on the CPU when the profile wants them (:attr:`Profile.grid_workers`), and
     1 on a GPU (whose runs share one device)."""
-    if jobs < 0:
-        raise ConfigError(f"parameter 'jobs': {jobs} is not a number of worker processes; use 0 (one per CPU core) "
-                          "or a positive count")
-    if jobs:
+    if check_jobs(jobs):
         return jobs
     return 1 if device != "cpu" or not grid_workers else max(1, min(MAX_AUTO_JOBS, available_cores()))
 
@@ -149,8 +157,7 @@ def configure(
         if not isinstance(value, bool):
             raise ConfigError(f"parameter {name!r}: expected True or False, got {value!r}")
     out = paths.output_root(output_dir)
-    if isinstance(jobs, bool) or not isinstance(jobs, int):
-        raise ConfigError(f"parameter 'jobs': expected a whole number (0: one worker per CPU core), got {jobs!r}")
+    check_jobs(jobs)
     resolved = resolve_device(device)
     limits.install(prof.limits)  # the dry-run profiles' truncation, read by the shared loops
     os.environ.setdefault("MPLBACKEND", "Agg")

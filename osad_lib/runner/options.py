@@ -113,7 +113,7 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
     ``execute=False`` (``--plan``) leaves out what only running needs: the device, the datasets
     of a profile that needs them, and writable output and cache folders.
     """
-    from osad_lib.profiles import PROFILES, get_profile, load_profile_file, resolve_device, with_datasets
+    from osad_lib.profiles import PROFILES, check_jobs, get_profile, load_profile_file, resolve_device, with_datasets
 
     if options.profile_file:
         profile = load_profile_file(options.profile_file)
@@ -125,9 +125,7 @@ def validate_options(options: RunOptions, execute: bool = True) -> RunOptions:
         raise ConfigError("--only: an empty notebook name; list notebooks like --only 01_devnet,02 or leave --only out "
                           "to run them all")
     notebooks = select_notebooks(options.only, list_notebooks(options.notebooks_dir))
-    if options.jobs < 0:
-        raise ConfigError(f"--jobs: {options.jobs} is not a number of worker processes; use 0 (one per CPU core) "
-                          "or a positive count")
+    check_jobs(options.jobs, "--jobs")
     if options.seeds:
         parse_seeds("--seeds", options.seeds)
     if options.datasets:
