@@ -20,6 +20,7 @@ from osad_lib.experiments.ablations import anoonly as abl_ao
 from osad_lib.experiments.ablations import bgad as abl_bgad
 from osad_lib.experiments.ablations.base import study_rows
 from osad_lib.profiles import METHOD_OVERRIDES, configure
+from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 from osad_lib.validate import ConfigError
 from series import results_copy
 
@@ -131,8 +132,8 @@ def _store_fake_runs(cfg, items, value) -> None:
     """Rows for ``items`` as run_bgad would write them: last epoch and max over epochs."""
     for item in items:
         v = value(item)
-        item_metrics = {"auroc": v, "pixel_auroc": v, "pro": v - 0.1, f"auroc{bg.MAX_SUFFIX}": v + 0.01,
-                        f"pixel_auroc{bg.MAX_SUFFIX}": v + 0.01, f"pro{bg.MAX_SUFFIX}": v - 0.05}
+        item_metrics = {"auroc": v, "pixel_auroc": v, "pro": v - 0.1, f"auroc{MAX_OVER_EPOCHS_SUFFIX}": v + 0.01,
+                        f"pixel_auroc{MAX_OVER_EPOCHS_SUFFIX}": v + 0.01, f"pro{MAX_OVER_EPOCHS_SUFFIX}": v - 0.05}
         cfg.store.append(item.experiment.rows(item_metrics, 1.0))
 
 

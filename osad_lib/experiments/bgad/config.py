@@ -16,7 +16,6 @@ from osad_lib.methods.bgad.model import (
     BGADConfig,
 )
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 from osad_lib.settings import apply_overrides, config_diff
 from osad_lib.validate import choose
 
@@ -33,7 +32,6 @@ GRID_DEFAULTS: dict[str, Any] = {
     "fas_n_shots": 5, "table3_n_shots": 1, "max_train_normals": 0,
 }
 REPORTS = ("last_epoch", "max_over_epochs")
-MAX_SUFFIX = MAX_OVER_EPOCHS_SUFFIX  # a metric that is the maximum over meta epochs
 IMAGE_METRICS = ("auroc",)
 PIXEL_METRICS = ("pixel_auroc", "pro")
 #: BGAD appendix A.7 Table 7, second subset: the hard anomaly classes of each MVTec AD category

@@ -25,10 +25,11 @@ from osad_lib.methods.bgad.model import (
 )
 from osad_lib.profiles import NotebookConfig
 from osad_lib.paths import atomic_write_text
+from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 from osad_lib.seeding import seed_everything
 from osad_lib.validate import ConfigError
 from osad_lib.experiments.bgad.config import (
-    IMAGE_METRICS, MAX_SUFFIX, PIXEL_METRICS, available_backbone, bgad_config, grid_option, method_config,
+    IMAGE_METRICS, PIXEL_METRICS, available_backbone, bgad_config, grid_option, method_config,
 )
 from osad_lib.experiments.bgad.protocol import dataset_split
 from osad_lib.experiments.bgad.features import AnomalyEntries, dataset_features
@@ -140,7 +141,7 @@ def epoch_metrics(history: list[dict[str, float]]) -> dict[str, float]:
     """Last-epoch metrics, the per-metric maxima over epochs and every epoch's values."""
     names = [m for m in IMAGE_METRICS + PIXEL_METRICS if m in history[-1]]
     out = {m: history[-1][m] for m in names}
-    out.update({f"{m}{MAX_SUFFIX}": max(h[m] for h in history) for m in names})
+    out.update({f"{m}{MAX_OVER_EPOCHS_SUFFIX}": max(h[m] for h in history) for m in names})
     for h in history:
         out.update({f"{m}@epoch{h['epoch']}": h[m] for m in names})
     return out

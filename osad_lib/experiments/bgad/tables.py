@@ -19,10 +19,10 @@ from osad_lib.methods.bgad.model import (
 )
 from osad_lib.paper.means import with_subset_means
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import read_all
+from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX, read_all
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS
-from osad_lib.experiments.bgad.config import IMAGE_METRICS, MAX_SUFFIX, METHODS, PIXEL_METRICS, REPORTS
+from osad_lib.experiments.bgad.config import IMAGE_METRICS, METHODS, PIXEL_METRICS, REPORTS
 from osad_lib.experiments.bgad.grids import item_cost
 from osad_lib.experiments.bgad.run import run_files
 
@@ -37,8 +37,8 @@ def report_view(rows: pd.DataFrame, report: str = "last_epoch") -> pd.DataFrame:
     if report == "last_epoch":
         view = rows[rows["metric"].isin(canonical)].copy()
     else:
-        view = rows[rows["metric"].isin([m + MAX_SUFFIX for m in canonical])].copy()
-        view["metric"] = view["metric"].str.removesuffix(MAX_SUFFIX)
+        view = rows[rows["metric"].isin([m + MAX_OVER_EPOCHS_SUFFIX for m in canonical])].copy()
+        view["metric"] = view["metric"].str.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
     view["deviations"] = view["deviations"].str.replace(r"^report=\w+", f"report={report}", regex=True)
     view["report"] = report
     return view.reset_index(drop=True)
