@@ -5,8 +5,8 @@
     python -m osad_lib.demo_budget --warm-cache    # with this machine's cache (data and features kept)
 
 The repository's files (its tracked and not-ignored files: the working tree, uncommitted edits
-included) are copied into a new folder with nothing beside it — no ``../shared``, no ``runs/``, no
-virtual environment — and ``run_all.py`` runs there with this interpreter (the installation is
+included) are copied into a new folder with nothing beside it — no sibling folders, no ``runs/``,
+no virtual environment — and ``run_all.py`` runs there with this interpreter (the installation is
 not timed), its own ``osad_lib`` first on the path, a new empty cache folder (``OSAD_CACHE``), and
 no data, ADBench or output locations from the environment. At the end it prints, and writes as
 Markdown beside the run (``--report`` to choose where), the per-notebook wall and CPU times that

@@ -61,7 +61,8 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                         variant=f"source={domain_label(source)}", backbone=cfg.profile.backbone, seed=seed,
                         profile=cfg.profile.name, manifest_id=manifest,
                         deviations=deviations(cfg, info.dataset, method, same=source == target),
-                        mode=dra_cfg.mode if method == "dra" else ahl_cfg.mode, device=cfg.device_label, extra_key={"source": source, "target": target, "n_shots": shots})
+                        mode=dra_cfg.mode if method == "dra" else ahl_cfg.mode, device=cfg.device_label,
+                        extra_key={"source": source, "target": target, "n_shots": shots})
                     first = (method, source) not in trained
                     trained.add((method, source))
                     cost = _cost(cfg, dra_cfg, ahl_cfg, method, target, source_training=first,
