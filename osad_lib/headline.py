@@ -53,12 +53,12 @@ class LevelClaim:
 LEVEL_CLAIMS = (
     LevelClaim("DevNet", "10 labelled anomalies give a strong detector (ELPV AUROC, Table 2)", (
         dict(table_id="devnet_table2", dataset="elpv", subset="", setting="general", n_shots=10, method="devnet",
-             variant="", metric="auroc"),)),
+             variant="", source="", metric="auroc"),)),
     LevelClaim("BGAD", "BGAD-FAS: image AUROC with a few anomalies (MVTec AD Table 1; else ELPV Table 3)", (
         dict(table_id="bgad_table1", dataset="mvtecad", subset="mean", setting="general", n_shots=5,
-             method="bgad_fas", variant="", metric="auroc"),
+             method="bgad_fas", variant="", source="", metric="auroc"),
         dict(table_id="bgad_table3", dataset="elpv", subset="", setting="general", n_shots=1, method="bgad_fas",
-             variant="", metric="auroc"))),
+             variant="", source="", metric="auroc"))),
 )
 DRA_CLAIM = "DRA beats DevNet on unseen anomaly classes (hard setting, Table 2)"
 AHL_CLAIM = "AHL improves its base model DRA on unseen classes (hard setting, Table 2)"

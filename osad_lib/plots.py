@@ -45,7 +45,7 @@ from osad_lib.data.tensors import load_images
 from osad_lib.experiments import note_figure
 from osad_lib.experiments.datasets import protocol_counts
 from osad_lib.metrics import image_auroc
-from osad_lib.paper import compare, format_mean_std, list_tables
+from osad_lib.paper import DEFAULT_KEYS, compare, format_mean_std, list_tables
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import show_image
 
@@ -373,7 +373,7 @@ def results_comparison(results: pd.DataFrame, paper: str, table: str, dataset: s
 def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     """A :func:`results_comparison` frame for reading: keys, ``paper`` and ``measured`` as
     "mean ± std", seeds, delta, within spread, deviations."""
-    keys = ["dataset", "subset", "setting", "n_shots", "method", "variant", "metric"]
+    keys = list(DEFAULT_KEYS)
     view = comparison[keys].copy()
     view["paper"] = [format_mean_std(m, s) for m, s in zip(comparison["paper_mean"], comparison["paper_std"])]
     view["measured"] = [format_mean_std(m, s) for m, s in zip(comparison["measured_mean"], comparison["measured_std"])]

@@ -12,8 +12,10 @@ value types, timestamp). A malformed row — a file cut inside its last row, a g
 wrong type — is moved to a side file ``<name>.csv.quarantine`` (with its line number and what
 was wrong) together with the other rows of its experiment, with one line on stderr; the
 experiment then counts as not done, so a rerun recomputes it. A file of an older schema (without
-some of :data:`RECORDED_COLUMNS`) is migrated in place (``mode`` and ``report``, once written into
-``deviations``, are read from there: :func:`_legacy_markers`); any other column mismatch names the
+some of :data:`RECORDED_COLUMNS` or :data:`LATER_KEY_COLUMNS`) is migrated in place (``mode`` and
+``report``, once written into ``deviations``, are read from there: :func:`_legacy_markers`; a
+cross-domain row that wrote its source into ``variant`` is set aside and recomputed:
+:func:`_retire_legacy_source`); any other column mismatch names the
 missing and unexpected columns and offers ``python -m osad_lib.results migrate FILE``.
 """
 
@@ -47,7 +49,7 @@ from osad_lib.validate import notice
 #: Columns identifying an experiment (the key that resume checks).
 KEY_COLUMNS = (
     "notebook", "paper", "table", "dataset", "subset", "setting", "n_shots",
-    "method", "variant", "backbone", "seed", "profile", "manifest_id",
+    "method", "variant", "source", "backbone", "seed", "profile", "manifest_id",
 )
 #: Every column of a results row, in file order.
 COLUMNS = KEY_COLUMNS + (
@@ -66,6 +68,13 @@ _FLOAT_COLUMNS = ("value", "wall_time_s")
 #: experiment's identity. Reading such a file migrates it (the columns are filled empty).
 RECORDED_COLUMNS = ("deviations", "mode", "report", "device", "wall_time_s", "osad_version", "torch_version",
                     "git_sha", "timestamp")
+#: Key columns added after files were first written: a file without them is migrated when read
+#: (filled empty), and an empty value stays out of :attr:`Experiment.experiment_id`, so the rows
+#: such a file holds keep their ids. ``source``: the domain a cross-domain model was trained on.
+LATER_KEY_COLUMNS = ("source",)
+#: What the older layout wrote into ``variant`` for a cross-domain row (``source=<domain>``):
+#: such rows are set aside when their file is migrated, and the next run recomputes them.
+_LEGACY_SOURCE_VARIANT = "source="
 #: Columns every row must fill.
 _REQUIRED = ("notebook", "paper", "method", "seed", "profile", "metric", "experiment_id", "status")
 _EXPERIMENT_ID = re.compile(r"[0-9a-f]{16}")
@@ -82,6 +91,8 @@ class Experiment:
 
     ``deviations`` lists how the run differs from the paper's protocol (e.g.
     ``"backbone=efficientnet_lite0 (paper: resnet18); schedule=5x10 (paper: 50x20)"``);
+    ``source`` the domain a cross-domain model was trained on (``subset`` is the one it is
+    tested on; empty for every other experiment);
     ``mode`` which behaviour ran of a method that has a faithful (official code) and a clean
     (paper text) one (:data:`MODES`: DRA's and AHL's ``mode`` setting); ``report`` how its
     metrics are reported when the paper's tables say (BGAD: ``last_epoch``; a metric named
@@ -100,6 +111,7 @@ class Experiment:
     setting: str = ""
     n_shots: int | None = None
     variant: str = ""
+    source: str = ""
     backbone: str = ""
     manifest_id: str = ""
     deviations: str = ""
@@ -114,8 +126,9 @@ class Experiment:
 
     @property
     def experiment_id(self) -> str:
-        """Stable hash of the key columns (and ``extra_key``)."""
-        key = {c: getattr(self, c) for c in KEY_COLUMNS}
+        """Stable hash of the key columns (and ``extra_key``); a :data:`LATER_KEY_COLUMNS`
+        column enters it only when set."""
+        key = {c: getattr(self, c) for c in KEY_COLUMNS if c not in LATER_KEY_COLUMNS or getattr(self, c)}
         key["extra"] = dict(sorted(self.extra_key.items()))
         blob = json.dumps(key, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -139,7 +152,8 @@ class Experiment:
         return "max_over_epochs" if metric.endswith(MAX_OVER_EPOCHS_SUFFIX) else self.report
 
     def describe(self) -> str:
-        parts = [self.method, self.variant, self.dataset, self.subset, self.setting,
+        parts = [self.method, self.variant, f"trained on {self.source}" if self.source else "", self.dataset,
+                 self.subset, self.setting,
                  f"{self.n_shots}-shot" if self.n_shots is not None else "", f"seed {self.seed}"]
         return " · ".join(p for p in parts if p)
 
@@ -280,6 +294,15 @@ def _experiment_of(bad: _Row, position: int, rows: Sequence[_Row], header: Seque
     return ""
 
 
+def _retire_legacy_source(row: _Row, header: Sequence[str]) -> _Row:
+    """``row`` marked to be set aside when it is a cross-domain row of the layout before the
+    ``source`` column (``variant="source=<domain>"``): its experiment id hashed the old key, so
+    keeping it would let the next run store the same cell a second time beside it."""
+    if row.problem or not dict(zip(header, row.fields)).get("variant", "").startswith(_LEGACY_SOURCE_VARIANT):
+        return row
+    return replace(row, problem="a cross-domain row of the layout before the source column (recomputed)")
+
+
 @dataclass
 class _Loaded:
     """A results file as read: the good rows, the rows to quarantine and why, schema notes."""
@@ -334,7 +357,7 @@ class ResultsStore:
             return f"a damaged header {_short(''.join(lines).strip())} and no rows, rewritten (the old line kept aside)"
         missing = [c for c in COLUMNS if c not in header]
         extra = [c for c in header if c not in COLUMNS]
-        if not extra and set(missing) <= set(RECORDED_COLUMNS):
+        if not extra and set(missing) <= {*RECORDED_COLUMNS, *LATER_KEY_COLUMNS}:
             return f"migrated from an older schema without columns {_names(missing)}" if missing else "columns reordered"
         if not migrate:
             raise ResultsSchemaError(
@@ -349,6 +372,8 @@ class ResultsStore:
         header = next(csv.reader(lines[:1]), [])
         schema_note = self._schema_note(header, lines, migrate)
         rows = _split_rows(lines, header)
+        if header and "source" not in header:
+            rows = [_retire_legacy_source(r, header) for r in rows]
         unnamed = [c for c in _REQUIRED if c not in header]
         if unnamed:
             rows = [_Row(r.line, r.raw, r.fields, f"the file has no {_names(unnamed)} column(s), so the row names no experiment")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 #: The columns that say what a row measured (unique over a smoke run).
-KEY = ("notebook", "table", "dataset", "subset", "setting", "n_shots", "method", "variant", "backbone",
-       "seed", "metric")
+KEY = ("notebook", "table", "dataset", "subset", "setting", "n_shots", "method", "variant", "source",
+       "backbone", "seed", "metric")
 #: Where the lock lives.
 LOCK = Path(__file__).resolve().parent / "expected" / "smoke_results.csv"
 #: The largest difference a value may show against the lock. Same code, same seed and a 2-core CPU

@@ -132,7 +132,7 @@ def grid_of(notebook: str, cfg: NotebookConfig, parameters: Mapping[str, object]
 
 #: The columns of :func:`plan_rows`.
 PLAN_COLUMNS = ("notebook", "paper", "table", "dataset", "subset", "setting", "n_shots", "method", "variant",
-                "seed", "train_images", "eval_images", "missing")
+                "source", "seed", "train_images", "eval_images", "missing")
 
 
 def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem]) -> pd.DataFrame:
@@ -141,7 +141,8 @@ def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem
     ready_ids = {id(i) for i in ready}
     return pd.DataFrame([
         {"notebook": notebook, "paper": e.paper, "table": e.table, "dataset": e.dataset, "subset": e.subset,
-         "setting": e.setting, "n_shots": e.n_shots, "method": e.method, "variant": e.variant, "seed": e.seed,
+         "setting": e.setting, "n_shots": e.n_shots, "method": e.method, "variant": e.variant, "source": e.source,
+         "seed": e.seed,
          "train_images": item.train_images, "eval_images": item.eval_images, "missing": id(item) not in ready_ids}
         for item in items for e in [item.experiment]])
 

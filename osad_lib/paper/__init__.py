@@ -35,7 +35,7 @@ _INDEX_PATH = _HERE / "index.csv"
 
 #: Columns of every paper table, in file order.
 COLUMNS = (
-    "paper", "table", "dataset", "subset", "setting", "n_shots", "method", "variant",
+    "paper", "table", "dataset", "subset", "setting", "n_shots", "method", "variant", "source",
     "backbone", "metric", "mean", "std", "note",
 )
 #: Columns of ``index.csv``.
@@ -48,7 +48,7 @@ PAPERS = ("devnet", "dra", "bgad", "anoonly", "ahl")
 #: rows fill them.
 SHARED_CELLS: dict[str, tuple[str, ...]] = {"bgad_table3": ("dra",)}
 #: Default join keys of :func:`compare`.
-DEFAULT_KEYS = ("dataset", "subset", "setting", "n_shots", "method", "variant", "metric")
+DEFAULT_KEYS = ("dataset", "subset", "setting", "n_shots", "method", "variant", "source", "metric")
 
 _STRING_COLUMNS = tuple(c for c in COLUMNS if c not in ("n_shots", "mean", "std"))
 _OUT_VALUES = (

@@ -30,8 +30,8 @@ from osad_lib.paper import join_notes
 #: The fewest parts a partial mean cell averages (one part of several is not a mean).
 MIN_PARTS = 2
 #: Columns that identify a measured cell besides its subset, where present in the rows.
-CELL_KEYS = ("paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed", "profile",
-             "metric", "mode", "report", "version")
+CELL_KEYS = ("paper", "table", "dataset", "setting", "n_shots", "method", "variant", "source", "backbone", "seed",
+             "profile", "metric", "mode", "report", "version")
 
 
 def mean_parts(paper_id: str, dataset: str, setting: str) -> dict[str, tuple[str, ...]]:

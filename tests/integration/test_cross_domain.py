@@ -20,8 +20,9 @@ TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
 
 
 def cells(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
-    """(target, source variant, method) of rows or paper-table rows."""
-    return set(zip(frame["subset"], frame["variant"], frame["method"]))
+    """(target, source, method) of rows or paper-table rows (the variant is empty in both)."""
+    assert (frame["variant"] == "").all()
+    return set(zip(frame["subset"], frame["source"], frame["method"]))
 
 
 def image_set(labels: list[int], size: int = 64) -> ImageSet:
@@ -51,7 +52,7 @@ def test_paper_grid_is_every_texture_pair_and_matches_both_paper_tables(monkeypa
     ready, missing = ex.runnable(items)
     assert not ready and missing == [f"mvtecad/{t}" for t in TEXTURES]  # no data: listed, nothing runnable
     assert all(i.train_images > 0 for i in items if i.experiment.paper == "ahl" and
-               i.experiment.variant != f"source={i.experiment.subset}")
+               i.experiment.source != i.experiment.subset)
 
 
 @pytest.mark.parametrize("profile, domains", [("smoke", ("weave", "grain")), ("demo", ("weave", "grain", "object"))])
@@ -65,7 +66,7 @@ def test_embedded_profiles_use_the_synthetic_subsets_as_domains(profile, domains
     assert len(rows) == 2 * n * n + n * (n - 1)
     assert set(rows["method"]) == {"dra", "ahl_dra"} and set(rows["dataset"]) == {"synthetic"}
     assert rows["deviations"].str.contains("synthetic data (no paper row)", regex=False).all()
-    off = rows["variant"] != "source=" + rows["subset"]
+    off = rows["source"] != rows["subset"]
     if profile == "smoke":  # fine-tuning shorter than the paper's 10 epochs is recorded, off the diagonal only
         assert rows.loc[off, "deviations"].str.contains("fine-tuning 1 epochs (paper: 10)", regex=False).all()
         assert not rows.loc[~off, "deviations"].str.contains("fine-tuning").any()
@@ -161,7 +162,7 @@ def test_tiny_run_on_textures_named_as_mvtec_joins_both_paper_tables(monkeypatch
     rows = cfg.store.read()
     assert (rows["status"] == "ok").all() and set(rows["method"]) == {"dra", "ahl_dra"}
     auroc = rows[rows["metric"] == "auroc"]
-    twice = auroc[auroc["method"] == "dra"].groupby(["subset", "variant"])["value"].nunique()
+    twice = auroc[auroc["method"] == "dra"].groupby(["subset", "source"])["value"].nunique()
     assert (twice == 1).all()  # a DRA cell stored under both papers' labels has one value
 
     table3 = ex.comparison(cfg, "ahl_table3")
@@ -169,7 +170,7 @@ def test_tiny_run_on_textures_named_as_mvtec_joins_both_paper_tables(monkeypatch
     assert len(measured3) == 8 and measured3["paper_mean"].notna().all() and measured3["delta"].notna().all()
     table9 = ex.comparison(cfg, "dra_table9")
     dra9 = table9[(table9["method"] == "dra") & (table9["metric"] == "auroc")]
-    assert cells(dra9) == {("carpet", "source=grid", "dra"), ("grid", "source=carpet", "dra")}
+    assert cells(dra9) == {("carpet", "grid", "dra"), ("grid", "carpet", "dra")}
     assert dra9["paper_mean"].notna().all()
     kdad = table9[table9["method"] == "kdad"]
     assert set(kdad["subset"]) == {"carpet", "grid"} and (kdad["n_seeds"] == 0).all()  # paper-only references

@@ -21,7 +21,7 @@ PAPER_FILES = {
     "ahl": "AHL_anomaly_heterogeneity_learning_CVPR2024.txt",
 }
 TABLE_IDS = paper.list_tables()["table_id"].tolist()
-FULL_KEY = ["dataset", "subset", "setting", "n_shots", "method", "variant", "backbone", "metric"]
+FULL_KEY = ["dataset", "subset", "setting", "n_shots", "method", "variant", "source", "backbone", "metric"]
 SETTINGS = {"general", "hard", "cross_domain", "unsupervised", "fully_supervised",
             "semi_supervised", "unseen"}
 METRICS = {"auroc", "aupr", "pixel_auroc", "pro", "aupr_normal", "f1"}
@@ -54,7 +54,7 @@ def test_table_format_and_ranges(table_id: str):
     assert (t["n_shots"].dropna() >= 0).all()
     assert set(t["setting"]) <= SETTINGS
     assert set(t["metric"]) <= METRICS
-    for col in ("dataset", "subset", "setting", "method", "variant", "backbone", "metric"):
+    for col in ("dataset", "subset", "setting", "method", "variant", "source", "backbone", "metric"):
         assert (t[col] == t[col].str.strip().str.lower()).all(), col
     assert (t["dataset"] != "").all() and (t["method"] != "").all()
     keyed = t.assign(n_shots=t["n_shots"].astype("string").fillna(""))
@@ -128,7 +128,7 @@ SPOT = [
      "0.800±0.064", "Poly"),
     ("dra_table3", dict(dataset="elpv", subset="", variant="dra1a"), 0.831, 0.011,
      "0.831±0.011", "ELPV"),
-    ("dra_table9", dict(subset="carpet", variant="source=grid"), 0.833, None, "0.833",
+    ("dra_table9", dict(subset="carpet", source="grid"), 0.833, None, "0.833",
      "carpet | - |"),
     # BGAD
     ("bgad_table3", dict(dataset="elpv", method="bgad_fas", n_shots=1), 0.903, 0.003,
@@ -209,7 +209,7 @@ def test_every_paper_has_three_spot_checks():
 # --------------------------------------------------------------------------- compare
 def _measured_row(**kw) -> dict:
     row = dict(notebook="nb", paper="dra", table="table1", dataset="elpv", subset="",
-               setting="general", n_shots=10, method="dra", variant="", backbone="resnet18",
+               setting="general", n_shots=10, method="dra", variant="", source="", backbone="resnet18",
                seed=0, metric="auroc", value=0.5, profile="paper", deviations="")
     row.update(kw)
     return row
@@ -271,7 +271,7 @@ def test_compare_rejects_mixed_profiles_and_unknown_table():
 
 def test_compare_empty_measured_lists_whole_table():
     empty = pd.DataFrame(columns=["dataset", "subset", "setting", "n_shots", "method",
-                                  "variant", "metric", "value"])
+                                  "variant", "source", "metric", "value"])
     out = paper.compare(empty, "bgad_table3")
     assert len(out) == len(paper.load_table("bgad_table3"))
     assert (out["n_seeds"] == 0).all() and out["measured_mean"].isna().all()
@@ -280,7 +280,8 @@ def test_compare_empty_measured_lists_whole_table():
 def test_a_table_that_reprints_another_papers_cells_takes_that_papers_rows_for_them():
     """BGAD Table 3 reprints DRA Table 1's baselines: 02_dra's rows fill exactly those cells."""
     base = {"paper": "dra", "table": "table1", "dataset": "elpv", "subset": "", "setting": "general",
-            "variant": "", "backbone": "resnet18", "profile": "demo", "metric": "auroc", "deviations": ""}
+            "variant": "", "source": "", "backbone": "resnet18", "profile": "demo", "metric": "auroc",
+            "deviations": ""}
     rows = pd.DataFrame([
         {**base, "method": "devnet", "n_shots": 1, "seed": 0, "value": 0.60},
         {**base, "method": "devnet", "n_shots": 1, "seed": 1, "value": 0.70},

@@ -1,11 +1,13 @@
 """Results store: schema, atomic appends, resume semantics, failed runs."""
 
+import hashlib
+import json
 import math
 
 import pandas as pd
 import pytest
 
-from osad_lib.results import COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
+from osad_lib.results import COLUMNS, KEY_COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
 import torch
 
 from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
@@ -143,3 +145,30 @@ def test_a_file_without_mode_and_report_columns_takes_them_from_its_deviations_o
     assert rows.loc[("bgad", "auroc"), "report"] == "last_epoch" and rows.loc[("bgad", "auroc"), "mode"] == ""
     assert rows.loc[("bgad", "auroc@max_over_epochs"), "report"] == "max_over_epochs"
     assert list(pd.read_csv(store.path).columns) == list(COLUMNS)  # rewritten in the current schema
+
+
+def test_source_is_a_key_column_that_leaves_the_ids_of_rows_without_one_unchanged():
+    plain = make_experiment()
+    crossed = Experiment(**{**plain.__dict__, "setting": "cross_domain", "source": "grid"})
+    assert "source" in KEY_COLUMNS and crossed.rows({"auroc": 0.8}, 1.0)[0]["source"] == "grid"
+    assert crossed.experiment_id != Experiment(**{**crossed.__dict__, "source": "carpet"}).experiment_id
+    # the id of an experiment without a source hashes the key as it was before the column existed
+    old_key = {c: getattr(plain, c) for c in KEY_COLUMNS if c != "source"}
+    old_key["extra"] = {}
+    old_id = hashlib.sha1(json.dumps(old_key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert plain.experiment_id == old_id
+
+
+def test_a_file_before_the_source_column_is_migrated_and_its_old_cross_domain_rows_set_aside(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "r.csv")
+    kept = make_experiment()
+    old_layout = Experiment(**{**make_experiment(1).__dict__, "setting": "cross_domain", "variant": "source=grid"})
+    store.append(kept.rows({"auroc": 0.8}, 1.0) + old_layout.rows({"auroc": 0.7, "aupr": 0.6}, 1.0))
+    pd.read_csv(store.path, dtype=str, keep_default_na=False).drop(columns=["source"]).to_csv(store.path, index=False)
+    assert store.damaged_experiments() == {old_layout.experiment_id}  # so the runner reruns its notebook
+    err = capsys.readouterr().err
+    assert "older schema without columns ['source']" in err and "layout before the source column" in err
+    rows = store.read()
+    assert list(rows["experiment_id"]) == [kept.experiment_id] and (rows["source"] == "").all()
+    assert store.completed() == {kept.experiment_id}  # its id still matches: not recomputed
+    assert store.quarantine_path.read_text().count("source=grid") == 2

@@ -31,7 +31,7 @@ What runs here (the papers do not say more; every choice is listed):
 * **Test set** of a target: its general split's test set (the one its same-domain cell is
   tested on), so all cells of a row score the same images.
 
-Rows: ``setting="cross_domain"``, ``subset`` = target, ``variant="source=<source>"``,
+Rows: ``setting="cross_domain"``, ``subset`` = target, ``source`` = the source,
 ``n_shots`` empty (as in the paper tables; the source's shots are in the experiment key).
 AHL (DRA) rows are ``paper="ahl"``, ``table="table3"``. DRA cells are stored twice from one
 run: as AHL Table 3 rows (``paper="ahl"``, with the diagonal) and, off the diagonal, as DRA

@@ -58,7 +58,7 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                     experiment = Experiment(
                         notebook=NOTEBOOK, paper=paper_id, table=TABLES[paper_id], dataset=info.dataset,
                         subset=domain_label(target), setting=SETTING, n_shots=None, method=method,
-                        variant=f"source={domain_label(source)}", backbone=cfg.profile.backbone, seed=seed,
+                        source=domain_label(source), backbone=cfg.profile.backbone, seed=seed,
                         profile=cfg.profile.name, manifest_id=manifest,
                         deviations=deviations(cfg, info.dataset, method, same=source == target),
                         mode=dra_cfg.mode if method == "dra" else ahl_cfg.mode, device=cfg.device_label,

@@ -40,7 +40,7 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     return pd.DataFrame({
         "dataset": frame["dataset"], "target": frame["subset"],
-        "source": frame["variant"].str.removeprefix("source=").replace("", "— (trained on the target)"),
+        "source": frame["source"].replace("", "— (trained on the target)"),
         "method": frame["method"].map(lambda m: METHOD_LABELS.get(m, m)), "metric": frame["metric"],
         "paper": [paper.format_mean_std(m, s) for m, s in zip(frame["paper_mean"], frame["paper_std"])],
         "measured": [paper.format_mean_std(m, s) if n else "not run (paper only)"
@@ -57,13 +57,13 @@ def matrices(cfg: NotebookConfig, metric: str = "auroc") -> pd.DataFrame:
     rows = rows[rows["metric"] == metric]
     if rows.empty:
         return pd.DataFrame(columns=["method", "dataset", "target", "source", "measured", "paper", "seeds"])
-    rows = rows.assign(source=rows["variant"].str.removeprefix("source="), target=rows["subset"])
+    rows = rows.assign(target=rows["subset"])
     out = rows.groupby(["method", "dataset", "target", "source"], sort=False)["value"].agg(
         measured="mean", seeds="size").reset_index()
     table = paper.load_table("ahl_table3")
     table = table[table["metric"] == metric]
     ref = pd.DataFrame({"method": table["method"], "dataset": table["dataset"], "target": table["subset"],
-                        "source": table["variant"].str.removeprefix("source="), "paper": table["mean"]})
+                        "source": table["source"], "paper": table["mean"]})
     return out.merge(ref, on=["method", "dataset", "target", "source"], how="left")[
         ["method", "dataset", "target", "source", "measured", "paper", "seeds"]]
 
@@ -72,8 +72,8 @@ def verdict(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, s
     """Per off-diagonal cell and seed: AHL (DRA) − DRA; per target the mean difference, and one
     sentence on the paper's claim (AHL (DRA) generalises to new domains better than DRA, §4.4)."""
     rows = _measured(cfg, "ahl")
-    rows = rows[(rows["metric"] == metric) & (rows["variant"] != "source=" + rows["subset"])]
-    wide = rows.pivot_table(index=["dataset", "subset", "variant", "seed"], columns="method", values="value")
+    rows = rows[(rows["metric"] == metric) & (rows["source"] != rows["subset"])]
+    wide = rows.pivot_table(index=["dataset", "subset", "source", "seed"], columns="method", values="value")
     if not {"dra", "ahl_dra"} <= set(wide.columns) or wide.dropna().empty:
         return pd.DataFrame(), "DRA and AHL (DRA) were not both run across domains"
     wide = wide.dropna()
@@ -81,7 +81,7 @@ def verdict(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, s
     per_target = wide.groupby(level=["dataset", "subset"]).agg(
         dra=("dra", "mean"), ahl_dra=("ahl_dra", "mean"), ahl_minus_dra=("ahl_minus_dra", "mean"),
         cells=("ahl_minus_dra", "size")).reset_index().rename(columns={"subset": "target"})
-    cells = wide.groupby(level=["dataset", "subset", "variant"])["ahl_minus_dra"].mean()
+    cells = wide.groupby(level=["dataset", "subset", "source"])["ahl_minus_dra"].mean()
     sentence = (f"Across domains (off-diagonal cells, mean over seeds) AHL (DRA) is above DRA in "
                 f"{int((cells > 0).sum())} of {len(cells)} source → target cells; mean difference "
                 f"{cells.mean():+.3f} {metric.upper()} (the paper's Table 3: {_paper_gain(metric):+.3f} over its "
@@ -91,8 +91,8 @@ def verdict(cfg: NotebookConfig, metric: str = "auroc") -> tuple[pd.DataFrame, s
 
 def _paper_gain(metric: str) -> float:
     table = paper.load_table("ahl_table3")
-    table = table[(table["metric"] == metric) & (table["variant"] != "source=" + table["subset"])]
-    wide = table.pivot_table(index=["subset", "variant"], columns="method", values="mean")
+    table = table[(table["metric"] == metric) & (table["source"] != table["subset"])]
+    wide = table.pivot_table(index=["subset", "source"], columns="method", values="mean")
     return float((wide["ahl_dra"] - wide["dra"]).mean())
 
 
