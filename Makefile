@@ -46,7 +46,7 @@ smoke: venv
 paper: venv
 	$(BIN)/python run_all.py --profile paper --data-root "$(DATA_ROOT)"
 
-# Every tier of tests (unit, integration, notebooks; the dry run only with make test-dry-run) on two
+# Every tier of tests (unit, integration, notebooks with the paper profile's CI-sized dry run) on two
 # pytest workers, each test file on one worker (its module and session fixtures, e.g. the smoke run
 # of the whole series, run once), handed out in collection order (tests/conftest.py puts the runs
 # of the whole series first; xdist's default would reorder files by test count).
@@ -62,8 +62,7 @@ test-unit test-integration test-notebooks: test-%: venv
 	$(BIN)/python -m pytest $(PYTEST_XDIST) tests/$*
 
 # The paper profile's CI-sized dry run of every notebook (run_all.py --profile paper --dry-run ci)
-# and its checks: with cold caches (as on a CI machine) it takes ~13 min beside the smoke run, which
-# `make test` cannot absorb within CI's 20 minutes on 2 cores.
+# and its checks alone (make test runs them too, beside the smoke run).
 test-dry-run: venv
 	$(BIN)/python -m pytest -m dryrun tests/notebooks/test_dry_run.py
 
