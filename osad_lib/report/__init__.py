@@ -21,7 +21,7 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
   (``semi_supervised_clean``) or the row's ``mode`` column (the method's own: DRA's, AHL's).
   *Report* = ``max_over_epochs`` for a metric named ``<metric>@max_over_epochs`` (BGAD), else the
   row's ``report`` column. Neither is read from ``deviations`` text (rows written before those
-  columns existed were migrated once, :func:`osad_lib.results._legacy_markers`). Markers are
+  columns existed were migrated once, :func:`osad_lib.results.file_rows.legacy_markers`). Markers are
   removed from the keys; ``deviations`` parts that are nothing but a marker (``mode=faithful``,
   ``report=last_epoch``) are dropped, so they alone do not make a cell's settings differ. Two
   versions of a cell = rows equal in every key after removal.

@@ -91,7 +91,7 @@ def test_failed_write_leaves_previous_file(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("osad_lib.results.os.replace", crash)
+    monkeypatch.setattr("osad_lib.paths.os.replace", crash)  # the last step of atomic_write_text
     with pytest.raises(KeyboardInterrupt):
         store.append(make_experiment(1).rows({"auroc": 0.6}, 0.1))
     assert (tmp_path / "r.csv").read_text() == before
