@@ -31,8 +31,8 @@ from osad_lib.components import features
 from osad_lib.data import tensors
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.synthetic import SyntheticConfig, write_synthetic
-from osad_lib.results import Experiment, ResultsSchemaError, ResultsStore
-from osad_lib.results import main as results_main
+from osad_lib.results import COLUMNS, Experiment, ResultsSchemaError, ResultsStore
+from osad_lib.results.__main__ import main as results_main
 from osad_lib.seeding import seed_everything
 from osad_lib.training import BalancedBatchSampler, TrainConfig, fit, save_checkpoint
 from osad_lib.validate import ConfigError
@@ -118,10 +118,10 @@ def _field(lines: list[str], row: int, column: int, value: str) -> list[str]:
 DAMAGE = {
     "cut inside its last row": (_cut_mid_row, 13, 1),
     "a garbage line appended": (lambda lines: lines + ["garbage\n"], 14, 0),
-    "a value that is not a number": (lambda lines: _field(lines, 4, 14, "0.8O"), 5, 1),
-    "a row without experiment id": (lambda lines: _field(lines, 7, 15, ""), 8, 1),
-    "a row without status": (lambda lines: _field(lines, 2, 16, ""), 3, 1),
-    "an over-long line": (lambda lines: _field(lines, 10, 5, "general,extra"), 11, 1),
+    "a value that is not a number": (lambda lines: _field(lines, 4, COLUMNS.index("value"), "0.8O"), 5, 1),
+    "a row without experiment id": (lambda lines: _field(lines, 7, COLUMNS.index("experiment_id"), ""), 8, 1),
+    "a row without status": (lambda lines: _field(lines, 2, COLUMNS.index("status"), ""), 3, 1),
+    "an over-long line": (lambda lines: _field(lines, 10, COLUMNS.index("setting"), "general,extra"), 11, 1),
     "a stray quote": (lambda lines: lines[:6] + ['"oops,\n'] + lines[6:], 7, 0),
 }
 

@@ -142,7 +142,7 @@ def overall_means(rows: pd.DataFrame) -> pd.DataFrame:
     groups = ao.group_means(rows)
     if groups.empty:
         return groups
-    keys = ["paper", "table", "setting", "n_shots", "method", "variant", "seed", "profile", "metric"]
+    keys = ["paper", "table", "setting", "n_shots", "method", "variant", "source", "seed", "profile", "metric"]
     out = mean_cells(groups, tuple(GROUPS), part="dataset", keys=keys, min_parts=1, noun=None)
     out["backbone"] = out["parts"].map(lambda gs: "+".join(dict.fromkeys(GROUPS[g].backbone for g in gs)))
     note = out["parts"].map(lambda gs: "" if len(gs) == len(GROUPS) else

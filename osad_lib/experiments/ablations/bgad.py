@@ -102,8 +102,8 @@ _STUDY_DEFAULTS: dict[str, dict[str, Any]] = {
     "standardize": {"datasets": ("elpv",), "n_shots": 1, "config": {"meta_epochs": 12},
                     "variants": tuple(STANDARDIZE_VARIANTS)},
 }
-_KEYS = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "backbone", "seed", "profile",
-         "metric"]
+_KEYS = ["paper", "table", "dataset", "setting", "n_shots", "method", "variant", "source", "backbone", "seed",
+         "profile", "metric"]
 
 
 # --------------------------------------------------------------------------------------------
