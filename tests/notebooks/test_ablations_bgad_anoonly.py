@@ -194,7 +194,7 @@ def test_anoonly_grids_follow_the_paper(monkeypatch):
 
 def _row(group: str, stem: str, seed: int, value: float, variant: str = "anoonly") -> dict:
     return {"paper": "anoonly", "table": "table2", "dataset": group, "subset": stem, "setting": "semi_supervised",
-            "n_shots": None, "method": "deepsad", "variant": variant, "backbone": "resnet18", "seed": seed,
+            "n_shots": None, "method": "deepsad", "variant": variant, "source": "", "backbone": "resnet18", "seed": seed,
             "profile": "demo", "metric": "auroc", "value": value, "status": "ok", "deviations": ""}
 
 
