@@ -75,7 +75,7 @@ def kdad_config(cfg: NotebookConfig, **changes: Any) -> KDADConfig:
 
 
 def _profile_overrides(cfg: NotebookConfig, method: str) -> dict[str, Any]:
-    return cfg.profile.method(method) if method in METHOD_OVERRIDES else {}
+    return dict(cfg.profile.method(method).config) if method in METHOD_OVERRIDES else {}
 
 
 def baseline_deviations(method: str, dataset: str, config: BaselineConfig | PatchCoreConfig | KDADConfig) -> str:

@@ -10,27 +10,21 @@ from osad_lib.methods.devnet.model import DevNetConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import choose
 
-#: Keys of ``METHOD_OVERRIDES["devnet"][profile]`` that shape the grid instead of DevNetConfig:
-#: ``methods`` (default: all of :data:`osad_lib.experiments.devnet.METHODS`), ``max_seen_classes`` (0: all),
-#: ``method_tables`` (method → the tables it runs on; default: every table of the grid) and
-#: ``method_seeds`` (method → how many of the profile's seeds it runs, the first ones; default all)
-#: and ``table_seeds`` (table → the same limit for every method of that table).
-GRID_KEYS = ("methods", "max_seen_classes", "method_tables", "method_seeds", "table_seeds")
 #: Method name → DevNetConfig options that define it (FLOS: DevNet with the focal loss, §6.3).
 DEVNET_METHODS: dict[str, dict[str, Any]] = {"devnet": {}, "flos": {"criterion": "focal"}}
 
 
 def devnet_config(cfg: NotebookConfig, method: str = "devnet", **changes: Any) -> DevNetConfig:
     """DevNet's code defaults ← the profile (image size, scales, backbone, weights, schedule,
-    batch) ← ``METHOD_OVERRIDES["devnet"][profile]`` ← the method (``flos`` = focal loss) ←
+    batch) ← the profile's DevNet ``config`` (``METHOD_OVERRIDES["devnet"][profile]``) ← the method
+    (``flos`` = focal loss) ←
     ``changes`` (an ablation, e.g. ``topk_ratio=0.05`` or ``**osad_lib.experiments.devnet.TABLE5_VARIANTS["rep"]``)."""
     method = choose("method", method, DEVNET_METHODS)
     p = cfg.profile
     base = {"image_size": p.image_size, "n_scales": p.n_scales, "backbone": p.backbone, "weights": p.weights,
             "epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch, "batch_size": p.batch_size,
             "eval_batch_size": p.eval_batch_size}
-    settings = {k: v for k, v in p.method("devnet").items() if k not in GRID_KEYS}
-    return DevNetConfig.from_overrides({**base, **settings, **DEVNET_METHODS[method], **changes})
+    return DevNetConfig.from_overrides({**base, **p.method("devnet").config, **DEVNET_METHODS[method], **changes})
 
 
-__all__ = ["DEVNET_METHODS", "GRID_KEYS", "devnet_config"]
+__all__ = ["DEVNET_METHODS", "devnet_config"]

@@ -20,8 +20,9 @@ defined; notebooks never hard-code schedules, datasets or seeds.
   backbone in a notebook, :func:`osad_lib.limits.path_key`). Their rows carry their own profile name and say
   ``dry run`` in ``deviations``; they never mix with the paper profile's.
 
-Per-method settings (``Profile.method``) override the method's paper defaults, which live in
-the method's own module (e.g. ``osad_lib.methods.devnet.model.DevNetConfig``).
+Per-method settings (``Profile.method``, a :class:`MethodSettings`: config overrides, grid
+options, parts) override the method's paper defaults, which live in the method's own module
+(e.g. ``osad_lib.methods.devnet.model.DevNetConfig``).
 
 A **custom profile** is a TOML file (``run_all.py --profile-file``, the notebooks' ``profile_file``
 parameter) naming a built-in ``base`` plus overrides of profile fields and per-method settings
@@ -29,14 +30,15 @@ parameter) naming a built-in ``base`` plus overrides of profile fields and per-m
 carries a hash of its resolved settings (``headct-demo@1a2b3c4d``), so its result rows and output
 folders never mix with those of other settings.
 
-Modules: :mod:`.builtin` (the profiles), :mod:`.custom` (profile files), :mod:`.notebook`
-(:func:`configure`); everything is re-exported here.
+Modules: :mod:`.builtin` (the profiles), :mod:`.methods` (the typed per-method settings),
+:mod:`.custom` (profile files), :mod:`.notebook` (:func:`configure`); everything is re-exported here.
 """
 
 from osad_lib.profiles.builtin import (
     BASE_PROFILES, DATASET_FAMILY_REPRESENTATIVES, DRY_RUN_TEST_IMAGES, METHOD_OVERRIDES, PAPER_IMAGE_DATASETS,
     PROFILES, Profile,
 )
+from osad_lib.profiles.methods import EMPTY, GRID_OPTIONS, MethodSettings, method_settings
 from osad_lib.profiles.custom import (
     CUSTOM_PROFILES, derive_profile, load_profile_file, merge_settings, settings_hash, with_datasets,
 )
@@ -46,8 +48,8 @@ from osad_lib.profiles.notebook import (
 )
 
 __all__ = [
-    "BASE_PROFILES", "CUSTOM_PROFILES", "DATASET_FAMILY_REPRESENTATIVES", "DRY_RUN_TEST_IMAGES", "MAX_AUTO_JOBS",
-    "METHOD_OVERRIDES", "NotebookConfig", "PAPER_IMAGE_DATASETS", "PROFILES", "Profile", "available_cores",
+    "BASE_PROFILES", "CUSTOM_PROFILES", "DATASET_FAMILY_REPRESENTATIVES", "DRY_RUN_TEST_IMAGES", "EMPTY", "GRID_OPTIONS",
+    "MAX_AUTO_JOBS", "METHOD_OVERRIDES", "MethodSettings", "NotebookConfig", "PAPER_IMAGE_DATASETS", "PROFILES", "Profile", "available_cores",
     "check_jobs", "configure", "derive_profile", "get_profile", "load_profile_file", "merge_settings", "profile_for",
-    "resolve_device", "resolve_jobs", "settings_hash", "with_datasets",
+    "method_settings", "resolve_device", "resolve_jobs", "settings_hash", "with_datasets",
 ]

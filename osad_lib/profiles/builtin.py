@@ -10,6 +10,7 @@ from typing import Any
 
 from osad_lib import limits
 from osad_lib.limits import RunLimits
+from osad_lib.profiles.methods import EMPTY, MethodSettings
 from osad_lib.validate import choose
 
 
@@ -49,30 +50,36 @@ class Profile:
     base: str = ""
     source: str = ""
     settings_hash: str = ""
-    method_settings: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    method_settings: Mapping[str, MethodSettings] | None = field(default=None, compare=False, repr=False)
 
     @property
     def builtin(self) -> str:
         """The built-in profile this one is or derives from (``smoke``, ``demo`` or ``paper``)."""
         return self.base or self.overrides_of or self.name
 
-    def method(self, name: str) -> dict[str, Any]:
-        """Overrides of method ``name``'s paper defaults under this profile (:data:`METHOD_OVERRIDES`,
-        or a custom profile's own, inherited from its base)."""
+    def method(self, name: str) -> MethodSettings:
+        """Method ``name``'s settings under this profile (:data:`METHOD_OVERRIDES`, or a custom
+        profile's own, inherited from its base); :data:`~osad_lib.profiles.methods.EMPTY` where it
+        runs the defaults."""
         name = choose("method", name, METHOD_OVERRIDES)
         if self.method_settings is not None:
-            return dict(self.method_settings.get(name, {}))
-        return dict(METHOD_OVERRIDES[name].get(self.overrides_of or self.name, {}))
+            return self.method_settings.get(name, EMPTY)
+        return METHOD_OVERRIDES[name].get(self.overrides_of or self.name, EMPTY)
 
 
-#: Per method, per profile: overrides of the method's paper defaults (its ``*Config`` dataclass).
+def _studies(studies: tuple[str, ...], options: Mapping[str, Mapping[str, Any]]) -> MethodSettings:
+    """The ablations' settings: the studies run by default, and each study's options as its part."""
+    return MethodSettings(grid={"studies": studies}, parts={k: MethodSettings(grid=v) for k, v in options.items()})
+
+
+#: Per method, per profile: overrides of the method's paper defaults (its ``*Config`` dataclass),
+#: its notebook's grid options and its parts, typed (:class:`osad_lib.profiles.methods.MethodSettings`).
 #: The paper profile overrides nothing unless a paper default cannot run as written.
-METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+METHOD_OVERRIDES: dict[str, dict[str, MethodSettings]] = {
     "devnet": {
-        # osad_lib.methods.devnet.model.DevNetConfig fields, plus the grid keys of
-        # osad_lib.experiments.devnet.GRID_KEYS (methods, max_seen_classes, method_tables).
+        # config: osad_lib.methods.devnet.model.DevNetConfig fields; grid: GRID_OPTIONS["devnet"].
         # smoke: one baseline (MINNS, in all three DevNet tables) to exercise the wiring in CI.
-        "smoke": {"max_seen_classes": 2, "methods": ("devnet", "flos", "minns")},
+        "smoke": MethodSettings(grid={"max_seen_classes": 2, "methods": ("devnet", "flos", "minns")}),
         # ImageNet EfficientNet-Lite0 at 160 px whose stem (everything up to block 14) is frozen and
         # cached once per image; its last block and 1x1 head convolution are fine-tuned with
         # DevNet's head (frozen_stages=4), so DevNet learns its own features (AHL(DevNet) reads
@@ -81,19 +88,21 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # 6x10 steps of 16+16). DevNet runs the profile's 5 seeds (the paired verdicts of 02/05);
         # FLOS and the baselines (on the same trainable block) fewer. PatchCore (no training) on
         # Table 2 only, the general setting AHL Table 4 reads.
-        "demo": {"frozen_stages": 4, "dihedral": True, "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 6,
-                 "steps_per_epoch": 10, "batch_size": 32, "lr_step_size": 5,
-                 "methods": ("devnet", "flos", "deepsvdd", "deepsad", "minns", "patchcore"),
-                 "method_tables": {"patchcore": ("table2",)},
-                 "method_seeds": {"flos": 3, "deepsvdd": 2, "deepsad": 2, "minns": 2, "patchcore": 2},
-                 "table_seeds": {"table4": 2}},
+        "demo": MethodSettings(
+            config={"frozen_stages": 4, "dihedral": True, "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 6,
+                    "steps_per_epoch": 10, "batch_size": 32, "lr_step_size": 5},
+            grid={"methods": ("devnet", "flos", "deepsvdd", "deepsad", "minns", "patchcore"),
+                  "method_tables": {"patchcore": ("table2",)},
+                  "method_seeds": {"flos": 3, "deepsvdd": 2, "deepsad": 2, "minns": 2, "patchcore": 2},
+                  "table_seeds": {"table4": 2}}),
     },
     "dra": {
-        # DRAConfig fields + grid keys of osad_lib.experiments.dra.GRID_KEYS
+        # config: osad_lib.methods.dra.DRAConfig fields; grid: GRID_OPTIONS["dra"].
         # smoke: Tables 7/8 (Deep SAD, MINNS) at the smoke's 5 shots; one clean DRA run beside the faithful one.
-        "smoke": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 12, "hard_n_shots": (5,), "max_seen_classes": 2,
-                  "methods": ("dra", "devnet", "mlep", "deepsad", "minns"), "appendix_n_shots": 5,
-                  "clean_runs": (("general", 5),)},
+        "smoke": MethodSettings(
+            config={"epochs": 2, "steps_per_epoch": 2, "batch_size": 12},
+            grid={"hard_n_shots": (5,), "max_seen_classes": 2, "methods": ("dra", "devnet", "mlep", "deepsad", "minns"),
+                  "appendix_n_shots": 5, "clean_runs": (("general", 5),)}),
         # DevNet's demo backbone and trainable last block (cached stems, shared), DRA's batches of
         # 16 normal + 16 pseudo + 16 seen slots for DevNet's 6x10 steps (as many steps and anomaly
         # draws), one cached CutPaste pseudo anomaly per training normal (under a random
@@ -104,35 +113,36 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # DRA and DevNet over the profile's 5 seeds (the paired verdict; the synthetic hard setting
         # runs only these two); 1-shot, MLEP, Deep SAD, MINNS (01's models, loaded) and the
         # clean-mode runs on fewer.
-        "demo": {"frozen_stages": 4, "cache_stems": True, "dihedral": True, "composite_channels": 128,
-                 "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 6, "steps_per_epoch": 10, "batch_size": 48,
-                 "lr_step_size": 5, "hard_n_shots": (10,), "methods": ("dra", "devnet", "mlep", "deepsad", "minns"),
-                 "extra_hard": (("synthetic/object", 5, 1),),
-                 "method_seeds": {"mlep": 1, "deepsad": 2, "minns": 2}, "one_shot_seeds": 2, "clean_seeds": 2},
+        "demo": MethodSettings(
+            config={"frozen_stages": 4, "cache_stems": True, "dihedral": True, "composite_channels": 128,
+                    "rotation_degrees": 0.0, "lr": 1e-3, "epochs": 6, "steps_per_epoch": 10, "batch_size": 48,
+                    "lr_step_size": 5},
+            grid={"hard_n_shots": (10,), "methods": ("dra", "devnet", "mlep", "deepsad", "minns"),
+                  "extra_hard": (("synthetic/object", 5, 1),),
+                  "method_seeds": {"mlep": 1, "deepsad": 2, "minns": 2}, "one_shot_seeds": 2, "clean_seeds": 2}),
     },
     "bgad": {
-        "smoke": {
-            "backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 64,
-            "meta_epochs": 2, "sub_epochs": 1, "batch_size": 8, "chunk_size": 512, "warmup_epochs": 0,
-            "standardize": True,
-            "table1_datasets": ("synthetic",), "table2_datasets": (), "table3_datasets": ("synthetic",),
-        },
-        "demo": {
-            "backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 128,
-            "pos_embed_dim": 32, "coupling_blocks": 4, "meta_epochs": 4, "sub_epochs": 1,
-            "lr": 1e-3, "chunk_size": 1024, "warmup_epochs": 1, "max_train_normals": 500, "standardize": True,
-            "table1_datasets": ("synthetic",), "table2_datasets": (), "table3_datasets": ("elpv",),
-        },
+        # config: osad_lib.methods.bgad.BGADConfig fields (and its loss's); grid: GRID_OPTIONS["bgad"].
+        "smoke": MethodSettings(
+            config={"backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 64, "meta_epochs": 2,
+                    "sub_epochs": 1, "batch_size": 8, "chunk_size": 512, "warmup_epochs": 0, "standardize": True},
+            grid={"table1_datasets": ("synthetic",), "table2_datasets": (), "table3_datasets": ("synthetic",)}),
+        "demo": MethodSettings(
+            config={"backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 128, "pos_embed_dim": 32,
+                    "coupling_blocks": 4, "meta_epochs": 4, "sub_epochs": 1, "lr": 1e-3, "chunk_size": 1024,
+                    "warmup_epochs": 1, "standardize": True},
+            grid={"max_train_normals": 500, "table1_datasets": ("synthetic",), "table2_datasets": (),
+                  "table3_datasets": ("elpv",)}),
     },
     "anoonly": {
-        # fields of osad_lib.experiments.anoonly.AnoOnlyConfig
-        "smoke": {
+        # config: osad_lib.experiments.anoonly.AnoOnlyConfig fields (its grid is part of that config)
+        "smoke": MethodSettings(config={
             "files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "schedule": 0.1, "factors": ("l2=0",),
             "head_options": {"feawad": {"batch_size": 64, "pretrain_epochs": 2, "steps_per_epoch": 5},
                              "prenet": {"batch_size": 64, "n_score_refs": 5}},
             # image DevNet +- AnoOnly (beyond the paper): synthetic weave, general setting only
             "image_datasets": ("synthetic",), "image_settings": ("general",),
-        },
+        }),
         # demo: 1 seed and a fifth of the schedule (FEAWAD: batch 128, 5 AE epochs) so that the
         # whole notebook fits in ~6 min on 2 CPU cores; the paper schedule is the paper profile.
         # Data settings: clean organisation with both splits, contaminated with the paper's split.
@@ -140,17 +150,20 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # DevNet; DevNet's is its loss) and Deep SAD's two one at a time (~33 CPU-s per MVTec file
         # with the three data settings); image DevNet +- AnoOnly on ELPV (general, hard mono/poly)
         # over the profile's 3 seeds with DevNet's demo settings.
-        "demo": {
+        "demo": MethodSettings(config={
             "groups": ("mvtecad", "cifar10", "svhn"), "schedule": 0.2, "max_seeds": 1,
             "head_options": {"feawad": {"batch_size": 128, "pretrain_epochs": 5}},
             "factors": ("code", "lr=1e-4", "norm=bn_no_affine"),
             "factor_heads": ("deepsad", "devnet"),
-        },
+        }),
     },
     "ahl": {
-        # osad_lib.methods.ahl.config.AHLConfig fields, plus the grid keys of osad_lib.experiments.ahl.GRID_KEYS.
-        "smoke": {"epochs": 3, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
-                  "psi_steps": 2, "psi_pool_size": 96, "settings": ("general",), "general_n_shots": (5,)},
+        # config: osad_lib.methods.ahl.config.AHLConfig fields; grid: GRID_OPTIONS["ahl"]; parts
+        # "devnet" / "dra": AHLConfig fields for that base model only.
+        "smoke": MethodSettings(
+            config={"epochs": 3, "inner_steps": 2, "query_steps": 1, "batch_size": 12, "sequence_length": 2,
+                    "psi_steps": 2, "psi_pool_size": 96},
+            grid={"settings": ("general",), "general_n_shots": (5,)}),
         # On the base models 01/02 trained (the run's model store) and their fine-tuned features;
         # g starts from the base heads (init=base) and takes one meta-step per epoch; the base models
         # learn with Adam (paper §4.1) at the base models' own demo lr (1e-3, as the paper's 2e-4 is
@@ -158,25 +171,30 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # change of ~2 %), 2 query batches; psi on 256 pool samples; HADG on a seeded subset of 300
         # training normals. The splits of 02 at 10 shots (ELPV general, hard mono/poly) and the
         # synthetic/object hard setting.
-        "demo": {"epochs": 10, "inner_steps": 5, "query_steps": 2, "batch_size": 24, "base_lr": 1e-3,
-                 "psi_pool_size": 256, "max_normals": 300,
-                 "general_n_shots": (10,), "hard_n_shots": (10,)},
+        "demo": MethodSettings(
+            config={"epochs": 10, "inner_steps": 5, "query_steps": 2, "batch_size": 24, "base_lr": 1e-3,
+                    "psi_pool_size": 256},
+            grid={"max_normals": 300, "general_n_shots": (10,), "hard_n_shots": (10,)}),
     },
     "cross_domain": {
-        # notebook 07_cross_domain: options of osad_lib.experiments.cross_domain.DEFAULTS (the
-        # paper profile uses them as they are: five MVTec textures, 10 fine-tuning epochs); DRA
-        # and AHL take their own entries' settings, "ahl" here overrides AHL's for this notebook.
-        # Synthetic subsets stand in for the domains.
-        "smoke": {"domains": ("synthetic/weave", "synthetic/grain"), "n_shots": 5, "max_seeds": 1,
-                  "finetune_epochs": 1, "finetune_steps": 2, "ahl": {"n_clusters": 2}},
+        # notebook 07_cross_domain: grid = options of osad_lib.experiments.cross_domain.DEFAULTS
+        # (the paper profile uses them as they are: five MVTec textures, 10 fine-tuning epochs);
+        # DRA and AHL take their own entries' settings, the part "ahl" overrides AHL's for this
+        # notebook. Synthetic subsets stand in for the domains.
+        "smoke": MethodSettings(
+            grid={"domains": ("synthetic/weave", "synthetic/grain"), "n_shots": 5, "max_seeds": 1,
+                  "finetune_epochs": 1, "finetune_steps": 2},
+            parts={"ahl": MethodSettings(config={"n_clusters": 2})}),
         # demo: one seed; fine-tuning 10 epochs x 2 steps and AHL 5 epochs (half of 05_ahl's 10).
-        "demo": {"domains": ("synthetic/weave", "synthetic/grain", "synthetic/object"), "max_seeds": 1,
-                 "finetune_steps": 2, "ahl": {"epochs": 5}},
+        "demo": MethodSettings(
+            grid={"domains": ("synthetic/weave", "synthetic/grain", "synthetic/object"), "max_seeds": 1,
+                  "finetune_steps": 2},
+            parts={"ahl": MethodSettings(config={"epochs": 5})}),
     },
     "ablations": {
-        # notebook 06_ablations: "studies" = the study keys run by default (empty: all), and
-        # "options" = per study key, that study's settings (see osad_lib.experiments.ablations).
-        "smoke": {"studies": (), "options": {
+        # notebook 06_ablations: grid "studies" = the study keys run by default (empty: all), and
+        # one part per study key: that study's options (see osad_lib.experiments.ablations).
+        "smoke": _studies((), {
             # DevNet / DRA studies (ablations/devnet.py, dra.py): synthetic data, two points each.
             "devnet_table5": {"datasets": ("synthetic",), "variants": ("ds", "mil_ds")},
             "devnet_fig6": {"datasets": ("synthetic",), "topk_ratios": (0.05, 0.2)},
@@ -212,14 +230,13 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "anoonly_fig7": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "values": (1.0, 1e-6)},
             "anoonly_fig8": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "heads": ("deepsad",)},
             "anoonly_fig9": {"files": ("MVTec-AD_bottle", "MVTec-AD_toothbrush"), "values": (8, 128)},
-        }},
+        }),
         # demo: every study except the four costliest (DRA Table 4 and Fig. 3, AHL Table 9 and
         # Fig. 4: ~40 CPU-min together on 2 cores) and BGAD's standardisation study (beyond the
         # paper); run them with studies=dra_table4,... .
-        "demo": {"studies": ("devnet_table5", "devnet_fig6", "devnet_fig7", "devnet_fig8", "dra_table3",
-                             "bgad_table4", "bgad_table5", "bgad_table6", "anoonly_table2", "anoonly_fig5",
-                             "anoonly_fig6", "anoonly_fig7", "anoonly_fig8", "anoonly_fig9", "ahl_table5",
-                             "ahl_table10", "ahl_fig3"), "options": {
+        "demo": _studies(("devnet_table5", "devnet_fig6", "devnet_fig7", "devnet_fig8", "dra_table3", "bgad_table4",
+                          "bgad_table5", "bgad_table6", "anoonly_table2", "anoonly_fig5", "anoonly_fig6",
+                          "anoonly_fig7", "anoonly_fig8", "anoonly_fig9", "ahl_table5", "ahl_table10", "ahl_fig3"), {
             # DevNet / DRA studies on ELPV with 01/02's demo settings (cached Lite0 stems, the last
             # stage fine-tuned; the variants equal to 01/02's runs load their models from the run's
             # model store). A DevNet run takes seconds, a DRA run about half a CPU-minute. So DRA:
@@ -258,15 +275,15 @@ METHOD_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "ahl_table10": {"general_datasets": ("elpv",), "variants": ("overlap=s_to_q", ""), "max_seeds": 1},
             "ahl_fig3": {"general_datasets": ("elpv",), "variants": ("C=2", ""), "max_seeds": 1},
             "ahl_fig4": {"general_datasets": ("elpv",), "variants": ("wo_aug", ""), "max_seeds": 1},
-        }},
-        "paper": {"studies": (), "options": {}},
+        }),
+        "paper": _studies((), {}),
     },
     "patchcore": {
         # osad_lib.methods.baselines.patchcore.PatchCoreConfig fields. demo: memory bank from 200 training
         # normals and a 1 % coreset (paper: all normals, 10 %): the exact greedy k-center selection
         # costs O(patches x selected); on ELPV this takes ~25 CPU-s per run instead of many minutes
         # (seed 0: AUROC 0.880 vs 0.877 with a 10 % coreset of the same 200 normals).
-        "demo": {"max_train_images": 200, "coreset_ratio": 0.01},
+        "demo": MethodSettings(config={"max_train_images": 200, "coreset_ratio": 0.01}),
     },
 }
 

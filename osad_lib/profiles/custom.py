@@ -17,6 +17,7 @@ from typing import Any
 from osad_lib.validate import ConfigError, closest, parse_seeds
 from osad_lib.data.registry import dataset_names
 from osad_lib.profiles.builtin import BASE_PROFILES, METHOD_OVERRIDES, PROFILES, Profile
+from osad_lib.profiles.methods import method_settings
 
 
 
@@ -33,7 +34,8 @@ _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` applied key by key; nested mappings merge recursively (a file's
-    ``[methods.ahl.devnet] epochs = 3`` keeps the base's other AHL(DevNet) settings)."""
+    ``[methods.ahl.devnet] epochs = 3`` keeps the base's other AHL(DevNet) settings). Both are in the
+    flat form of a profile file (:meth:`osad_lib.profiles.methods.MethodSettings.flat`)."""
     merged = dict(base)
     for key, value in overrides.items():
         nested = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
@@ -79,7 +81,7 @@ def settings_hash(profile: Profile) -> str:
     """8 hex digits of the SHA-1 of everything that shapes a run under ``profile``: its fields but
     the unhashed ones (:data:`_UNHASHED_FIELDS`) and every method's settings."""
     content: dict[str, Any] = {f.name: getattr(profile, f.name) for f in fields(Profile) if f.name not in _UNHASHED_FIELDS}
-    content["methods"] = {m: profile.method(m) for m in METHOD_OVERRIDES}
+    content["methods"] = {m: profile.method(m).flat(m) for m in METHOD_OVERRIDES}
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -113,7 +115,8 @@ def derive_profile(base: Profile, name: str, changes: Mapping[str, Any] | None =
     overrides = _describe_changes(changes, methods)
     resolved.setdefault("description", f"{base.description}; custom ({overrides})")
     resolved["deviations"] = "; ".join(p for p in (base.deviations, f"custom profile {name} (base {base.builtin}): {overrides}") if p)
-    settings = {m: merge_settings(base.method(m), _frozen(methods.get(m, {}))) for m in METHOD_OVERRIDES}
+    settings = {m: method_settings(m, merge_settings(base.method(m).flat(m), _frozen(methods.get(m, {}))),
+                                   where=f"{where}: [methods.{m}]") for m in METHOD_OVERRIDES}
     profile = replace(base, **resolved, base=base.builtin, source=source, method_settings=settings)
     digest = settings_hash(profile)
     return replace(profile, name=f"{name}@{digest}", settings_hash=digest)

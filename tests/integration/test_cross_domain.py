@@ -12,7 +12,7 @@ from osad_lib.data.tensors import ImageSet
 from osad_lib.experiments import cross_domain as ex
 from osad_lib.experiments import dra as xdra
 from osad_lib.methods.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra
-from osad_lib.profiles import METHOD_OVERRIDES, configure
+from osad_lib.profiles import METHOD_OVERRIDES, configure, method_settings
 from osad_lib.training import TrainConfig
 from osad_lib.validate import ConfigError
 
@@ -73,7 +73,8 @@ def test_embedded_profiles_use_the_synthetic_subsets_as_domains(profile, domains
 
 
 def test_unknown_option_is_a_one_line_error(monkeypatch, tmp_path):
-    monkeypatch.setitem(METHOD_OVERRIDES["cross_domain"], "smoke", {"domain": ("synthetic/weave",)})
+    monkeypatch.setitem(METHOD_OVERRIDES["cross_domain"], "smoke",
+                        method_settings("cross_domain", {"domain": ("synthetic/weave",)}))
     cfg = configure("07_cross_domain", "smoke", device="cpu", output_dir=str(tmp_path), check_data=False)
     with pytest.raises(ConfigError, match="unknown cross_domain setting"):
         ex.grid(cfg)
@@ -149,10 +150,11 @@ def test_tiny_run_on_textures_named_as_mvtec_joins_both_paper_tables(monkeypatch
     (tmp_path / "data" / "mvtecad").mkdir(parents=True)
     for texture, subset in (("carpet", "weave"), ("grid", "grain")):
         (tmp_path / "data" / "mvtecad" / texture).symlink_to(synthetic_root(subset), target_is_directory=True)
-    monkeypatch.setitem(METHOD_OVERRIDES["dra"], "smoke", {"epochs": 1, "steps_per_epoch": 1, "batch_size": 6})
-    monkeypatch.setitem(METHOD_OVERRIDES["cross_domain"], "smoke", {
+    monkeypatch.setitem(METHOD_OVERRIDES["dra"], "smoke", method_settings("dra", {"epochs": 1, "steps_per_epoch": 1,
+                                                                              "batch_size": 6}))
+    monkeypatch.setitem(METHOD_OVERRIDES["cross_domain"], "smoke", method_settings("cross_domain", {
         "domains": ("mvtecad/carpet", "mvtecad/grid"), "n_shots": 5, "max_seeds": 1, "finetune_epochs": 1,
-        "finetune_steps": 1, "ahl": {"n_clusters": 2, "epochs": 2, "inner_steps": 1, "query_steps": 1}})
+        "finetune_steps": 1, "ahl": {"n_clusters": 2, "epochs": 2, "inner_steps": 1, "query_steps": 1}}))
     cfg = configure("07_cross_domain", "smoke", device="cpu", data_root=str(tmp_path / "data"),
                     output_dir=str(tmp_path / "out"))
     items, missing = ex.runnable(ex.grid(cfg))

@@ -85,10 +85,11 @@ def test_a_derived_profile_inherits_its_bases_method_settings(tmp_path):
     for method in METHOD_OVERRIDES:  # everything the file does not name comes from the base
         if method not in ("devnet", "cross_domain"):
             assert mine.method(method) == demo.method(method), method
-    assert mine.method("devnet") == {**demo.method("devnet"), "lr": 0.01}
-    assert mine.method("cross_domain")["ahl"] == {**demo.method("cross_domain")["ahl"], "n_clusters": 4}  # nested merge
-    assert {k: v for k, v in mine.method("cross_domain").items() if k != "ahl"} == \
-        {k: v for k, v in demo.method("cross_domain").items() if k != "ahl"}
+    assert mine.method("devnet").config == {**demo.method("devnet").config, "lr": 0.01}
+    assert mine.method("devnet").grid == demo.method("devnet").grid
+    ahl, demo_ahl = mine.method("cross_domain").part("ahl"), demo.method("cross_domain").part("ahl")
+    assert ahl.config == {**demo_ahl.config, "n_clusters": 4}  # nested merge
+    assert mine.method("cross_domain").grid == demo.method("cross_domain").grid
     assert "custom profile headct-demo (base demo): epochs=3" in mine.deviations
     assert configure("01_devnet", profile_file=str(file), output_dir=str(tmp_path)).store.path == \
         tmp_path / "runs" / mine.name / "results" / "01_devnet.csv"
@@ -101,6 +102,11 @@ def test_the_settings_hash_separates_settings_not_datasets_or_seeds():
     assert same.name != derive_profile(demo, "x", {"epochs": 7}).name
     assert same.name != derive_profile(demo, "x", methods={"dra": {"lr": 0.5}}).name
     assert same.name != derive_profile(PROFILES["smoke"], "x").name
+    # the hash covers the settings in a profile file's form, as before they were typed: the names
+    # of custom profiles, and so their stored runs, stay the same
+    assert (same.name, derive_profile(PROFILES["smoke"], "x").name) == ("x@19ae01c2", "x@56907777")
+    nested = {"ahl": {"dra": {"epochs": 3}}, "ablations": {"options": {"dra_fig3": {"max_seeds": 1}}}}
+    assert derive_profile(PROFILES["paper"], "x", methods=nested).name == "x@e21ea28a"
     smoke_like = derive_profile(PROFILES["smoke"], "quick")
     assert smoke_like.builtin == "smoke" and hash(smoke_like)  # the smoke banner; notebook caches hash configs
 
@@ -191,7 +197,7 @@ def test_plan_reflects_datasets_params_and_profile_files(data_root, tmp_path, ca
         profile_file=str(file), only=("01",), datasets="headct", data_root=str(data_root)), execute=False))
     mine = short[(short["dataset"] == "headct") & (short["method"] == "devnet")]
     full = grid[(grid["notebook"] == "01_devnet") & (grid["dataset"] == "headct") & (grid["method"] == "devnet")]
-    assert mine["train_images"].sum() * PROFILES["demo"].method("devnet")["epochs"] == full["train_images"].sum()
+    assert mine["train_images"].sum() * PROFILES["demo"].method("devnet").config["epochs"] == full["train_images"].sum()
 
 
 # --------------------------------------------------------------------------------------------

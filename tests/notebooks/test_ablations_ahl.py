@@ -15,7 +15,7 @@ from osad_lib import paper
 from osad_lib.experiments import ablations as ab
 from osad_lib.experiments import ahl as xahl
 from osad_lib.experiments.ablations import ahl as study
-from osad_lib.profiles import METHOD_OVERRIDES, configure
+from osad_lib.profiles import METHOD_OVERRIDES, MethodSettings, configure
 from osad_lib.validate import ConfigError
 from series import results_copy
 
@@ -64,15 +64,16 @@ def test_figure_grids_sweep_c_and_k_and_compare_devnet_without_augmentation(pape
 def test_without_data_root_the_paper_studies_are_unavailable_except_embedded_elpv(monkeypatch, tmp_path):
     monkeypatch.delenv("OSAD_DATA", raising=False)
     cfg = configure("06_ablations", "demo", device="cpu", output_dir=str(tmp_path))
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"]["options"], "ahl_table10",
-                        {"general_datasets": ("sdd",)})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"].parts, "ahl_table10",
+                        MethodSettings(grid={"general_datasets": ("sdd",)}))
     assert "sdd" in study.unavailable(cfg, "table10") and study.grid(cfg, "table10") == []
     assert study.unavailable(cfg, "table9") == ""
 
 
 def test_unknown_option_is_a_one_line_error(monkeypatch, tmp_path):
     cfg = configure("06_ablations", "smoke", device="cpu", output_dir=str(tmp_path))
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["smoke"]["options"], "ahl_table5", {"variant": ("hadg",)})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["smoke"].parts, "ahl_table5",
+                        MethodSettings(grid={"variant": ("hadg",)}))
     with pytest.raises(ConfigError, match="variants"):
         study.options(cfg, "table5")
 
@@ -100,8 +101,8 @@ def store(cfg, items, values: dict[tuple[str, str, str], list[float]]) -> None:
 
 def test_overlap_table_joins_the_paper_and_pairs_with_ahl(monkeypatch, tmp_path):
     cfg = configure("06_ablations", "demo", device="cpu", seeds="0,1", output_dir=str(tmp_path))
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"]["options"], "ahl_table10",
-                        {"general_datasets": ("elpv",), "variants": ("overlap=both", "")})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"].parts, "ahl_table10",
+                        MethodSettings(grid={"general_datasets": ("elpv",), "variants": ("overlap=both", "")}))
     store(cfg, study.grid(cfg, "table10"), {("ahl_dra", "", ""): [0.85, 0.86],
                                             ("ahl_dra", "overlap=both", ""): [0.84, 0.88]})
     table = study.comparison(cfg, "table10").set_index(["dataset", "method", "variant"])
@@ -115,8 +116,8 @@ def test_overlap_table_joins_the_paper_and_pairs_with_ahl(monkeypatch, tmp_path)
 
 def test_hard_setting_rows_add_the_mean_over_seen_classes(monkeypatch, tmp_path):
     cfg = configure("06_ablations", "demo", device="cpu", seeds="0", output_dir=str(tmp_path))
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"]["options"], "ahl_table9",
-                        {"hard_datasets": ("elpv",), "variants": ("",)})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"].parts, "ahl_table9",
+                        MethodSettings(grid={"hard_datasets": ("elpv",), "variants": ("",)}))
     store(cfg, study.grid(cfg, "table9"), {("dra", xahl.BASE_VARIANT, "mono"): [0.70],
                                            ("dra", xahl.BASE_VARIANT, "poly"): [0.80],
                                            ("ahl_dra", "", "mono"): [0.72], ("ahl_dra", "", "poly"): [0.84]})

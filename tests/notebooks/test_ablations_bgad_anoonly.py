@@ -19,7 +19,7 @@ from osad_lib.experiments import bgad as bg
 from osad_lib.experiments.ablations import anoonly as abl_ao
 from osad_lib.experiments.ablations import bgad as abl_bgad
 from osad_lib.experiments.ablations.base import study_rows
-from osad_lib.profiles import METHOD_OVERRIDES, configure
+from osad_lib.profiles import METHOD_OVERRIDES, MethodSettings, configure
 from osad_lib.results import MAX_OVER_EPOCHS_SUFFIX
 from osad_lib.validate import ConfigError
 from series import results_copy
@@ -115,11 +115,11 @@ def test_table5_splits_test_hard_classes_and_train_on_easy_ones():
 
 def test_bgad_options_are_validated(monkeypatch):
     cfg = configure("06_ablations", "smoke", check_data=False)
-    options = METHOD_OVERRIDES["ablations"]["smoke"]["options"]
-    monkeypatch.setitem(options, "bgad_table4", {"variants": ("beta=0.02,tau=0.1",)})
+    options = METHOD_OVERRIDES["ablations"]["smoke"].parts
+    monkeypatch.setitem(options, "bgad_table4", MethodSettings(grid={"variants": ("beta=0.02,tau=0.1",)}))
     with pytest.raises(ConfigError, match="beta=0.01,tau=0.1"):
         abl_bgad.options(cfg, "table4")
-    monkeypatch.setitem(options, "bgad_table6", {"rows": ((0, "bgspp"),)})
+    monkeypatch.setitem(options, "bgad_table6", MethodSettings(grid={"rows": ((0, "bgspp"),)}))
     with pytest.raises(ConfigError, match="unsupervised"):
         abl_bgad.options(cfg, "table6")
     monkeypatch.setitem(options, "bgad_table5", {"subset": ("mean",)})
@@ -167,9 +167,9 @@ def test_bgad_tables_average_categories_and_join_the_paper(tmp_path, monkeypatch
 # ------------------------------------------------------------------ AnoOnly grids and aggregation
 def test_anoonly_grids_follow_the_paper(monkeypatch):
     cfg = configure("06_ablations", "smoke", check_data=False)
-    options = METHOD_OVERRIDES["ablations"]["smoke"]["options"]
+    options = METHOD_OVERRIDES["ablations"]["smoke"].parts
     for element in ("table2", "fig5", "fig6", "fig7", "fig8", "fig9"):
-        monkeypatch.setitem(options, f"anoonly_{element}", {"files": ("MVTec-AD_bottle",)})
+        monkeypatch.setitem(options, f"anoonly_{element}", MethodSettings(grid={"files": ("MVTec-AD_bottle",)}))
     table2 = ab.STUDIES["anoonly_table2"].grid(cfg)
     paper_variants = set(_paper_rows("anoonly_table2")["variant"])
     assert paper_variants <= {i.experiment.variant for i in table2}

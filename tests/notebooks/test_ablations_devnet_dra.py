@@ -3,6 +3,8 @@ grids, join keys with the paper tables, unavailable variants, and a smoke run of
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from osad_lib import paper
 from osad_lib.experiments import ablations as ab
 from osad_lib.experiments.ablations import devnet as abl_devnet
 from osad_lib.experiments.ablations import dra as abl_dra
-from osad_lib.profiles import METHOD_OVERRIDES, configure
+from osad_lib.profiles import METHOD_OVERRIDES, MethodSettings, configure
 from osad_lib.validate import ConfigError
 from series import results_copy
 
@@ -102,18 +104,19 @@ def test_unavailable_variants_and_sources_say_why(tmp_path, monkeypatch):
     assert set(reasons) == {"alexnet_ds", "resnet50_ds"}
     assert "alexnet" in reasons["alexnet_ds"] and "not found" in reasons["alexnet_ds"]
     assert {i.experiment.variant for i in ab.STUDIES["devnet_table5"].grid(cfg)} == {"ds", "patch_ds", "mil_ds", "rep"}
-    monkeypatch.setitem(METHOD_OVERRIDES["devnet"], "demo", {**METHOD_OVERRIDES["devnet"]["demo"], "frozen_stages": 5})
+    demo = METHOD_OVERRIDES["devnet"]["demo"]
+    monkeypatch.setitem(METHOD_OVERRIDES["devnet"], "demo", replace(demo, config={**demo.config, "frozen_stages": 5}))
     assert "frozen" in abl_devnet.variant_reasons(cfg)["rep"]
     assert abl_dra.source_missing(cfg, "cutmix") == ""
     assert "<data_root>/lag/" in abl_dra.source_missing(cfg, "lag")
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"]["options"], "devnet_table5",
-                        {"datasets": ("elpv",), "rep_frozen_stages": 3})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["demo"].parts, "devnet_table5",
+                        MethodSettings(grid={"datasets": ("elpv",), "rep_frozen_stages": 3}))
     assert abl_devnet.table5_config(cfg, "rep").frozen_stages == 3 and "rep" not in abl_devnet.variant_reasons(cfg)
 
 
 def test_unknown_option_is_a_one_line_error(monkeypatch):
     cfg = configure("06_ablations", "smoke", check_data=False)
-    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["smoke"]["options"], "dra_fig3", {"nref": (1,)})
+    monkeypatch.setitem(METHOD_OVERRIDES["ablations"]["smoke"].parts, "dra_fig3", MethodSettings(grid={"nref": (1,)}))
     with pytest.raises(ConfigError, match="unknown key.*nref"):
         ab.STUDIES["dra_fig3"].grid(cfg)
 

@@ -3,7 +3,9 @@
 import pytest
 
 from osad_lib import limits
-from osad_lib.profiles import METHOD_OVERRIDES, PROFILES, configure, get_profile
+from osad_lib.profiles import (
+    EMPTY, GRID_OPTIONS, METHOD_OVERRIDES, PROFILES, MethodSettings, configure, get_profile, method_settings,
+)
 from osad_lib.validate import ConfigError, choose, parse_int_list
 
 
@@ -18,11 +20,41 @@ def test_profiles_exist_and_differ():
 def test_override_blocks_name_known_profiles_and_reach_the_profile():
     for method, per_profile in METHOD_OVERRIDES.items():
         assert set(per_profile) <= set(PROFILES), method
-    assert get_profile("demo").method("devnet")["frozen_stages"] == 4  # the demo fine-tunes Lite0's last stage
-    assert get_profile("paper").method("devnet") == {}  # the paper profile runs the defaults
-    assert get_profile("smoke").method("patchcore") == {}  # no smoke block: the defaults
+    assert get_profile("demo").method("devnet").config["frozen_stages"] == 4  # the demo fine-tunes Lite0's last stage
+    assert get_profile("paper").method("devnet") == EMPTY  # the paper profile runs the defaults
+    assert get_profile("smoke").method("patchcore") == EMPTY  # no smoke block: the defaults
     with pytest.raises(ConfigError, match="'no_such_method' is not one of devnet"):
         get_profile("smoke").method("no_such_method")
+
+
+def test_every_built_in_block_is_typed_and_reads_back_from_its_file_form():
+    """Grid options sit in ``grid`` and nowhere else, parts are known, and a profile file that
+    writes a built-in block out (its flat form) reads back to the same typed settings."""
+    from osad_lib.experiments import cross_domain
+
+    assert set(GRID_OPTIONS) == set(METHOD_OVERRIDES)
+    assert set(GRID_OPTIONS["cross_domain"]) == set(cross_domain.DEFAULTS)  # its defaults cover every option
+    for method, per_profile in METHOD_OVERRIDES.items():
+        for profile, block in per_profile.items():
+            assert isinstance(block, MethodSettings), (method, profile)
+            assert set(block.grid) <= set(GRID_OPTIONS[method]), (method, profile)
+            assert not set(block.config) & set(GRID_OPTIONS[method]), (method, profile)
+            assert method_settings(method, block.flat(method)) == block, (method, profile)
+
+
+def test_a_flat_table_is_sorted_into_config_grid_and_parts():
+    ahl = method_settings("ahl", {"epochs": 3, "bases": ("dra",), "dra": {"epochs": 5}})
+    assert ahl == MethodSettings(config={"epochs": 3}, grid={"bases": ("dra",)},
+                                 parts={"dra": MethodSettings(config={"epochs": 5})})
+    assert ahl.part("devnet") == EMPTY and ahl.flat("ahl") == {"epochs": 3, "bases": ("dra",), "dra": {"epochs": 5}}
+    studies = method_settings("ablations", {"studies": ("dra_fig3",), "options": {"dra_fig3": {"max_seeds": 1}}})
+    assert studies.grid == {"studies": ("dra_fig3",)} and studies.part("dra_fig3").grid == {"max_seeds": 1}
+    with pytest.raises(ConfigError, match=r"\[methods.ahl\].dra must be a table"):
+        method_settings("ahl", {"dra": 5})
+    with pytest.raises(ConfigError, match="'dr' is not a part of ahl .did you mean 'dra'"):
+        method_settings("ahl", {"dr": {"epochs": 5}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['study'\]"):
+        method_settings("ablations", {"study": ("dra_fig3",)})
 
 
 def _resolve_every_method(profile: str) -> dict[str, object]:

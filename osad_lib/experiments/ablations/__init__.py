@@ -32,13 +32,13 @@ def select(cfg: NotebookConfig, studies: str = "") -> list[Study]:
     profile's selection), in paper order. Unknown names raise a one-line :class:`ConfigError`
     with the closest match."""
     settings = cfg.profile.method("ablations")
-    unknown = sorted(set(settings) - {"studies", "options"}) or sorted(set(settings.get("options", {})) - set(STUDIES))
+    unknown = sorted(set(settings.parts) - set(STUDIES))
     if unknown:
-        raise ConfigError(f"ablations settings: unknown key(s) {unknown}; 'studies' lists study keys, 'options' holds "
-                          f"settings per study key ({', '.join(STUDIES)})")
+        raise ConfigError(f"ablations settings: options of unknown stud(ies) {unknown}; 'options' holds settings per "
+                          f"study key ({', '.join(STUDIES)})")
     names = [n.strip() for n in studies.split(",") if n.strip()] if studies else None
     if names is None:
-        names = list(settings.get("studies", ())) or list(STUDIES)
+        names = list(settings.grid.get("studies", ())) or list(STUDIES)
     papers = {s.paper for s in STUDIES.values()}
     wanted: set[str] = set()
     for name in names:

@@ -69,9 +69,9 @@ class Study:
 
 
 def study_options(cfg: NotebookConfig, key: str) -> dict[str, Any]:
-    """The profile's settings of study ``key``: ``METHOD_OVERRIDES["ablations"][profile]["options"][key]``
-    (an empty dict when the profile sets none)."""
-    return dict(cfg.profile.method("ablations").get("options", {}).get(key, {}))
+    """The profile's options of study ``key``: the grid of the ablations' part ``key`` (an empty
+    dict when the profile sets none)."""
+    return dict(cfg.profile.method("ablations").part(key).grid)
 
 
 def study_seeds(cfg: NotebookConfig, opts: dict[str, Any]) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ re-exported here.
 """
 
 from osad_lib.experiments.ahl.config import (
-    BASE_VARIANT, GRID_KEYS, NOTEBOOK, PAPER, PAPER_VARIANTS, TABLES, ahl_config, base_config, deviations,
+    BASE_VARIANT, NOTEBOOK, PAPER, PAPER_VARIANTS, TABLES, ahl_config, base_config, deviations,
     grid_option, variant_options,
 )
 from osad_lib.experiments.ahl.grids import grid, make_dataset_split, split_item
@@ -39,7 +39,7 @@ from osad_lib.experiments.ahl.tables import (
 )
 
 __all__ = [
-    "BASE_VARIANT", "BaseRun", "GRID_KEYS", "NOTEBOOK", "PAPER", "PAPER_VARIANTS", "TABLES", "adaptation_table",
+    "BASE_VARIANT", "BaseRun", "NOTEBOOK", "PAPER", "PAPER_VARIANTS", "TABLES", "adaptation_table",
     "ahl_config", "base_config", "base_run", "comparison", "deviations", "display_table", "draem_textures",
     "explorer_frame", "explorer_run", "grid", "grid_option", "history_file", "make_dataset_split",
     "paired_differences", "run_one", "runnable", "scores_file", "split_item", "table4", "variant_options",

@@ -11,7 +11,7 @@ from osad_lib.experiments import dra as xdra
 from osad_lib.methods.ahl.config import BASES, AHLConfig
 from osad_lib.methods.devnet.model import DevNetConfig
 from osad_lib.methods.dra import DRAConfig
-from osad_lib.profiles import NotebookConfig
+from osad_lib.profiles import GRID_OPTIONS, NotebookConfig
 from osad_lib.settings import config_diff
 from osad_lib.validate import choose
 
@@ -22,16 +22,6 @@ PAPER = "ahl"
 TABLES = {"general": "table1", "hard": "table2"}
 #: ``variant`` of the base-model rows (the paper tables' DevNet/DRA columns, here trained by us).
 BASE_VARIANT = "ahl_base"
-#: Keys of ``METHOD_OVERRIDES["ahl"][profile]`` that shape the grid; every other key is an
-#: :class:`AHLConfig` field, except ``"devnet"`` / ``"dra"``, whose dicts are AHLConfig
-#: overrides for that base model only (e.g. more epochs where they are cheap). The splits are
-#: 02_dra's (its datasets, ``extra_hard`` and seen-class limit), restricted by ``general_n_shots``
-#: / ``hard_n_shots`` (default: the profile's shots) and ``settings`` (default: the profile's);
-#: ``bases`` (default both), ``variants`` (AHL variants run beside the full model, as
-#: ``AHLConfig`` overrides keyed by a label; default none), ``max_test_images`` (0 = the whole
-#: test set, else a seeded class-stratified subsample), ``max_normals`` (0 = every training
-#: normal enters HADG, else a seeded subset of that size).
-GRID_KEYS = ("general_n_shots", "hard_n_shots", "settings", "bases", "variants", "max_test_images", "max_normals")
 #: Paper variants (Table 5, Table 10, Fig. 4) → AHLConfig overrides, for ``variants`` lists.
 PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "hadg": {"variant": "hadg"}, "ramhadg": {"variant": "ramhadg"}, "ramfull": {"variant": "ramfull"},
@@ -43,15 +33,17 @@ PAPER_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 
-def _overrides(cfg: NotebookConfig) -> dict[str, Any]:
-    return cfg.profile.method("ahl")
-
-
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
-    """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
+    """A grid option of the profile's AHL settings (``GRID_OPTIONS["ahl"]``), with its default. The
+    splits are 02_dra's (its datasets, ``extra_hard`` and seen-class limit), restricted by
+    ``general_n_shots`` / ``hard_n_shots`` (default: the profile's shots) and ``settings``
+    (default: the profile's); ``bases`` (default both), ``variants`` (AHL variants run beside the
+    full model, as ``AHLConfig`` overrides keyed by a label; default none), ``max_test_images`` (0 =
+    the whole test set, else a seeded class-stratified subsample), ``max_normals`` (0 = every
+    training normal enters HADG, else a seeded subset of that size)."""
     defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
                 "settings": cfg.profile.settings, "bases": BASES, "variants": (), "max_test_images": 0, "max_normals": 0}
-    value = _overrides(cfg).get(choose("grid option", key, GRID_KEYS), defaults[key])
+    value = cfg.profile.method("ahl").grid.get(choose("grid option", key, GRID_OPTIONS["ahl"]), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -74,16 +66,14 @@ def variant_options(variant: str) -> dict[str, Any]:
 
 def ahl_config(cfg: NotebookConfig, base: str, variant: str = "") -> AHLConfig:
     """AHL's paper defaults ← the DRA base's composite-head width (g has the base's architecture)
-    ← ``METHOD_OVERRIDES["ahl"][profile]`` (its general keys, then those under ``base``) ← the
-    variant's options
+    ← the profile's AHL ``config``, then that of its part ``base`` (settings for that base model
+    only, e.g. more epochs where they are cheap) ← the variant's options
     (:func:`variant_options`; ``faithful`` = :meth:`AHLConfig.faithful` with the code's numbers)."""
-    overrides = _overrides(cfg)
-    settings = {k: v for k, v in overrides.items() if k not in GRID_KEYS and k not in BASES}
-    settings.update(overrides.get(base, {}))
+    settings = cfg.profile.method("ahl")
     options = variant_options(variant)
     faithful = options.pop("mode", "") == "faithful"
     inherited = {"composite_channels": xdra.dra_config(cfg).composite_channels} if base == "dra" else {}
-    merged = {**inherited, **settings, **options, "base": base}
+    merged = {**inherited, **settings.config, **settings.part(base).config, **options, "base": base}
     return AHLConfig.faithful(**merged) if faithful else AHLConfig(**merged)
 
 

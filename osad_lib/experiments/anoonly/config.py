@@ -155,8 +155,8 @@ class AnoOnlyConfig:
 
 
 def anoonly_config(cfg: NotebookConfig, **changes: Any) -> AnoOnlyConfig:
-    """:class:`AnoOnlyConfig` ← ``METHOD_OVERRIDES["anoonly"][profile]`` ← ``changes``."""
-    settings = {**cfg.profile.method("anoonly"), **changes}
+    """:class:`AnoOnlyConfig` ← the profile's AnoOnly ``config`` ← ``changes``."""
+    settings = {**cfg.profile.method("anoonly").config, **changes}
     settings["adbench_dir"] = user_adbench_dir(settings.get("adbench_dir"), cfg.data_root)
     return apply_overrides(AnoOnlyConfig, settings, "AnoOnly")
 

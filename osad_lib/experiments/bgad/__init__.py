@@ -30,7 +30,7 @@ Modules: :mod:`.config`, :mod:`.protocol`, :mod:`.grids`, :mod:`.features`, :mod
 """
 
 from osad_lib.experiments.bgad.config import (
-    GRID_DEFAULTS, GRID_KEYS, HARD_CLASSES, IMAGE_METRICS, METHODS, NOTEBOOK, OPTION_NOTES,
+    GRID_DEFAULTS, HARD_CLASSES, IMAGE_METRICS, METHODS, NOTEBOOK, OPTION_NOTES,
     PIXEL_METRICS, REPORTS, ablation_variant, available_backbone, bgad_config, config_deviations, grid_option,
     method_config,
 )
@@ -46,7 +46,7 @@ from osad_lib.experiments.bgad.tables import (
 )
 
 __all__ = [
-    "AnomalyEntries", "GRID_DEFAULTS", "GRID_KEYS", "HARD_CLASSES", "IMAGE_METRICS", "METHODS",
+    "AnomalyEntries", "GRID_DEFAULTS", "HARD_CLASSES", "IMAGE_METRICS", "METHODS",
     "NOTEBOOK", "OPTION_NOTES", "PIXEL_METRICS", "REPORTS", "ablation_variant", "available_backbone",
     "available_items", "bank_channels", "bgad_config", "bgad_split", "comparison", "config_deviations",
     "cost_table", "dataset_features", "dataset_split", "display_table", "epoch_curves", "epoch_metrics",

@@ -15,7 +15,7 @@ from osad_lib.components.backbones import ALLOW_DOWNLOAD_ENV, B6_URL
 from osad_lib.methods.bgad.model import (
     BGADConfig,
 )
-from osad_lib.profiles import NotebookConfig
+from osad_lib.profiles import GRID_OPTIONS, NotebookConfig
 from osad_lib.settings import apply_overrides, config_diff
 from osad_lib.validate import choose
 
@@ -23,9 +23,7 @@ from osad_lib.validate import choose
 
 NOTEBOOK = "03_bgad"
 METHODS = ("bgad", "bgad_fas")
-#: Keys of ``METHOD_OVERRIDES["bgad"][profile]`` that shape the grid rather than :class:`BGADConfig`.
-GRID_KEYS = ("table1_datasets", "table2_datasets", "table3_datasets", "fas_n_shots", "table3_n_shots",
-             "max_train_normals")
+#: The defaults of the grid options of the profile's BGAD settings (``GRID_OPTIONS["bgad"]``).
 GRID_DEFAULTS: dict[str, Any] = {
     "table1_datasets": ("mvtecad",), "table2_datasets": ("btad",),
     "table3_datasets": ("aitex", "elpv", "brainmri", "headct"),
@@ -56,22 +54,18 @@ OPTION_NOTES: dict[tuple[str, Any], str] = {
 
 
 
-def _overrides(cfg: NotebookConfig) -> dict[str, Any]:
-    return cfg.profile.method("bgad")
-
-
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
-    """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
-    return _overrides(cfg).get(choose("grid option", key, GRID_KEYS), GRID_DEFAULTS[key])
+    """A grid option of the profile's BGAD settings (:data:`GRID_DEFAULTS`), with its default."""
+    return cfg.profile.method("bgad").grid.get(choose("grid option", key, GRID_OPTIONS["bgad"]), GRID_DEFAULTS[key])
 
 
 def bgad_config(cfg: NotebookConfig, **changes: Any) -> BGADConfig:
-    """The official code's settings ← ``METHOD_OVERRIDES["bgad"][profile]`` ← ``changes``.
+    """The official code's settings ← the profile's BGAD ``config`` ← ``changes``.
 
     Loss fields (``beta``, ``tau``, ``normalizer``, ``focal_weighting``, ``ml_loss``, …) may be
     given at the top level, e.g. ``bgad_config(cfg, beta=0.05, tau=0.2)`` (Table 4).
     """
-    settings = {k: v for k, v in {**_overrides(cfg), **changes}.items() if k not in GRID_KEYS}
+    settings = {**cfg.profile.method("bgad").config, **changes}
     loss = {k: settings.pop(k) for k in list(settings) if k in _LOSS_FIELDS}
     config = apply_overrides(BGADConfig(progress=cfg.interactive), settings, "BGAD")
     return dataclasses.replace(config, loss=apply_overrides(config.loss, loss, "BGAD loss"))

@@ -25,18 +25,17 @@ METHODS = ("dra", "ahl_dra")
 PAPER_DOMAINS = tuple(f"mvtecad/{c}" for c in ("carpet", "grid", "leather", "tile", "wood"))
 #: Paper table of each (paper label) — AHL Table 3 holds both methods, DRA Table 9 DRA only.
 TABLES = {"ahl": "table3", "dra": "table9"}
-#: Options of ``METHOD_OVERRIDES["cross_domain"][profile]`` and their defaults (the paper's
-#: protocol): ``domains`` (registry names; every ordered pair is run), ``methods``,
+#: The grid options of the profile's cross-domain settings (``GRID_OPTIONS["cross_domain"]``) and
+#: their defaults (the paper's protocol): ``domains`` (registry names; every ordered pair is run), ``methods``,
 #: ``n_shots`` (the source's labelled anomalies), ``same_domain`` (also run the diagonal),
 #: ``max_seeds`` (0 = every configured seed), ``finetune_epochs`` (paper: 10),
 #: ``finetune_steps`` (batches per fine-tuning epoch; 0 = DRA's ``steps_per_epoch``) and
 #: ``max_test_images`` (0 = the whole test set, else a seeded class-stratified subsample).
 #: DRA's and AHL's own settings are those of their notebooks (the ``"dra"`` and ``"ahl"``
-#: entries of ``METHOD_OVERRIDES``); ``ahl`` here holds AHLConfig overrides on top of those for
-#: this notebook only (e.g. fewer epochs in smoke runs).
+#: entries of ``METHOD_OVERRIDES``); the part ``ahl`` holds AHLConfig overrides on top of those
+#: for this notebook only (e.g. fewer epochs in smoke runs).
 DEFAULTS: dict[str, Any] = {"domains": PAPER_DOMAINS, "methods": METHODS, "n_shots": 10, "same_domain": True,
-                            "max_seeds": 0, "finetune_epochs": 10, "finetune_steps": 0, "max_test_images": 0,
-                            "ahl": {}}
+                            "max_seeds": 0, "finetune_epochs": 10, "finetune_steps": 0, "max_test_images": 0}
 #: Paper fine-tuning length (AHL §4.4, DRA App. C.3).
 PAPER_FINETUNE_EPOCHS = 10
 METHOD_LABELS = {"dra": "DRA", "ahl_dra": "AHL (DRA)"}
@@ -46,9 +45,9 @@ METHOD_LABELS = {"dra": "DRA", "ahl_dra": "AHL (DRA)"}
 
 def option(cfg: NotebookConfig, key: str) -> Any:
     """An option of :data:`DEFAULTS` under the profile (``METHOD_OVERRIDES["cross_domain"]``)."""
-    overrides = cfg.profile.method("cross_domain")
-    check_known(overrides, DEFAULTS, "cross_domain")
-    value = overrides.get(choose("cross_domain option", key, DEFAULTS), DEFAULTS[key])
+    settings = cfg.profile.method("cross_domain")
+    check_known(settings.config, DEFAULTS, "cross_domain")  # a key that is no option nor part lands there
+    value = settings.grid.get(choose("cross_domain option", key, DEFAULTS), DEFAULTS[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -64,8 +63,8 @@ def methods(cfg: NotebookConfig) -> tuple[str, ...]:
 
 def ahl_config(cfg: NotebookConfig) -> AHLConfig:
     """AHL (DRA)'s settings: the 05_ahl notebook's (:func:`osad_lib.experiments.ahl.ahl_config`)
-    ← this notebook's ``ahl`` overrides."""
-    return xahl.ahl_config(cfg, "dra").with_overrides(option(cfg, "ahl"))
+    ← this notebook's ``ahl`` part."""
+    return xahl.ahl_config(cfg, "dra").with_overrides(cfg.profile.method("cross_domain").part("ahl").config)
 
 
 def finetune_config(cfg: NotebookConfig, progress: bool = False) -> TrainConfig:

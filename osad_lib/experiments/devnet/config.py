@@ -11,14 +11,13 @@ import pandas as pd
 from osad_lib.experiments import baselines
 from osad_lib.experiments.devnet_settings import (
     DEVNET_METHODS,
-    GRID_KEYS,
     devnet_config,
 )
 from osad_lib.methods.baselines.baselines import BaselineConfig
 from osad_lib.methods.devnet.model import DevNetConfig
 from osad_lib.methods.baselines.kdad import KDADConfig
 from osad_lib.methods.baselines.patchcore import PatchCoreConfig
-from osad_lib.profiles import NotebookConfig
+from osad_lib.profiles import GRID_OPTIONS, NotebookConfig
 from osad_lib.settings import config_diff
 from osad_lib.validate import choose
 from collections.abc import Callable
@@ -55,10 +54,10 @@ METHODS: dict[str, Callable[..., dict[str, float]]] = {}
 
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
-    """A grid-shaping option (:data:`GRID_KEYS`) of the profile, with its default."""
+    """A grid option of the profile's DevNet settings (``GRID_OPTIONS["devnet"]``), with its default."""
     defaults = {"methods": tuple(METHODS), "max_seen_classes": 0, "method_tables": {}, "method_seeds": {},
                 "table_seeds": {}}
-    value = cfg.profile.method("devnet").get(choose("grid option", key, GRID_KEYS), defaults[key])
+    value = cfg.profile.method("devnet").grid.get(choose("grid option", key, GRID_OPTIONS["devnet"]), defaults[key])
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 

@@ -22,7 +22,7 @@ Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything 
 """
 
 from osad_lib.experiments.dra.config import (
-    APPENDIX_METHODS, EXTRA_HARD_METHODS, GRID_KEYS, METHODS, NOTEBOOK, TABLES, TRAINERS, UNSUPERVISED_METHODS,
+    APPENDIX_METHODS, EXTRA_HARD_METHODS, METHODS, NOTEBOOK, TABLES, TRAINERS, UNSUPERVISED_METHODS,
     available_methods, config_deviations, devnet_comparison_deviations, dra_config, grid_option, other_mode,
     run_config, variant_label, with_subsample,
 )
@@ -37,7 +37,7 @@ from osad_lib.experiments.dra.tables import (
 )
 
 __all__ = [
-    "APPENDIX_METHODS", "EXTRA_HARD_METHODS", "GRID_KEYS", "GROUP_COLORS", "METHODS", "NOTEBOOK", "SCORE_COLUMNS",
+    "APPENDIX_METHODS", "EXTRA_HARD_METHODS", "GROUP_COLORS", "METHODS", "NOTEBOOK", "SCORE_COLUMNS",
     "TABLES", "TRAINERS", "UNSUPERVISED_METHODS", "available_methods", "comparison", "config_deviations",
     "devnet_comparison_deviations", "display_table", "dra_config", "dra_vs_devnet", "explorer_frame",
     "explorer_run", "grid", "grid_option", "head_detection_table", "head_score_histograms", "make_dataset_split",

@@ -11,9 +11,10 @@ from typing import Any
 from osad_lib.data.registry import DATASETS
 from osad_lib.methods.dra import DRAConfig, train_dra
 from osad_lib.methods.baselines.dra_baselines import train_mlep, train_saoe
-from osad_lib.profiles import NotebookConfig
+from osad_lib.profiles import GRID_OPTIONS, NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.settings import config_diff
+from osad_lib.validate import choose
 from osad_lib.experiments import devnet as xdevnet
 
 
@@ -33,22 +34,6 @@ APPENDIX_METHODS = ("deepsad", "minns")
 #: one run per dataset, setting, seen class and seed on the split of the largest shot count (all shot
 #: counts share its test set, App. A.2); rows carry ``n_shots=0`` as the paper's tables.
 UNSUPERVISED_METHODS = ("kdad",)
-#: Keys of ``METHOD_OVERRIDES["dra"][profile]`` that shape the grid rather than DRAConfig:
-#: ``general_n_shots`` / ``hard_n_shots`` (default: the profile's ``n_shots``) and
-#: ``methods`` (default: :data:`METHODS` whose runner exists), ``max_seen_classes`` (default 0 =
-#: every hard-setting seen class of a dataset; else the first ones), ``max_test_images``
-#: (default 0 = the whole test set; else a seeded, class-stratified subsample of that size,
-#: recorded in ``deviations``), ``appendix_n_shots`` (default 10, the paper's: the shot count
-#: of Tables 7/8 and of the :data:`APPENDIX_METHODS` runs) and ``clean_runs`` (default
-#: ``(("general", 10),)``: the (setting, shots) pairs where DRA also runs in the other mode than
-#: the profile's — ``clean`` beside the faithful default). ``extra_hard``: (dataset, shots) pairs run
-#: in the hard setting only, beside the profile's datasets, as (dataset, shots, seen classes — the
-#: first that many, 0 = all) (demo: the synthetic hard setting on
-#: ``synthetic/object``; DRA and DevNet only, :data:`EXTRA_HARD_METHODS`). Seeds: every method runs the notebook's seeds except those in
-#: ``method_seeds`` (method → the first that many), one-shot runs (``one_shot_seeds``) and the
-#: other-mode DRA runs (``clean_seeds``); 0 = all.
-GRID_KEYS = ("general_n_shots", "hard_n_shots", "methods", "max_seen_classes", "max_test_images",
-             "appendix_n_shots", "clean_runs", "extra_hard", "method_seeds", "one_shot_seeds", "clean_seeds")
 TABLES = {"general": "table1", "hard": "table2"}
 #: What the ``extra_hard`` datasets run: the pair of the paired verdict (:func:`dra_vs_devnet`).
 EXTRA_HARD_METHODS = ("dra", "devnet")
@@ -56,27 +41,35 @@ EXTRA_HARD_METHODS = ("dra", "devnet")
 
 
 
-def _overrides(cfg: NotebookConfig) -> dict[str, Any]:
-    return cfg.profile.method("dra")
-
-
 def dra_config(cfg: NotebookConfig, **changes: Any) -> DRAConfig:
     """DRA's code defaults ← the profile's image size, scales, backbone, weights, eval batch ←
-    ``METHOD_OVERRIDES["dra"][profile]`` (schedule, batch) ← ``changes`` (e.g. an ablation)."""
+    the profile's DRA ``config`` (schedule, batch) ← ``changes`` (e.g. an ablation)."""
     profile = cfg.profile
     base = DRAConfig(image_size=profile.image_size, n_scales=profile.n_scales, backbone=profile.backbone,
                      weights=profile.weights, eval_batch_size=profile.eval_batch_size)
-    settings = {k: v for k, v in _overrides(cfg).items() if k not in GRID_KEYS}
-    return base.with_overrides({**settings, **changes})
+    return base.with_overrides({**profile.method("dra").config, **changes})
 
 
 def grid_option(cfg: NotebookConfig, key: str) -> Any:
-    """A grid-shaping option (:data:`GRID_KEYS`) under the profile, with its default."""
+    """A grid option of the profile's DRA settings (``GRID_OPTIONS["dra"]``), with its default:
+    ``general_n_shots`` / ``hard_n_shots`` (default: the profile's ``n_shots``),
+    ``methods`` (default: :data:`METHODS` whose runner exists), ``max_seen_classes`` (default 0 =
+    every hard-setting seen class of a dataset; else the first ones), ``max_test_images``
+    (default 0 = the whole test set; else a seeded, class-stratified subsample of that size,
+    recorded in ``deviations``), ``appendix_n_shots`` (default 10, the paper's: the shot count
+    of Tables 7/8 and of the :data:`APPENDIX_METHODS` runs) and ``clean_runs`` (default
+    ``(("general", 10),)``: the (setting, shots) pairs where DRA also runs in the other mode than
+    the profile's — ``clean`` beside the faithful default). ``extra_hard``: (dataset, shots) pairs
+    run in the hard setting only, beside the profile's datasets, as (dataset, shots, seen classes
+    — the first that many, 0 = all) (demo: the synthetic hard setting on ``synthetic/object``; DRA
+    and DevNet only, :data:`EXTRA_HARD_METHODS`). Seeds: every method runs the notebook's seeds
+    except those in ``method_seeds`` (method → the first that many), one-shot runs
+    (``one_shot_seeds``) and the other-mode DRA runs (``clean_seeds``); 0 = all."""
     defaults = {"general_n_shots": cfg.profile.n_shots, "hard_n_shots": cfg.profile.n_shots,
                 "methods": available_methods(), "max_seen_classes": 0, "max_test_images": 0,
                 "appendix_n_shots": 10, "clean_runs": (("general", 10),), "extra_hard": (), "method_seeds": {},
                 "one_shot_seeds": 0, "clean_seeds": 0}
-    value = _overrides(cfg).get(key, defaults[key])
+    value = cfg.profile.method("dra").grid.get(choose("grid option", key, GRID_OPTIONS["dra"]), defaults[key])
     if key == "clean_runs":
         return tuple((str(setting), int(shots)) for setting, shots in value)
     if key == "extra_hard":
