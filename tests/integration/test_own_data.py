@@ -129,7 +129,7 @@ PROFILE_FILE_CASES = [
     ('base = "smoke"\nseeds = [0, "1"]\n', "every entry of seeds must be an integer"),
     ('base = "smoke"\n[methods.devnt]\nepochs = 3\n', "unknown method [methods.devnt]; did you mean 'devnet'?"),
     ('base = "smoke"\n[methods.devnet]\nepoch = 3\n', "unknown DevNet setting(s) ['epoch']"),
-    ('base = "smoke"\n[methods.ablations]\nstudy = []\n', "ablations settings: unknown key(s) ['study']"),
+    ('base = "smoke"\n[methods.ablations]\nstudy = []\n', "[methods.ablations]: unknown key(s) ['study']"),
     ("base = smoke\n", "is not valid TOML"),
     ('base = "smoke"\nimage_datasets = ["headtc"]\n', "unknown dataset 'headtc'; did you mean 'headct'?"),
 ]

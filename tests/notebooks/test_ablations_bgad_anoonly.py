@@ -122,7 +122,7 @@ def test_bgad_options_are_validated(monkeypatch):
     monkeypatch.setitem(options, "bgad_table6", MethodSettings(grid={"rows": ((0, "bgspp"),)}))
     with pytest.raises(ConfigError, match="unsupervised"):
         abl_bgad.options(cfg, "table6")
-    monkeypatch.setitem(options, "bgad_table5", {"subset": ("mean",)})
+    monkeypatch.setitem(options, "bgad_table5", MethodSettings(grid={"subset": ("mean",)}))
     with pytest.raises(ConfigError, match="unknown key"):
         abl_bgad.options(cfg, "table5")
 
@@ -179,7 +179,7 @@ def test_anoonly_grids_follow_the_paper(monkeypatch):
     fig5 = ab.STUDIES["anoonly_fig5"].grid(cfg)
     assert len(fig5) == 4 * 7 * 2
     assert {i.experiment.extra_key["data"]["la"] for i in fig5} == set(abl_ao.ao.ABLATION_VALUES["fig5"])
-    monkeypatch.setitem(options, "anoonly_fig7", {"files": ("MVTec-AD_bottle",), "values": (1.0, 1e-6)})
+    monkeypatch.setitem(options, "anoonly_fig7", MethodSettings(grid={"files": ("MVTec-AD_bottle",), "values": (1.0, 1e-6)}))
     fig7 = ab.STUDIES["anoonly_fig7"].grid(cfg)
     assert [abl_ao.swept_value("fig7", i.experiment.variant) for i in fig7] == [1.0, 1e-6, 0.0]
     assert fig7[-1].experiment.variant == "anoonly,normal_weight=0"  # AnoOnly, always kept as the reference
@@ -187,7 +187,7 @@ def test_anoonly_grids_follow_the_paper(monkeypatch):
     assert {abl_ao.swept_value("fig8", i.experiment.variant, i.experiment.setting) for i in fig8} == {
         "clean", "contaminated"}
     assert {i.experiment.variant for i in fig8} == {"", "anoonly"}  # the organisation is the setting, not a label
-    monkeypatch.setitem(options, "anoonly_fig9", {"values": (3,)})
+    monkeypatch.setitem(options, "anoonly_fig9", MethodSettings(grid={"values": (3,)}))
     with pytest.raises(ConfigError, match="paper's"):
         ab.STUDIES["anoonly_fig9"].grid(cfg)
 
