@@ -27,12 +27,12 @@ Modules: :mod:`~osad_lib.results.schema` (the columns, :class:`Experiment`, :fun
 from osad_lib.paths import atomic_write_text
 from osad_lib.results.schema import (
     COLUMNS, KEY_COLUMNS, LATER_KEY_COLUMNS, MAX_OVER_EPOCHS_SUFFIX, MODES, RECORDED_COLUMNS, Experiment,
-    ResultsSchemaError, validate_rows,
+    ResultsSchemaError, validate_rows, variant_params,
 )
 from osad_lib.results.store import ResultsStore, device_label, read_all, store_for
 
 __all__ = [
     "COLUMNS", "KEY_COLUMNS", "LATER_KEY_COLUMNS", "MAX_OVER_EPOCHS_SUFFIX", "MODES", "RECORDED_COLUMNS", "Experiment",
     "ResultsSchemaError", "ResultsStore", "atomic_write_text", "device_label", "read_all", "store_for",
-    "validate_rows",
+    "validate_rows", "variant_params",
 ]

@@ -6,6 +6,7 @@ experiment, and the rows of older layouts recognised (:func:`legacy_markers`,
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,9 +50,16 @@ def _is_number(text: str, kind: type) -> bool:
     return True
 
 
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
 def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, ended: bool) -> str:
     """What is wrong with one row ('' when nothing): field count, required fields, id, status,
-    number columns, and the timestamp — the last column, so a row cut inside it fails here; it
+    number columns, ``params`` (a JSON object or empty), and the timestamp — the last column, so a row cut inside it fails here; it
     may be empty (a migrated row) only on a line that ends (``ended``: not cut after the comma)."""
     if n_fields != n_columns:
         return f"{n_fields} field(s) instead of {n_columns}: cut off or not a results row"
@@ -66,6 +74,8 @@ def _row_problem(row: Mapping[str, str], n_fields: int, n_columns: int, ended: b
         for c in columns:
             if row.get(c) and not _is_number(row[c], kind):
                 return f"{c} {shorten(row[c])} is not {name}"
+    if row.get("params") and not _is_json_object(row["params"]):
+        return f"params {shorten(row['params'])} is not a JSON object"
     stamp = row.get("timestamp", "")
     if not TIMESTAMP.fullmatch(stamp) and (stamp or not ended):
         return f"timestamp {shorten(stamp)} is not a time (cut off?)"

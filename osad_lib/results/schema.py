@@ -25,7 +25,7 @@ KEY_COLUMNS = (
 )
 #: Every column of a results row, in file order.
 COLUMNS = KEY_COLUMNS + (
-    "metric", "value", "experiment_id", "status", "deviations", "mode", "report", "device",
+    "metric", "value", "experiment_id", "status", "deviations", "mode", "report", "params", "device",
     "wall_time_s", "osad_version", "torch_version", "git_sha", "timestamp",
 )
 #: How a metric that is the maximum over training epochs is named (BGAD reports it so):
@@ -38,7 +38,7 @@ INT_COLUMNS = ("n_shots", "seed")
 FLOAT_COLUMNS = ("value", "wall_time_s")
 #: Columns an older results file may lack: facts recorded beside a measurement, not part of an
 #: experiment's identity. Reading such a file migrates it (the columns are filled empty).
-RECORDED_COLUMNS = ("deviations", "mode", "report", "device", "wall_time_s", "osad_version", "torch_version",
+RECORDED_COLUMNS = ("deviations", "mode", "report", "params", "device", "wall_time_s", "osad_version", "torch_version",
                     "git_sha", "timestamp")
 #: Key columns added after files were first written: a file without them is migrated when read
 #: (filled empty), and an empty value stays out of :attr:`Experiment.experiment_id`, so the rows
@@ -65,8 +65,10 @@ class Experiment:
     ``mode`` which behaviour ran of a method that has a faithful (official code) and a clean
     (paper text) one (:data:`MODES`: DRA's and AHL's ``mode`` setting); ``report`` how its
     metrics are reported when the paper's tables say (BGAD: ``last_epoch``; a metric named
-    ``…@max_over_epochs`` is reported as ``max_over_epochs``). These three are recorded, not part
-    of the key.
+    ``…@max_over_epochs`` is reported as ``max_over_epochs``); ``params`` the parameters that
+    define the ``variant`` label, stored as a JSON object (AnoOnly: ``{"anomaly_only": true,
+    "la": 0.05}``), which tables read (:func:`variant_params`) instead of parsing the label. These
+    four are recorded, not part of the key (``source`` is).
     """
 
     notebook: str
@@ -87,6 +89,7 @@ class Experiment:
     mode: str = ""
     report: str = ""
     device: str = "cpu"
+    params: Mapping[str, Any] = field(default_factory=dict)
     extra_key: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,7 +112,7 @@ class Experiment:
         base = {c: getattr(self, c) for c in KEY_COLUMNS}
         base.update(
             experiment_id=self.experiment_id, status=status, deviations=self.deviations, mode=self.mode,
-            device=self.device, wall_time_s=float(wall_time_s), osad_version=__version__,
+            params=json.dumps(dict(self.params), sort_keys=True) if self.params else "", device=self.device, wall_time_s=float(wall_time_s), osad_version=__version__,
             torch_version=torch.__version__, git_sha=code_commit(),
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -125,6 +128,12 @@ class Experiment:
                  self.subset, self.setting,
                  f"{self.n_shots}-shot" if self.n_shots is not None else "", f"seed {self.seed}"]
         return " · ".join(p for p in parts if p)
+
+
+def variant_params(text: str) -> dict[str, Any]:
+    """A row's ``params`` as a dict (``{}`` for a row without: its variant has none, or its file
+    predates the column)."""
+    return json.loads(text) if text else {}
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

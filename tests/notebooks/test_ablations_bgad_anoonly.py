@@ -181,10 +181,10 @@ def test_anoonly_grids_follow_the_paper(monkeypatch):
     assert {i.experiment.extra_key["data"]["la"] for i in fig5} == set(abl_ao.ao.ABLATION_VALUES["fig5"])
     monkeypatch.setitem(options, "anoonly_fig7", MethodSettings(grid={"files": ("MVTec-AD_bottle",), "values": (1.0, 1e-6)}))
     fig7 = ab.STUDIES["anoonly_fig7"].grid(cfg)
-    assert [abl_ao.swept_value("fig7", i.experiment.variant) for i in fig7] == [1.0, 1e-6, 0.0]
+    assert [abl_ao.swept_value("fig7", i.experiment.params) for i in fig7] == [1.0, 1e-6, 0.0]
     assert fig7[-1].experiment.variant == "anoonly,normal_weight=0"  # AnoOnly, always kept as the reference
     fig8 = ab.STUDIES["anoonly_fig8"].grid(cfg)
-    assert {abl_ao.swept_value("fig8", i.experiment.variant, i.experiment.setting) for i in fig8} == {
+    assert {abl_ao.swept_value("fig8", i.experiment.params, i.experiment.setting) for i in fig8} == {
         "clean", "contaminated"}
     assert {i.experiment.variant for i in fig8} == {"", "anoonly"}  # the organisation is the setting, not a label
     monkeypatch.setitem(options, "anoonly_fig9", MethodSettings(grid={"values": (3,)}))

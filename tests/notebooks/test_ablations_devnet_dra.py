@@ -69,11 +69,16 @@ def test_paper_figure_grids_follow_the_protocol(tmp_path, monkeypatch):
     cfg = _paper_cfg(tmp_path, monkeypatch)
     fig6 = ab.STUDIES["devnet_fig6"].grid(cfg)
     assert {i.experiment.variant for i in fig6} == {f"topk={k:g}" for k in abl_devnet.TOPK_RATIOS}
+    assert {i.experiment.params["topk_ratio"] for i in fig6} == set(abl_devnet.TOPK_RATIOS)  # what the label says
     fig7 = ab.STUDIES["devnet_fig7"].grid(cfg)
     assert {(i.experiment.method, i.experiment.n_shots) for i in fig7} == {
         (m, n) for m in abl_devnet.FIG_METHODS for n in abl_devnet.FIG7_SHOTS}
     fig8 = ab.STUDIES["devnet_fig8"].grid(cfg)
     assert {i.experiment.variant for i in fig8} == {f"contamination={c:g}" for c in abl_devnet.CONTAMINATION}
+    rows = pd.DataFrame([r for i in fig8 for r in i.experiment.rows({"auroc": 0.5}, 1.0)])
+    swept = [abl_devnet._swept_value("fig8", r) for r in rows.itertuples()]
+    assert swept == [abl_devnet._swept_value("fig8", r) for r in rows.assign(params="").itertuples()]  # older rows
+    assert set(swept) == set(abl_devnet.CONTAMINATION)
     assert {i.experiment.n_shots for i in fig8} == {10}
     fig3 = ab.STUDIES["dra_fig3"].grid(cfg)
     assert {(i.experiment.method, i.experiment.variant) for i in fig3} == {

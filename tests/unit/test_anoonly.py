@@ -549,3 +549,23 @@ def test_image_pairs_are_per_seed_differences():
     assert pairs["with − without"].round(3).tolist() == [0.05, -0.02]
     (s,) = summary.to_dict("records")
     assert s["mean"] == pytest.approx(0.015) and s["seeds"] == 2 and s["improved"] == 1
+
+
+def test_rows_carry_their_variant_parameters_and_older_rows_read_the_same_from_their_labels(tmp_path):
+    """What a row's variant stands for is stored (``params``), not parsed from its label; rows of a
+    file written before that column give the same parameters through the label they carry."""
+    from osad_lib.experiments import anoonly as ex
+    from osad_lib.profiles import configure
+
+    cfg = configure("04_anoonly", "demo", output_dir=str(tmp_path), seeds="0")
+    stem = "MVTec-AD_bottle"
+    items = [ex.make_item(cfg, stem, "deepsad", True, 0, table="fidelity", label="lr=1e-4", params={"factor": "lr=1e-4"}),
+             *[i for i in ex.ablation_grid(cfg, "fig5", [stem], heads=("deepsad",)) if i.experiment.variant.endswith("=0.05")],
+             *[i for i in ex.ablation_grid(cfg, "fig7", [stem]) if i.experiment.params["anomaly_only"]]]
+    rows = pd.DataFrame([r for i in items for r in i.experiment.rows({"auroc": 0.5}, 1.0)])
+    stored = ex.row_params(rows)
+    assert stored == [{"anomaly_only": True, "factor": "lr=1e-4"}, {"anomaly_only": False, "la": 0.05},
+                      {"anomaly_only": True, "la": 0.05}, {"anomaly_only": True, "normal_weight": 0.0}]
+    assert [r["variant"] for r in rows.to_dict("records")] == ["anoonly,lr=1e-4", "la=0.05", "anoonly,la=0.05",
+                                                               "anoonly,normal_weight=0"]
+    assert ex.row_params(rows.assign(params="")) == stored  # the older file's rows

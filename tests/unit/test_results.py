@@ -7,7 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from osad_lib.results import COLUMNS, KEY_COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows
+from osad_lib.results import (
+    COLUMNS, KEY_COLUMNS, Experiment, ResultsSchemaError, ResultsStore, validate_rows, variant_params,
+)
 import torch
 
 from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
@@ -172,3 +174,19 @@ def test_a_file_before_the_source_column_is_migrated_and_its_old_cross_domain_ro
     assert list(rows["experiment_id"]) == [kept.experiment_id] and (rows["source"] == "").all()
     assert store.completed() == {kept.experiment_id}  # its id still matches: not recomputed
     assert store.quarantine_path.read_text().count("source=grid") == 2
+
+
+def test_a_variant_is_stored_with_its_parameters_as_json(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "r.csv")
+    swept = Experiment(**{**make_experiment().__dict__, "variant": "anoonly,la=0.05",
+                          "params": {"la": 0.05, "anomaly_only": True}})
+    store.append(swept.rows({"auroc": 0.8}, 1.0) + make_experiment(1).rows({"auroc": 0.7}, 1.0))
+    rows = store.read().set_index("seed")
+    assert rows.loc[0, "params"] == '{"anomaly_only": true, "la": 0.05}' and rows.loc[1, "params"] == ""
+    assert variant_params(rows.loc[0, "params"]) == {"anomaly_only": True, "la": 0.05}
+    assert variant_params(rows.loc[1, "params"]) == {}
+    assert swept.experiment_id == Experiment(**{**swept.__dict__, "params": {}}).experiment_id  # recorded, not key
+    text = store.path.read_text()
+    store.path.write_text(text.replace('"{""anomaly_only"": true, ""la"": 0.05}"', '"{la: 0.05"', 1))
+    assert store.damaged_experiments() == {swept.experiment_id}  # a damaged params field is a damaged row
+    assert "params '{la: 0.05' is not a JSON object" in capsys.readouterr().err

@@ -33,7 +33,7 @@ Settings per profile: ``METHOD_OVERRIDES["ablations"][profile]["options"]["anoon
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -105,14 +105,13 @@ def stems(cfg: NotebookConfig, opts: dict[str, Any]) -> list[str]:
     return ao.selected_stems(cfg, config)
 
 
-def swept_value(element: str, variant: str, setting: str = "") -> Any:
-    """The swept value of a row: Fig. 8's organisation from its ``setting``
-    (:data:`~osad_lib.experiments.anoonly.SETTING_AXES`); otherwise from its ``variant``
-    (``"anoonly,la=0.05"`` → 0.05; AnoOnly of Fig. 7 → 0.0)."""
+def swept_value(element: str, params: Mapping[str, Any], setting: str = "") -> Any:
+    """The swept value of an experiment or row: Fig. 8's organisation from its ``setting``
+    (:data:`~osad_lib.experiments.anoonly.SETTING_AXES`); otherwise its variant parameter named
+    by :data:`SWEEPS` (``{"anomaly_only": true, "la": 0.05}`` → 0.05; AnoOnly of Fig. 7 → 0.0)."""
     if element == "fig8":
         return ao.SETTING_AXES[setting][0]
-    label = variant.removeprefix("anoonly").lstrip(",")
-    return float(label.partition("=")[2])
+    return params[SWEEPS[element][0]]
 
 
 def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
@@ -123,8 +122,8 @@ def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
     items = ao.ablation_grid(cfg, element, stems(cfg, opts), heads=opts.get("heads"))
     if element != "table2":
         keep = set(opts["values"])
-        items = [i for i in items if swept_value(element, i.experiment.variant, i.experiment.setting) in keep
-                 or (element == "fig7" and i.experiment.variant.startswith("anoonly"))]
+        items = [i for i in items if swept_value(element, i.experiment.params, i.experiment.setting) in keep
+                 or (element == "fig7" and i.experiment.params["anomaly_only"])]
     return [GridItem(dataclasses.replace(i.experiment, notebook=NOTEBOOK), i.train_images, i.eval_images)
             for i in items]
 
@@ -190,8 +189,9 @@ def curve_table(cfg: NotebookConfig, element: str) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=["method", "anoonly", column, "metric", "groups", "deviations", "measured_mean",
                                      "measured_std", "n_seeds", "paper_tables_1_3"])
-    rows = rows.assign(anoonly=rows["variant"].str.startswith("anoonly"),
-                       **{column: [swept_value(element, v, s) for v, s in zip(rows["variant"], rows["setting"])]})
+    params = ao.row_params(rows)
+    rows = rows.assign(anoonly=[p["anomaly_only"] for p in params],
+                       **{column: [swept_value(element, p, s) for p, s in zip(params, rows["setting"])]})
     out = measured_summary(rows, ["method", "anoonly", column, "metric", "groups", "deviations"])
     reference = _paper_reference()
     at_default = (out[column] == default) | (out["anoonly"] & (element == "fig7"))

@@ -27,6 +27,7 @@ settings, so the demo's cached frozen-stem features are shared with notebook 01)
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, 
 from osad_lib.paper.means import with_subset_means
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
 from osad_lib.profiles import NotebookConfig
-from osad_lib.results import Experiment
+from osad_lib.results import Experiment, variant_params
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import METHOD_COLORS, paper_vs_measured_bars
 
@@ -145,12 +146,13 @@ def variant_reasons(cfg: NotebookConfig) -> dict[str, str]:
 
 
 def _experiment(cfg: NotebookConfig, element: str, name: str, seed: int, split: Split, *, method: str,
-                variant: str, n_shots: int, backbone: str, deviations: str) -> Experiment:
+                variant: str, n_shots: int, backbone: str, deviations: str,
+                params: dict[str, Any] | None = None) -> Experiment:
     info = subset_info(name)
     return Experiment(notebook=NOTEBOOK, paper=PAPER, table=element, dataset=info.dataset, subset=info.subset,
                       setting="general", n_shots=n_shots, method=method, variant=variant, backbone=backbone,
                       seed=seed, profile=cfg.profile.name, manifest_id=split.manifest_id,
-                      deviations=deviations, device=cfg.device_label, extra_key={"name": name})
+                      deviations=deviations, device=cfg.device_label, params=params or {}, extra_key={"name": name})
 
 
 def _cost(config: Any, split: Split) -> tuple[int, int]:
@@ -223,9 +225,18 @@ def _fig_split(cfg: NotebookConfig, element: str, name: str, value: float, seed:
     return split_for(cfg, name, shots, seed)
 
 
-def _variant(element: str, value: float) -> str:
-    """The ``variant`` of a figure row: ``topk=0.05``, ``contamination=0.1``; "" for Fig. 7 (``n_shots``)."""
-    return {"fig6": f"topk={value:g}", "fig8": f"contamination={value:g}"}.get(element, "")
+#: The parameter a figure sweeps, by element, and its name in the row's ``variant`` label (Fig. 7
+#: sweeps ``n_shots``, a key column).
+_SWEPT = {"fig6": ("topk_ratio", "topk"), "fig8": ("contamination", "contamination")}
+
+
+def _variant(element: str, value: float) -> tuple[str, dict[str, float]]:
+    """The ``variant`` label (``topk=0.05``, ``contamination=0.1``; "" for Fig. 7) and ``params``
+    (``{"topk_ratio": 0.05}``) of a figure row."""
+    if element not in _SWEPT:
+        return "", {}
+    param, label = _SWEPT[element]
+    return f"{label}={value:g}", {param: value}
 
 
 def _fig_config(cfg: NotebookConfig, method: str, element: str, value: float) -> Any:
@@ -246,7 +257,8 @@ def grid_figure(cfg: NotebookConfig, element: str) -> list[GridItem]:
                 config = _fig_config(cfg, method, element, value)
                 deviations = (dv.devnet_deviations(cfg, dataset, config) if element == "fig6"
                               else dv.method_deviations(cfg, method, dataset))
-                e = _experiment(cfg, element, name, seed, split, method=method, variant=_variant(element, value),
+                variant, params = _variant(element, value)
+                e = _experiment(cfg, element, name, seed, split, method=method, variant=variant, params=params,
                                 n_shots=dv.row_shots(method, split.n_shots), backbone=config.backbone,
                                 deviations=deviations)
                 items.append(GridItem(e, *_cost(config, split)))
@@ -254,7 +266,13 @@ def grid_figure(cfg: NotebookConfig, element: str) -> list[GridItem]:
 
 
 def _swept_value(element: str, row: Any) -> float:
-    return float(row.n_shots) if element == "fig7" else float(str(row.variant).partition("=")[2])
+    """The swept value of an experiment or a stored row: Fig. 7's shots, else its ``params`` (a
+    row stored before that column: the value in its ``variant`` label, ``topk=0.05``)."""
+    if element == "fig7":
+        return float(row.n_shots)
+    stored = getattr(row, "params", "")
+    params = stored if isinstance(stored, Mapping) else variant_params(stored)
+    return float(params[_SWEPT[element][0]]) if params else float(str(row.variant).partition("=")[2])
 
 
 def run_figure(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:

@@ -55,7 +55,8 @@ from osad_lib.experiments.anoonly.run import (
 )
 from osad_lib.experiments.anoonly.tables import (
     COMPARISON_COLUMNS, FIDELITY_BANDS, GAIN_COLUMNS, comparison, display_table, fidelity_bands, fidelity_table,
-    gains, group_means, image_pairs, leakage_table, measured_rows, normal_precision_table, paired_gains, verdict,
+    gains, group_means, image_pairs, leakage_table, measured_rows, normal_precision_table, paired_gains, row_params,
+    verdict,
 )
 from osad_lib.experiments.anoonly.figures import aupr_boxplot, score_tsne
 
@@ -66,6 +67,7 @@ __all__ = [
     "comparison", "display_table", "factor_grid", "fidelity_bands", "fidelity_table", "gains", "grid",
     "group_means", "head_options", "image_devnet_config", "image_grid", "image_pairs", "leakage_table",
     "limited_threads", "load_split", "make_item", "measured_rows", "normal_precision_table", "paired_gains",
-    "paper_deviations", "required_file", "run_image_one", "run_one", "run_seeds", "runnable", "score_tsne",
+    "paper_deviations", "required_file", "row_params", "run_image_one", "run_one", "run_seeds", "runnable",
+    "score_tsne",
     "selected_stems", "settings_for", "ssad_config", "ssad_metrics", "train_experiment", "variant_label", "verdict",
 ]

@@ -78,12 +78,14 @@ def make_item(
     data_options: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     ac: AnoOnlyConfig | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> GridItem:
     """One experiment: ``head`` (± AnoOnly) on file ``stem`` under ``organisation`` × ``split`` and ``seed``.
 
     ``data_options`` go to :func:`~osad_lib.data.tabular.adbench_split` (``la`` defaults to
     the config's), ``options`` to :class:`~osad_lib.methods.anoonly.config.SSADConfig` on top of the
-    profile's :func:`head_options`; ``label`` names an ablation/factor in ``variant``.
+    profile's :func:`head_options`; ``label`` names an ablation/factor in ``variant``, and
+    ``params`` are what it stands for, stored beside ``anomaly_only`` in the row's ``params``.
     """
     ac = ac or anoonly_config(cfg)
     group = group_of(stem)
@@ -105,6 +107,7 @@ def make_item(
         setting=SETTINGS[(organisation, split)], method=head,
         variant=variant_label(anomaly_only, label), backbone=group.backbone, seed=seed,
         profile=cfg.profile.name, deviations="; ".join(deviations), device=cfg.device_label,
+        params={"anomaly_only": anomaly_only, **dict(params or {})},
         extra_key={"organisation": organisation, "split": split, "anomaly_only": anomaly_only, "data": data,
                    "options": opts, "adbench_dir": ac.adbench_dir},
     )
@@ -161,7 +164,8 @@ def factor_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gr
     ac = ac or anoonly_config(cfg)
     stems = [s for s in selected_stems(cfg, ac) if group_of(s).name == ac.factor_group]
     seeds = run_seeds(cfg, ac)[:ac.factor_seeds] if ac.factor_seeds else run_seeds(cfg, ac)
-    return [make_item(cfg, stem, head, ao, seed, table="fidelity", label=name, options=options, ac=ac)
+    return [make_item(cfg, stem, head, ao, seed, table="fidelity", label=name, options=options, ac=ac,
+                      params={"factor": name})
             for name in ac.factors for head, options in FACTORS[name].items()
             if head in ac.heads and head in ac.factor_heads
             for stem in stems for seed in seeds for ao in (False, True)]
@@ -198,7 +202,7 @@ def image_grid(cfg: NotebookConfig, ac: AnoOnlyConfig | None = None) -> list[Gri
                         notebook=NOTEBOOK, paper=PAPER, table=IMAGE_TABLE, dataset=info.dataset,
                         subset=hard_subset_label(name, seen_class) if seen_class else info.subset, setting=setting,
                         n_shots=shots, method="devnet", variant=variant_label(ao), backbone=config.backbone,
-                        seed=seed, profile=cfg.profile.name, device=cfg.device_label,
+                        seed=seed, profile=cfg.profile.name, device=cfg.device_label, params={"anomaly_only": ao},
                         manifest_id=split.manifest_id if split is not None else "",
                         deviations=experiments.with_split_note(
                             "; ".join(p for p in (note, devnet_deviations(cfg, info.dataset, config)) if p), split),
@@ -243,27 +247,29 @@ def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None
     items: list[GridItem] = []
 
     def add(head: str, ao: bool, label: str, data: dict | None = None, opts: dict | None = None,
-            organisation: str = "clean") -> None:
+            organisation: str = "clean", swept: dict | None = None) -> None:
         items.extend(make_item(cfg, s, head, ao, seed, organisation, split, table=element, label=label,
-                               data_options=data, options=opts, ac=ac) for s in stems for seed in run_seeds(cfg, ac))
+                               data_options=data, options=opts, ac=ac, params=swept)
+                     for s in stems for seed in run_seeds(cfg, ac))
 
     if element == "table2":
         for label, norm in TABLE2_NORMS.items():
             for ao in (False, True):
-                add("deepsad", ao, label, opts={"norm": norm})
+                add("deepsad", ao, label, opts={"norm": norm}, swept={"norm": norm})
     elif element == "fig5":
         for head in heads or HEADS:
             for la in ABLATION_VALUES["fig5"]:
                 for ao in (False, True):
-                    add(head, ao, f"la={la}", data={"la": la})
+                    add(head, ao, f"la={la}", data={"la": la}, swept={"la": la})
     elif element == "fig6":
         for ratio in ABLATION_VALUES["fig6"]:
             for ao in (False, True):
-                add("deepsad", ao, f"normal_ratio={ratio}", data={"normal_ratio": ratio})
+                add("deepsad", ao, f"normal_ratio={ratio}", data={"normal_ratio": ratio}, swept={"normal_ratio": ratio})
     elif element == "fig7":
         for weight in ABLATION_VALUES["fig7"]:
-            add("deepsad", False, f"normal_weight={weight:g}", opts={"normal_weight": weight})
-        add("deepsad", True, "normal_weight=0")
+            add("deepsad", False, f"normal_weight={weight:g}", opts={"normal_weight": weight},
+                swept={"normal_weight": weight})
+        add("deepsad", True, "normal_weight=0", swept={"normal_weight": 0.0})
     elif element == "fig8":
         for head in heads or HEADS:
             for organisation in ABLATION_VALUES["fig8"]:
@@ -271,5 +277,5 @@ def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None
                     add(head, ao, "", organisation=organisation)
     else:
         for b in ABLATION_VALUES["fig9"]:
-            add("deepsad", True, f"batch_size={b}", opts={"batch_size": b})
+            add("deepsad", True, f"batch_size={b}", opts={"batch_size": b}, swept={"batch_size": b})
     return items

@@ -28,6 +28,7 @@ from osad_lib.methods.anoonly import (
 )
 from osad_lib.paper.means import subset_means
 from osad_lib.profiles import NotebookConfig
+from osad_lib.results import variant_params
 
 
 
@@ -61,6 +62,29 @@ def group_means(df: pd.DataFrame) -> pd.DataFrame:
     a seed with fewer files than the best-covered seed is left out); ``n_files`` counts the files
     averaged."""
     return subset_means(df).drop(columns="n_expected").rename(columns={"n_parts": "n_files"})
+
+
+def row_params(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's variant parameters, from its ``params``: ``anomaly_only``, a fidelity row's
+    ``factor``, an ablation's swept value under its name (``la``, ``normal_weight``, …). A row
+    stored before that column existed has them read from its ``variant`` label as the grids wrote
+    it (``"anoonly,la=0.05"``; a fidelity row's label is its factor)."""
+    stored = rows["params"] if "params" in rows.columns else pd.Series("", index=rows.index)
+    return [variant_params(p) or _label_params(v, t) for p, v, t in zip(stored, rows["variant"], rows["table"])]
+
+
+def _label_params(variant: str, table: str) -> dict[str, Any]:
+    rest = variant.removeprefix("anoonly").lstrip(",")
+    params: dict[str, Any] = {"anomaly_only": variant.startswith("anoonly")}
+    if table == "fidelity":
+        return {**params, "factor": rest}
+    key, _, value = rest.partition("=")
+    if key:
+        try:
+            params[key] = float(value)
+        except ValueError:
+            params[key] = value
+    return params
 
 
 #: The columns of :func:`comparison`, also of an empty one (no group measured).
@@ -266,8 +290,9 @@ def fidelity_table(df: pd.DataFrame, group: str = "mvtecad") -> pd.DataFrame:
     main = ok[ok["table"] == "table1"].copy()
     main["factor"] = main["setting"].map(SETTING_LABELS)
     fac = ok[ok["table"] == "fidelity"].copy()
-    fac["factor"] = fac["variant"].str.replace("anoonly,", "", regex=False)
-    fac["variant"] = np.where(fac["variant"].str.startswith("anoonly"), "anoonly", "")
+    params = row_params(fac)
+    fac["factor"] = [p.get("factor", "") for p in params]
+    fac["variant"] = ["anoonly" if p["anomaly_only"] else "" for p in params]
     both = pd.concat([main, fac], ignore_index=True)
     if both.empty:
         return pd.DataFrame()
