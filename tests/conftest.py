@@ -1,10 +1,11 @@
 """Shared test set-up of the three tiers (``tests/unit``, ``tests/integration``, ``tests/notebooks``;
 ``docs/architecture.md`` "Tests in three tiers") for ``make test``'s two pytest-xdist workers: each
 worker's torch gets its share of the cores, and the files that run the whole series (the smoke
-run; the paper profile's dry run under ``make test-dry-run``) are collected first, so a worker
+run, the paper profile's dry run) are collected first, so a worker
 starts each at once and the remaining files fill in behind them."""
 
 import os
+import sys
 
 import pytest
 import torch
@@ -32,3 +33,13 @@ def pytest_collection_modifyitems(session, config, items):
 def smoke_series(tmp_path_factory) -> SeriesRun:
     """The smoke run of the whole series from a fresh clone, once per session for all workers."""
     return shared_smoke_series(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every pyplot figure a test leaves open (the figure objects stay usable), so one
+    worker's hundreds of tests never pile up figures (matplotlib warns past 20)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here just to close nothing
+    if pyplot is not None:
+        pyplot.close("all")
