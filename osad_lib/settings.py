@@ -5,6 +5,8 @@
 * :func:`apply_overrides`: a settings object with overrides applied (checked by
   :func:`check_known`; lists become tuples, as TOML and YAML profile files give lists).
 * :func:`require_at_least`: integer settings with a lower bound, one line naming the field.
+* :func:`changed_fields`: the fields a settings object changes against a reference (a variant's
+  ``params`` in its result rows).
 * :func:`config_diff`: how a settings object differs from a reference, as
   ``name=value (label: reference value)`` parts. Every method builds the ``deviations`` column of
   its result rows from it, so the rows of all notebooks say the same thing the same way.
@@ -53,6 +55,13 @@ def require_at_least(settings: Any, names: Iterable[str], minimum: int = 1) -> N
             raise ConfigError(f"{type(settings).__name__}.{name} must be >= {minimum}, got {value}")
 
 
+def changed_fields(settings: Any, reference: Any, skip: Collection[str] = ()) -> dict[str, Any]:
+    """The fields of ``settings`` whose value differs from ``reference``'s (same dataclass), in
+    declaration order, except those in ``skip``: what a variant changes (a row's ``params``)."""
+    return {name: getattr(settings, name) for name in field_names(settings)
+            if name not in skip and getattr(settings, name) != getattr(reference, name)}
+
+
 def config_diff(settings: Any, reference: Any, label: str, skip: Collection[str] = (),
                 shown: Any = None, notes: Mapping[tuple[str, Any], str] | None = None) -> list[str]:
     """``name=value (label: reference value)`` for every field of ``settings`` that differs from
@@ -66,13 +75,10 @@ def config_diff(settings: Any, reference: Any, label: str, skip: Collection[str]
     shown = reference if shown is None else shown
     notes = notes or {}
     parts = []
-    for name in field_names(settings):
-        value = getattr(settings, name)
-        if name in skip or value == getattr(reference, name):
-            continue
+    for name, value in changed_fields(settings, reference, skip).items():
         note = notes.get((name, value), "")
         parts.append(f"{name}={value} ({label}: {getattr(shown, name)}{'; ' + note if note else ''})")
     return parts
 
 
-__all__ = ["apply_overrides", "check_known", "config_diff", "field_names", "require_at_least"]
+__all__ = ["apply_overrides", "changed_fields", "check_known", "config_diff", "field_names", "require_at_least"]

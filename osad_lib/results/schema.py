@@ -95,6 +95,10 @@ class Experiment:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ResultsSchemaError(f"Experiment mode {self.mode!r}: expected one of {MODES}")
+        try:  # when the grid is built, not after the run that would write them
+            json.dumps(dict(self.params))
+        except TypeError as exc:
+            raise ResultsSchemaError(f"Experiment params {dict(self.params)!r} are not JSON: {exc}") from None
 
     @property
     def experiment_id(self) -> str:

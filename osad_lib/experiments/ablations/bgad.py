@@ -164,8 +164,10 @@ def split_for(cfg: NotebookConfig, name: str, which: str, n_shots: int, seed: in
 
 
 def _item(cfg: NotebookConfig, element: str, name: str, seed: int, *, method: str, n_shots: int, setting: str,
-          variant: str, which: str, changes: dict[str, Any], note: str = "") -> GridItem:
-    """One experiment; ``extra_key`` holds everything :func:`run_one` needs (dataset, split, settings)."""
+          variant: str, which: str, changes: dict[str, Any], note: str = "",
+          params: dict[str, Any] | None = None) -> GridItem:
+    """One experiment; ``extra_key`` holds everything :func:`run_one` needs (dataset, split, settings),
+    ``params`` what its variant label stands for."""
     info = subset_info(name)
     config = bg.bgad_config(cfg, **changes)
     max_normals = int(bg.grid_option(cfg, "max_train_normals"))
@@ -180,6 +182,7 @@ def _item(cfg: NotebookConfig, element: str, name: str, seed: int, *, method: st
         n_shots=n_shots, method=method, variant=variant, backbone=bg.available_backbone(config)[0], seed=seed,
         profile=cfg.profile.name, manifest_id=manifest, deviations="; ".join(p for p in (deviations, note) if p),
         report="last_epoch", device=cfg.device_label, extra_key={"name": name, "split": which, "changes": changes},
+        params=params or {},
     )
     return GridItem(experiment, *bg.run_cost(name, n_shots, config, max_normals))
 
@@ -196,7 +199,7 @@ def grid_table4(cfg: NotebookConfig) -> list[GridItem]:
     opts = options(cfg, "table4")
     n = int(opts["n_shots"])
     return [_item(cfg, "table4", name, seed, method="bgad_fas", n_shots=n, setting="general", variant=label,
-                  which="full", changes={**opts["config"], **TABLE4_VARIANTS[label]})
+                  which="full", changes={**opts["config"], **TABLE4_VARIANTS[label]}, params=TABLE4_VARIANTS[label])
             for name in _names(cfg, opts) for seed in study_seeds(cfg, opts) for label in opts["variants"]]
 
 
@@ -219,12 +222,13 @@ def grid_table5(cfg: NotebookConfig) -> list[GridItem]:
                 note = "" if which == "full" else tested
                 if not (which == "unseen" and "hard_subsets" in labels):
                     items.append(_item(cfg, "table5", name, seed, method="bgad", n_shots=0, setting="unsupervised",
-                                       variant=variant, which=which, changes=dict(opts["config"]), note=note))
+                                       variant=variant, which=which, changes=dict(opts["config"]), note=note,
+                                       params={"split": which} if variant else {}))
                 if which == "unseen":
                     note += f"; {n} labelled anomalies of the easy classes (paper: number not stated)"
                 items.append(_item(cfg, "table5", name, seed, method="bgad_fas", n_shots=n,
                                    setting="unseen" if which == "unseen" else "general", variant=variant, which=which,
-                                   changes=dict(opts["config"]), note=note))
+                                   changes=dict(opts["config"]), note=note, params={"split": which} if variant else {}))
     return items
 
 
@@ -238,7 +242,8 @@ def grid_table6(cfg: NotebookConfig) -> list[GridItem]:
                 changes = {**opts["config"], **TABLE6_VARIANTS.get(variant, {})}
                 items.append(_item(cfg, "table6", name, seed, method="bgad_fas" if shots else "bgad",
                                    n_shots=int(shots), setting="general" if shots else "unsupervised",
-                                   variant=variant, which="full", changes=changes))
+                                   variant=variant, which="full", changes=changes,
+                                   params=dict(TABLE6_VARIANTS.get(variant, {}))))
     return items
 
 
@@ -249,7 +254,7 @@ def grid_standardize(cfg: NotebookConfig) -> list[GridItem]:
     n = int(opts["n_shots"])
     return [_item(cfg, "standardize", name, seed, method="bgad_fas", n_shots=n, setting="general", variant=label,
                   which="full", changes={**opts["config"], **STANDARDIZE_VARIANTS[label]},
-                  note="beyond the paper: standardisation study")
+                  note="beyond the paper: standardisation study", params=STANDARDIZE_VARIANTS[label])
             for name in _names(cfg, opts) for seed in study_seeds(cfg, opts) for label in opts["variants"]]
 
 

@@ -173,7 +173,7 @@ def grid_table5(cfg: NotebookConfig) -> list[GridItem]:
             for variant in [v for v in opts["variants"] if v not in skip]:
                 config = table5_config(cfg, variant)
                 e = _experiment(cfg, "table5", name, seed, split, method="devnet", variant=variant, n_shots=shots,
-                                backbone=config.backbone,
+                                backbone=config.backbone, params=dict(dv.TABLE5_VARIANTS[variant]),
                                 deviations=dv.devnet_deviations(cfg, subset_info(name).dataset, config))
                 items.append(GridItem(e, *_cost(config, split)))
     return items

@@ -43,6 +43,7 @@ from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, 
 from osad_lib.methods.dra import VARIANT_HEADS, DRAConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
+from osad_lib.settings import changed_fields
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import paper_vs_measured_bars
 from osad_lib.paper.means import with_subset_means
@@ -167,6 +168,17 @@ def _row_variant(element: str, config: DRAConfig, source: str = "") -> str:
     return dr.variant_label(config)
 
 
+#: The settings each study varies, stored in every row's ``params`` (also where a row runs the default).
+STUDY_FIELDS = {"table3": ("heads",), "table4": ("pseudo_source",), "fig3": ("heads", "n_ref")}
+
+
+def study_params(cfg: NotebookConfig, element: str, config: DRAConfig) -> dict[str, Any]:
+    """A row's ``params``: the settings its study varies and every other setting its variant
+    changes against the notebook's DRA (e.g. the clean mode's)."""
+    studied = {name: getattr(config, name) for name in STUDY_FIELDS[element]}
+    return {**studied, **changed_fields(config, dr.dra_config(cfg))}
+
+
 def _item(cfg: NotebookConfig, element: str, name: str, setting: str, seen: str | None, seed: int,
           method: str, config: DRAConfig, variant: str, max_test_images: int) -> GridItem:
     info = subset_info(name)
@@ -179,7 +191,8 @@ def _item(cfg: NotebookConfig, element: str, name: str, setting: str, seen: str 
                    subset=hard_subset_label(name, seen) if seen else info.subset, setting=setting, n_shots=n_shots,
                    method=method, variant=variant, backbone=config.backbone, seed=seed, profile=cfg.profile.name,
                    manifest_id=manifest, deviations=dr.config_deviations(config, info.dataset, max_test_images),
-                   mode=config.mode, device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""})
+                   mode=config.mode, device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""},
+                   params=study_params(cfg, element, config))
     n_ref = config.n_ref if "composite" in config.heads else 0
     train = config.epochs * config.steps_per_epoch * (config.batch_size + n_ref) * config.n_scales
     counts = info.paper

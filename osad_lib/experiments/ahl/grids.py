@@ -14,7 +14,7 @@ from osad_lib.methods.ahl.config import AHLConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.experiments.ahl.config import (
-    BASE_VARIANT, NOTEBOOK, PAPER, TABLES, ahl_config, base_config, deviations, grid_option, row_mode,
+    BASE_VARIANT, NOTEBOOK, PAPER, TABLES, ahl_config, base_config, deviations, grid_option, row_mode, variant_options,
 )
 
 
@@ -65,7 +65,8 @@ def split_item(cfg: NotebookConfig, name: str, setting: str, n_shots: int, seed:
         profile=cfg.profile.name, manifest_id=_manifest_id(cfg, name, setting, n_shots, seed, seen),
         deviations=with_split_note(deviations(cfg, info.dataset, base, config),
                                    xdra.split_if_present(cfg, name, setting, n_shots, seed, seen)),
-        mode=row_mode(cfg, base, config), device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""})
+        mode=row_mode(cfg, base, config), device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""},
+        params={"base_model": base} if config is None else variant_options(variant))
     return GridItem(experiment, *_cost(cfg, info, base, config))
 
 

@@ -17,6 +17,7 @@ from osad_lib.methods.dra import DRAConfig
 from osad_lib.experiments.baselines import baseline_deviations, method_config
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
+from osad_lib.settings import changed_fields
 from osad_lib.validate import ConfigError
 from osad_lib.experiments.dra.config import (
     APPENDIX_METHODS, EXTRA_HARD_METHODS, NOTEBOOK, TABLES, TRAINERS, UNSUPERVISED_METHODS, with_subsample,
@@ -145,6 +146,7 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
         deviations=experiments.with_split_note(
             deviations, split_if_present(cfg, name, setting, n_shots, seed, seen_class)),
         mode=config.mode if method in TRAINERS else "", device=cfg.device_label, extra_key=extra,
+        params=changed_fields(config, dra_config(cfg)) if method in TRAINERS else {},  # the other mode's run
     )
     cost = _cost(info, setting, config)
     return GridItem(experiment, *cost)
