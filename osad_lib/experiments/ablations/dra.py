@@ -172,15 +172,15 @@ def _row_variant(element: str, config: DRAConfig, source: str = "") -> str:
 STUDY_FIELDS = {"table3": ("heads",), "table4": ("pseudo_source",), "fig3": ("heads", "n_ref")}
 
 
-def study_params(cfg: NotebookConfig, element: str, config: DRAConfig) -> dict[str, Any]:
+def study_params(element: str, config: DRAConfig, reference: DRAConfig) -> dict[str, Any]:
     """A row's ``params``: the settings its study varies and every other setting its variant
-    changes against the notebook's DRA (e.g. the clean mode's)."""
+    changes against ``reference``, the notebook's DRA (e.g. the clean mode's)."""
     studied = {name: getattr(config, name) for name in STUDY_FIELDS[element]}
-    return {**studied, **changed_fields(config, dr.dra_config(cfg))}
+    return {**studied, **changed_fields(config, reference)}
 
 
 def _item(cfg: NotebookConfig, element: str, name: str, setting: str, seen: str | None, seed: int,
-          method: str, config: DRAConfig, variant: str, max_test_images: int) -> GridItem:
+          method: str, config: DRAConfig, variant: str, max_test_images: int, params: dict[str, Any]) -> GridItem:
     info = subset_info(name)
     n_shots = shots(cfg)
     try:
@@ -192,7 +192,7 @@ def _item(cfg: NotebookConfig, element: str, name: str, setting: str, seen: str 
                    method=method, variant=variant, backbone=config.backbone, seed=seed, profile=cfg.profile.name,
                    manifest_id=manifest, deviations=dr.config_deviations(config, info.dataset, max_test_images),
                    mode=config.mode, device=cfg.device_label, extra_key={"name": name, "seen_class": seen or ""},
-                   params=study_params(cfg, element, config))
+                   params=params)
     n_ref = config.n_ref if "composite" in config.heads else 0
     train = config.epochs * config.steps_per_epoch * (config.batch_size + n_ref) * config.n_scales
     counts = info.paper
@@ -215,6 +215,7 @@ def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
     """The experiments of study ``dra_<element>`` on the datasets at hand, seed by seed (the cached
     pseudo-anomaly pools of :func:`osad_lib.experiments.dra.run_dra` are per dataset and seed)."""
     opts = options(cfg, element)
+    reference = dr.dra_config(cfg)
     items = []
     for seed in study_seeds(cfg, opts):
         for name, setting, seen in _runs(cfg, opts, SETTINGS[element]):
@@ -222,7 +223,7 @@ def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
                 config = study_config(cfg, element, variant)
                 label = _row_variant(element, config, variant.removeprefix("pseudo="))
                 items.append(_item(cfg, element, name, setting, seen, seed, method, config, label,
-                                   opts["max_test_images"]))
+                                   opts["max_test_images"], study_params(element, config, reference)))
     return items
 
 

@@ -4,6 +4,7 @@ the DevNet comparison and the baselines)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
     """The notebook's experiments under ``cfg.profile`` (works without data: registry metadata)."""
     items: list[GridItem] = []
     config = dra_config(cfg)
+    other = other_mode(config)
+    other_params = changed_fields(other, config)  # what the other mode's runs change, in their rows
     methods, clean_runs = grid_option(cfg, "methods"), grid_option(cfg, "clean_runs")
     extra = {name for name, _, _ in grid_option(cfg, "extra_hard")}
     for name, setting, n_shots, seen_class in split_runs(cfg):
@@ -119,12 +122,14 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
                 if appendix_ok and seed in run_seeds(cfg, method, n_shots):
                     items.append(_item(cfg, config, name, setting, n_shots, seen_class, seed, method, manifest))
             if "dra" in methods and (setting, n_shots) in clean_runs and seed in run_seeds(cfg, "dra", n_shots, True):
-                items.append(_item(cfg, other_mode(config), name, setting, n_shots, seen_class, seed, "dra", manifest))
+                items.append(_item(cfg, other, name, setting, n_shots, seen_class, seed, "dra", manifest,
+                                   other_params))
     return items
 
 
 def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_shots: int,
-          seen_class: str | None, seed: int, method: str, manifest: str) -> GridItem:
+          seen_class: str | None, seed: int, method: str, manifest: str,
+          params: Mapping[str, Any] | None = None) -> GridItem:
     info = subset_info(name)
     if method in TRAINERS:
         deviations = config_deviations(config, info.dataset, grid_option(cfg, "max_test_images"), method)
@@ -146,7 +151,7 @@ def _item(cfg: NotebookConfig, config: DRAConfig, name: str, setting: str, n_sho
         deviations=experiments.with_split_note(
             deviations, split_if_present(cfg, name, setting, n_shots, seed, seen_class)),
         mode=config.mode if method in TRAINERS else "", device=cfg.device_label, extra_key=extra,
-        params=changed_fields(config, dra_config(cfg)) if method in TRAINERS else {},  # the other mode's run
+        params=params or {},
     )
     cost = _cost(info, setting, config)
     return GridItem(experiment, *cost)
