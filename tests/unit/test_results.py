@@ -12,8 +12,6 @@ from osad_lib.results import (
 )
 import torch
 
-from osad_lib.experiments import ablations as ab
-
 from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
 
 
@@ -193,19 +191,3 @@ def test_a_variant_is_stored_with_its_parameters_as_json(tmp_path, capsys):
     assert store.damaged_experiments() == {swept.experiment_id}  # a damaged params field is a damaged row
     assert "params '{la: 0.05' is not a JSON object" in capsys.readouterr().err
 
-
-@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
-def test_every_variant_of_every_grid_says_what_it_stands_for(profile, tmp_path, monkeypatch):
-    """A row's ``variant`` is a label; its ``params`` hold what the label stands for, in every
-    notebook's grid (06: every study), so no table has to parse a label back."""
-    from osad_lib.experiments import grid_of
-    from osad_lib.profiles import configure
-
-    monkeypatch.delenv("OSAD_DATA", raising=False)
-    without = []
-    for notebook in ("01_devnet", "02_dra", "03_bgad", "04_anoonly", "05_ahl", "06_ablations", "07_cross_domain"):
-        cfg = configure(notebook, profile, check_data=False, data_root=str(tmp_path), output_dir=str(tmp_path))
-        items = grid_of(notebook, cfg, {"studies": ",".join(ab.STUDIES)} if notebook == "06_ablations" else {})[0]
-        without += sorted({(notebook, i.experiment.table, i.experiment.variant) for i in items
-                           if i.experiment.variant and not i.experiment.params})
-    assert without == []

@@ -14,7 +14,8 @@ from osad_lib.methods.ahl.config import AHLConfig
 from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.experiments.ahl.config import (
-    BASE_VARIANT, NOTEBOOK, PAPER, TABLES, ahl_config, base_config, deviations, grid_option, row_mode, variant_options,
+    BASE_VARIANT, NOTEBOOK, PAPER, TABLES, ahl_config, base_config, deviations, grid_option, row_mode,
+    variant_options,
 )
 
 
