@@ -9,6 +9,7 @@ import torch
 from osad_lib import paper
 from osad_lib.data.synthetic import synthetic_root
 from osad_lib.data.tensors import ImageSet
+from osad_lib.experiments import runnable
 from osad_lib.experiments import cross_domain as ex
 from osad_lib.experiments import dra as xdra
 from osad_lib.methods.dra import NORMAL, PSEUDO, SEEN, DRAConfig, build_dra
@@ -49,7 +50,7 @@ def test_paper_grid_is_every_texture_pair_and_matches_both_paper_tables(monkeypa
         assert cells(mine[mine["paper"] == "dra"]) == cells(table9[table9["method"] == "dra"])
     assert set(rows["setting"]) == {"cross_domain"} and rows["n_shots"].isna().all()
     assert set(rows.loc[rows["method"] == "dra", "deviations"]) == {"mode=faithful"}  # the paper protocol as is
-    ready, missing = ex.runnable(items)
+    ready, missing = runnable(items)
     assert not ready and missing == [f"mvtecad/{t}" for t in TEXTURES]  # no data: listed, nothing runnable
     assert all(i.train_images > 0 for i in items if i.experiment.paper == "ahl" and
                i.experiment.source != i.experiment.subset)
@@ -59,7 +60,7 @@ def test_paper_grid_is_every_texture_pair_and_matches_both_paper_tables(monkeypa
 def test_embedded_profiles_use_the_synthetic_subsets_as_domains(profile, domains, tmp_path):
     cfg = configure("07_cross_domain", profile, device="cpu", output_dir=str(tmp_path))
     assert ex.pairs(cfg) == [(f"synthetic/{s}", f"synthetic/{t}") for s in domains for t in domains]
-    items, missing = ex.runnable(ex.grid(cfg))
+    items, missing = runnable(ex.grid(cfg))
     assert not missing and ex.grid_seeds(cfg) == (0,)
     rows = pd.DataFrame([vars(i.experiment) for i in items])
     n = len(domains)
@@ -157,7 +158,7 @@ def test_tiny_run_on_textures_named_as_mvtec_joins_both_paper_tables(monkeypatch
         "finetune_steps": 1, "ahl": {"n_clusters": 2, "epochs": 2, "inner_steps": 1, "query_steps": 1}}))
     cfg = configure("07_cross_domain", "smoke", device="cpu", data_root=str(tmp_path / "data"),
                     output_dir=str(tmp_path / "out"))
-    items, missing = ex.runnable(ex.grid(cfg))
+    items, missing = runnable(ex.grid(cfg))
     assert not missing and len(items) == 10
     for item in items:
         cfg.store.run_experiment(item.experiment, lambda item=item: ex.run_one(cfg, item))

@@ -134,7 +134,7 @@ def smoke(smoke_series, tmp_path_factory):
     """Every AHL study on the smoke profile, from the rows of the smoke run of the series."""
     out = results_copy(smoke_series, tmp_path_factory.mktemp("ahl_smoke"))
     cfg = configure("06_ablations", "smoke", device="cpu", output_dir=str(out))
-    return cfg, {s.key: ab.run_study(cfg, s) for s in ab.select(cfg, "ahl")}
+    return cfg, {s.key: ab.run_element(cfg, s) for s in ab.select(cfg, "ahl")}
 
 
 def test_smoke_runs_every_study_with_paired_differences(smoke):

@@ -223,7 +223,7 @@ def smoke_cfg(smoke_series, tmp_path_factory):
 
 
 def _run(cfg, key):
-    table, figure, why = ab.run_study(cfg, ab.STUDIES[key])
+    table, figure, why = ab.run_element(cfg, ab.STUDIES[key])
     assert why == ""
     assert figure is not None and isinstance(figure, matplotlib.figure.Figure)
     assert figure.axes[0].get_xlabel()

@@ -146,7 +146,7 @@ def smoke_run(smoke_series, tmp_path_factory):
     """Every DevNet and DRA study on the smoke profile, from the rows of the smoke run of the series."""
     out = results_copy(smoke_series, tmp_path_factory.mktemp("smoke"))
     cfg = configure("06_ablations", "smoke", output_dir=str(out), resume=True)
-    return cfg, {key: ab.run_study(cfg, ab.STUDIES[key]) for key in MINE}
+    return cfg, {key: ab.run_element(cfg, ab.STUDIES[key]) for key in MINE}
 
 
 @pytest.mark.parametrize("key", MINE)

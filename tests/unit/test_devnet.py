@@ -295,12 +295,12 @@ def test_score_frame_kinds_and_map_positions():
 
 def test_score_explorer_inputs_of_a_stored_smoke_run(tmp_path):
     from osad_lib import plots, widgets
-    from osad_lib.experiments import devnet as experiments
+    from osad_lib.experiments import devnet as experiments, protocol
     from osad_lib.profiles import configure
 
     cfg = configure("01_devnet", profile="smoke", device="cpu", output_dir=str(tmp_path), check_data=False)
     item = next(i for i in experiments.grid(cfg) if i.experiment.method == "devnet" and i.experiment.table == "table2")
-    experiments.run_grid(cfg, [item])
+    protocol.run_grid(cfg, [item], experiments.run_one, desc="test")
     inputs = experiments.score_explorer_inputs(cfg)
     frame = plots.check_score_frame(inputs["scores"])
     assert len(frame) == item.eval_images // 2 and set(frame["kind"]) <= {"normal", "seen", "unseen"}

@@ -457,6 +457,7 @@ def test_mlep_trains_a_few_steps_and_scores():
 
 import pandas as pd  # noqa: E402
 
+from osad_lib.experiments import runnable  # noqa: E402
 from osad_lib.experiments import dra as dra_experiments  # noqa: E402
 from osad_lib.paper.means import with_subset_means  # noqa: E402
 from osad_lib.profiles import configure  # noqa: E402
@@ -491,7 +492,7 @@ def test_paper_grid_is_listed_without_data(tmp_path):
 
 def test_smoke_grid_runs_the_hard_setting_on_synthetic_data(tmp_path):
     cfg = configure("02_dra", profile="smoke", output_dir=str(tmp_path))
-    items, missing = dra_experiments.runnable(dra_experiments.grid(cfg))
+    items, missing = runnable(dra_experiments.grid(cfg))
     assert not missing
     settings = {(i.experiment.setting, i.experiment.n_shots, i.experiment.method) for i in items}
     assert ("hard", 5, "dra") in settings and ("general", 1, "dra") in settings and ("hard", 5, "devnet") in settings

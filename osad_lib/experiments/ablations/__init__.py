@@ -1,6 +1,6 @@
 """Notebook ``06_ablations``: every ablation and sensitivity study of the five papers.
 
-Each study is a :class:`~osad_lib.experiments.ablations.base.Study` declared by the module of
+Each study is a :class:`~osad_lib.experiments.protocol.PaperElement` declared by the module of
 its paper (``ablations/devnet.py``, ``dra.py``, ``bgad.py``, ``anoonly.py``, ``ahl.py``) from the
 options the method modules already expose; :data:`STUDIES` collects them in paper order. The
 notebook's ``studies`` parameter picks which run (keys such as ``devnet_table5``, or a paper
@@ -10,24 +10,21 @@ name for all of its studies); empty means the profile's selection,
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
-
 from osad_lib.experiments import GridItem
-from osad_lib.experiments.execution import run_items
 from osad_lib.experiments.ablations import ahl, anoonly, bgad, devnet, dra
-from osad_lib.experiments.ablations.base import NOTEBOOK, Study
+from osad_lib.experiments.ablations.base import NOTEBOOK
+from osad_lib.experiments.protocol import PaperElement, elements_by_key, overview, run_element
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import ConfigError, choose
 
-#: Every study, in paper order (DevNet, DRA, BGAD, AnoOnly, AHL), keyed by ``Study.key``.
-STUDIES: dict[str, Study] = {s.key: s for module in (devnet, dra, bgad, anoonly, ahl) for s in module.STUDIES}
+#: Every study, in paper order (DevNet, DRA, BGAD, AnoOnly, AHL), keyed by ``PaperElement.key``.
+STUDIES: dict[str, PaperElement] = elements_by_key(*(s for module in (devnet, dra, bgad, anoonly, ahl)
+                                                     for s in module.STUDIES))
 
-__all__ = ["NOTEBOOK", "STUDIES", "Study", "grid", "overview", "run_one", "run_study", "select"]
+__all__ = ["NOTEBOOK", "STUDIES", "grid", "overview", "run_element", "run_one", "select"]
 
 
-def select(cfg: NotebookConfig, studies: str = "") -> list[Study]:
+def select(cfg: NotebookConfig, studies: str = "") -> list[PaperElement]:
     """The studies named by ``studies`` (comma-separated study keys or paper names; empty: the
     profile's selection), in paper order. Unknown names raise a one-line :class:`ConfigError`
     with the closest match."""
@@ -54,7 +51,7 @@ def grid(cfg: NotebookConfig, studies: str = "") -> list[GridItem]:
     return [item for study in select(cfg, studies) for item in study.grid(cfg)]
 
 
-def study_of(item: GridItem) -> Study:
+def study_of(item: GridItem) -> PaperElement:
     """The study an experiment belongs to (by its ``paper`` and ``table`` fields)."""
     key = f"{item.experiment.paper}_{item.experiment.table}"
     if key not in STUDIES:
@@ -65,25 +62,3 @@ def study_of(item: GridItem) -> Study:
 def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     """Train and evaluate one experiment of any study."""
     return study_of(item).run_one(cfg, item)
-
-
-def run_study(cfg: NotebookConfig, study: Study) -> tuple[pd.DataFrame, Any, str]:
-    """Run (or, with ``cfg.resume``, reuse) every experiment of ``study``, then build its table and
-    figure. Returns ``(table, figure or None, why_not)``; ``why_not`` is the one-line reason when
-    the study cannot run on this profile's data (then the table holds the paper's rows only)."""
-    why_not = study.unavailable(cfg) if study.unavailable is not None else ""
-    items = [] if why_not else study.grid(cfg)
-    run_items(cfg, items, run_one, desc=study.key)
-    figure = study.figure(cfg) if study.figure is not None and items else None
-    return study.table(cfg), figure, why_not
-
-
-def overview(cfg: NotebookConfig, studies: list[Study]) -> pd.DataFrame:
-    """One row per selected study: key, paper element, title, experiments this profile runs (or
-    why none), for the notebook's opening table."""
-    rows = []
-    for study in studies:
-        why_not = study.unavailable(cfg) if study.unavailable is not None else ""
-        rows.append({"study": study.key, "paper": study.paper_name, "element": study.reference, "title": study.title,
-                     "experiments": 0 if why_not else len(study.grid(cfg)), "not runnable because": why_not})
-    return pd.DataFrame(rows, columns=["study", "paper", "element", "title", "experiments", "not runnable because"])

@@ -20,7 +20,7 @@ figures) is trained once per session and its metrics reused (:func:`run_one`). B
 
 Each table shows, beside the paper, the paired difference *variant − reference* per seed (same
 split, same test features): Tables 5/9 and Fig. 3 against DRA, Table 10 against AHL without
-overlap, Fig. 4 against DevNet. Study settings per profile:
+overlap, Fig. 4 against DevNet. PaperElement settings per profile:
 ``METHOD_OVERRIDES["ablations"][profile]["options"]["ahl_<element>"]`` with the keys of
 :data:`OPTION_DEFAULTS` (the paper's grid when a profile sets none).
 """
@@ -36,9 +36,10 @@ import pandas as pd
 
 from osad_lib import paper as paper_tables
 from osad_lib.data.registry import dataset_names, subset_info
-from osad_lib.experiments import GridItem
+from osad_lib.experiments import GridItem, runnable
 from osad_lib.experiments import ahl as xahl
-from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
+from osad_lib.experiments.protocol import PaperElement
+from osad_lib.experiments.ablations.base import (NOTEBOOK, beside_paper, measured_summary, study_options,
                                                  study_rows)
 from osad_lib.profiles import NotebookConfig
 from osad_lib.validate import choose
@@ -120,12 +121,12 @@ def grid(cfg: NotebookConfig, element: str) -> list[GridItem]:
     """The experiments of study ``element`` whose data are at hand; the whole grid when a profile
     that needs user data has no data root (``run_all.py --plan --profile paper`` lists it)."""
     items = all_items(cfg, element)
-    return items if cfg.profile.needs_data_root and cfg.data_root is None else xahl.runnable(items)[0]
+    return items if cfg.profile.needs_data_root and cfg.data_root is None else runnable(items)[0]
 
 
 def unavailable(cfg: NotebookConfig, element: str) -> str:
     """Why study ``element`` cannot run on this profile's data ("" when some of it can)."""
-    ready, missing = xahl.runnable(all_items(cfg, element))
+    ready, missing = runnable(all_items(cfg, element))
     return "" if ready else f"no data for {', '.join(missing)}: pass data_root with these datasets (MVTec layout)"
 
 
@@ -329,14 +330,14 @@ def figure4(cfg: NotebookConfig):
 # the studies
 
 
-def _study(element: str, reference: str, title: str, claim: str, table: Any, figure: Any = None) -> Study:
-    return Study(paper=PAPER, element=element, reference=reference, title=title, claim=claim,
+def _study(element: str, reference: str, title: str, claim: str, table: Any, figure: Any = None) -> PaperElement:
+    return PaperElement(paper=PAPER, element=element, reference=reference, title=title, claim=claim,
                  grid=functools.partial(grid, element=element), run_one=run_one,
                  table=functools.partial(table, element=element), figure=figure,
                  unavailable=functools.partial(unavailable, element=element))
 
 
-STUDIES: list[Study] = [
+STUDIES: list[PaperElement] = [
     _study("table5", "Table 5", "HADG, its random-ensemble variants, CDL⁻ and CDL on top of DRA",
            "Using only HADG (+ HADG) largely improves DRA and beats the three DRA-based ensembles (RamHADG, "
            "RamFULL, RamHADG + DevNet); adding CDL (+ CDL = AHL) improves + HADG on every dataset, and replacing "

@@ -43,7 +43,8 @@ from osad_lib import paper as paper_tables
 from osad_lib.data.tabular import GROUPS, adbench_roots
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import anoonly as ao
-from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, study_options,
+from osad_lib.experiments.protocol import PaperElement
+from osad_lib.experiments.ablations.base import (NOTEBOOK, beside_paper, measured_summary, study_options,
                                                  study_rows)
 from osad_lib.methods.anoonly import HEADS
 from osad_lib.paper.means import mean_cells
@@ -304,13 +305,13 @@ def _unavailable(element: str) -> Callable[[NotebookConfig], str]:
     return why_not
 
 
-def _figure_study(element: str, reference: str, title: str, claim: str) -> Study:
-    return Study(PAPER, element, reference, title, claim, lambda cfg: grid(cfg, element), ao.run_one,
+def _figure_study(element: str, reference: str, title: str, claim: str) -> PaperElement:
+    return PaperElement(PAPER, element, reference, title, claim, lambda cfg: grid(cfg, element), ao.run_one,
                  lambda cfg: curve_table(cfg, element), lambda cfg: curve_figure(cfg, element), _unavailable(element))
 
 
-STUDIES: list[Study] = [
-    Study(PAPER, "table2", "Table 2", "normalisation variants (w/o BN, LN, BN*, BN, BN†)",
+STUDIES: list[PaperElement] = [
+    PaperElement(PAPER, "table2", "Table 2", "normalisation variants (w/o BN, LN, BN*, BN, BN†)",
           "Without BN AnoOnly collapses (52.4 % AUROC vs 86.3 % with BN) while Deep SAD loses only 5.8 points; LN "
           "does not rescue AnoOnly (54.8 %), so BN's role is not training stability; BN without affine parameters "
           "(86.3 %) and the explicit cluster loss L_BN (BN†, 86.25 %) match BN.",
@@ -324,7 +325,7 @@ STUDIES: list[Study] = [
     _figure_study("fig7", "Fig. 7", "normal loss weight λ_n",
                   "Lowering λ_n from 1 (Deep SAD) towards 10⁻⁶ improves AUCROC and AUCPR markedly; λ_n = 10⁻⁵ or 10⁻⁶ "
                   "is slightly better than AnoOnly itself (λ_n = 0)."),
-    Study(PAPER, "fig8", "Fig. 8", "robustness to label noise",
+    PaperElement(PAPER, "fig8", "Fig. 8", "robustness to label noise",
           "With label noise (unlabelled anomalies kept as normal) the base heads lose AUROC (FEAWAD −5.0 %, "
           "DevNet −2.9 %), while with AnoOnly they stay close to their clean-data performance.",
           lambda cfg: grid(cfg, "fig8"), ao.run_one, table_fig8, figure_fig8, _unavailable("fig8")),

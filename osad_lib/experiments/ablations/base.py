@@ -1,6 +1,7 @@
-"""The :class:`Study` record every ablation of notebook ``06_ablations`` is described by.
+"""What the ablation studies of notebook ``06_ablations`` share.
 
-A study is one table or figure of a paper's ablation / sensitivity analysis. It knows its grid
+A study is one table or figure of a paper's ablation / sensitivity analysis, declared as a
+:class:`~osad_lib.experiments.protocol.PaperElement` like every element of notebooks 01–07. It knows its grid
 of experiments (rows of ``runs/<profile>/results/06_ablations.csv`` with ``paper`` and ``table``
 naming the study, e.g. ``devnet`` / ``table5`` or ``devnet`` / ``fig6``), how to run one of them,
 and how to show the result: a table beside the paper's numbers with deltas where the paper printed
@@ -9,63 +10,16 @@ numbers (:func:`beside_paper`), measured values only where the paper drew a figu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from osad_lib import paper as paper_tables
 from osad_lib.data.registry import present_and_missing
-from osad_lib.experiments import GridItem
 from osad_lib.profiles import NotebookConfig
 
 NOTEBOOK = "06_ablations"
-
-
-@dataclass(frozen=True)
-class Study:
-    """One ablation or sensitivity study of one paper.
-
-    ``paper`` / ``element`` identify it (``"devnet"``, ``"table5"`` or ``"fig6"``): every result
-    row of the study carries them as its ``paper`` / ``table`` columns, which is how
-    :func:`osad_lib.experiments.ablations.run_one` routes an experiment back to its study and how
-    the report joins rows with the paper's table. ``reference`` is how the paper names it
-    ("Table 5", "Fig. 6"); ``claim`` is the paper's conclusion from it in a sentence or two.
-
-    ``grid(cfg)`` lists the experiments the profile runs on the data at hand
-    (:func:`present_datasets`; a study may list its whole protocol when planning a profile that
-    needs user data without any, as the AHL studies do);
-    ``run_one(cfg, item)`` trains and evaluates one and returns ``{metric: value}``;
-    ``table(cfg)`` builds the display table from the stored rows; ``figure(cfg)`` (optional)
-    draws the study's figure or returns None when there is nothing to draw; ``unavailable(cfg)``
-    (optional) says in one line why nothing can run on this profile's data ("" when it can).
-    """
-
-    paper: str
-    element: str
-    reference: str
-    title: str
-    claim: str
-    grid: Callable[[NotebookConfig], list[GridItem]]
-    run_one: Callable[[NotebookConfig, GridItem], dict[str, float]]
-    table: Callable[[NotebookConfig], pd.DataFrame]
-    figure: Callable[[NotebookConfig], Any] | None = None
-    unavailable: Callable[[NotebookConfig], str] | None = None
-
-    @property
-    def key(self) -> str:
-        """``<paper>_<element>``, e.g. ``devnet_table5``: the notebook's ``studies`` parameter value."""
-        return f"{self.paper}_{self.element}"
-
-    @property
-    def heading(self) -> str:
-        """Markdown heading and claim of the study's notebook section."""
-        return f"### {self.paper_name} {self.reference} — {self.title}\n\n**Paper's claim.** {self.claim}"
-
-    @property
-    def paper_name(self) -> str:
-        return {"devnet": "DevNet", "dra": "DRA", "bgad": "BGAD", "anoonly": "AnoOnly", "ahl": "AHL"}[self.paper]
 
 
 def study_options(cfg: NotebookConfig, key: str) -> dict[str, Any]:

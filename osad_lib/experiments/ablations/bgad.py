@@ -45,7 +45,8 @@ from osad_lib.data.protocols import Split
 from osad_lib.data.registry import DATASETS, resolve, subset_info
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import bgad as bg
-from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, present_datasets, study_options, study_rows,
+from osad_lib.experiments.protocol import PaperElement
+from osad_lib.experiments.ablations.base import (NOTEBOOK, beside_paper, present_datasets, study_options, study_rows,
                                                  study_seeds)
 from osad_lib.paper.means import mean_cells
 from osad_lib.profiles import NotebookConfig
@@ -417,23 +418,23 @@ def _unavailable(element: str) -> Callable[[NotebookConfig], str]:
     return why_not
 
 
-STUDIES: list[Study] = [
-    Study(PAPER, "table4", "Table 4", "boundary hyper-parameters β × τ",
+STUDIES: list[PaperElement] = [
+    PaperElement(PAPER, "table4", "Table 4", "boundary hyper-parameters β × τ",
           "β matters more than τ and pixel AUROC is insensitive to both; the model is insensitive to the margin τ; "
           "a lower β (normal boundary closer to the edge of the normal log-likelihood distribution) detects "
           "better, β = 1 % with τ = 0.1 being best (image AUROC 0.9916).",
           grid_table4, run_one, table_table4, _bars(table_table4, "Table 4"), _unavailable("table4")),
-    Study(PAPER, "table5", "Table 5", "hard and unseen anomaly subsets (MVTec AD)",
+    PaperElement(PAPER, "table5", "Table 5", "hard and unseen anomaly subsets (MVTec AD)",
           "BGAD-FAS gains more over BGAD on the hard anomaly classes (+3.0 % image AUROC, +2.6 % pixel AUROC, "
           "+8.6 % PRO) than on the full data (+2.0 / +1.3 / +2.6 %), and trained with easy anomalies only it still "
           "beats BGAD on the unseen hard classes (+2.3 / +2.2 / +6.7 %).",
           grid_table5, run_one, table_table5, _bars(table_table5, "Table 5"), _unavailable("table5")),
-    Study(PAPER, "table6", "Table 6", "RandAugmented CutPaste and asymmetric focal weighting (appendix A.5)",
+    PaperElement(PAPER, "table6", "Table 6", "RandAugmented CutPaste and asymmetric focal weighting (appendix A.5)",
           "RandAugmented CutPaste improves BGAD-FAS with one anomaly (+0.3 / +0.3 / +1.0 % image AUROC / pixel "
           "AUROC / PRO) and with five (+0.5 / +0.3 / +0.7 %); asymmetric focal weighting adds a little more "
           "(0.989 / 0.995 / 0.979).",
           grid_table6, run_one, table_table6, _bars(table_table6, "Table 6"), _unavailable("table6")),
-    Study(PAPER, "standardize", "beyond the paper", "the flows' input standardisation (ours) and the code's "
+    PaperElement(PAPER, "standardize", "beyond the paper", "the flows' input standardisation (ours) and the code's "
           "gradient reset, ELPV 1-shot at a longer schedule",
           "Not a claim of the paper. The official code feeds raw features to the flows; the smoke and demo profiles "
           "standardise them per channel so that the flows converge within a few meta epochs on a CPU. Run long "

@@ -40,7 +40,8 @@ from osad_lib.data.protocols import Split, make_split
 from osad_lib.data.registry import resolve, subset_info
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import devnet as dv
-from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
+from osad_lib.experiments.protocol import PaperElement
+from osad_lib.experiments.ablations.base import (NOTEBOOK, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
 from osad_lib.paper.means import with_subset_means
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
@@ -342,23 +343,23 @@ def _unavailable(element: str):
     return why_not
 
 
-STUDIES: list[Study] = [
-    Study(PAPER, "table5", "Table 5", "ablation of DevNet's modules and backbone",
+STUDIES: list[PaperElement] = [
+    PaperElement(PAPER, "table5", "Table 5", "ablation of DevNet's modules and backbone",
           "Deviation-based score learning (DS) clearly beats learning representations only (Rep); top-K MIL "
           "(MIL-DS, DevNet) beats DS and Patch-DS on most datasets; a shallower (AlexNet) or deeper (ResNet-50) "
           "backbone with DS is mostly worse than ResNet-18.",
           grid_table5, run_table5, table_table5, figure_table5, _unavailable("table5")),
-    Study(PAPER, "fig6", "Fig. 6", "sensitivity to the top-K ratio",
+    PaperElement(PAPER, "fig6", "Fig. 6", "sensitivity to the top-K ratio",
           "AUC-ROC generally improves as K grows from 1 % to 10 % and starts to decline at 15 % or 20 % on some "
           "datasets; K = 10 % is recommended.",
           lambda cfg: grid_figure(cfg, "fig6"), run_figure, lambda cfg: curve_table(cfg, "fig6"),
           lambda cfg: curve_figure(cfg, "fig6"), _unavailable("fig6")),
-    Study(PAPER, "fig7", "Fig. 7", "sample efficiency: number of labelled anomalies",
+    PaperElement(PAPER, "fig7", "Fig. 7", "sample efficiency: number of labelled anomalies",
           "All methods improve with more labelled anomalies (5 to 40); DevNet is the best or close to the best "
           "throughout, and with 10 or 20 anomalies often beats MINNS with 40.",
           lambda cfg: grid_figure(cfg, "fig7"), run_figure, lambda cfg: curve_table(cfg, "fig7"),
           lambda cfg: curve_figure(cfg, "fig7"), _unavailable("fig7")),
-    Study(PAPER, "fig8", "Fig. 8", "robustness to anomaly contamination of the training normals",
+    PaperElement(PAPER, "fig8", "Fig. 8", "robustness to anomaly contamination of the training normals",
           "Every detector degrades as contamination grows from 0 % to 20 %; DevNet degrades slowest, and its "
           "margin over Deep SAD, FLOS and MINNS is clearest at 10 % and 20 %.",
           lambda cfg: grid_figure(cfg, "fig8"), run_figure, lambda cfg: curve_table(cfg, "fig8"),

@@ -38,7 +38,8 @@ from osad_lib.data.registry import hard_subset_label, subset_info
 from osad_lib.data.tensors import ImageSet, load_images
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import dra as dr
-from osad_lib.experiments.ablations.base import (NOTEBOOK, Study, beside_paper, measured_summary, present_datasets,
+from osad_lib.experiments.protocol import PaperElement
+from osad_lib.experiments.ablations.base import (NOTEBOOK, beside_paper, measured_summary, present_datasets,
                                                  study_options, study_rows, study_seeds)
 from osad_lib.methods.dra import VARIANT_HEADS, DRAConfig
 from osad_lib.profiles import NotebookConfig
@@ -347,20 +348,20 @@ def _unavailable(element: str):
     return why_not
 
 
-STUDIES: list[Study] = [
-    Study(PAPER, "table3", "Table 3", "importance of each abnormality head",
+STUDIES: list[PaperElement] = [
+    PaperElement(PAPER, "table3", "Table 3", "importance of each abnormality head",
           "Adding the pseudo head to the seen head (DRA2A) helps on most datasets; adding the latent-residual "
           "(DRA3Ar) or the holistic normality head (DRA3An) helps further, but only the full DRA, which fuses "
           "both, is clearly best, especially in the hard setting.",
           lambda cfg: grid(cfg, "table3"), run_one, lambda cfg: paper_table(cfg, "table3"),
           lambda cfg: paper_figure(cfg, "table3"), _unavailable("table3")),
-    Study(PAPER, "table4", "Table 4", "source of the pseudo anomalies",
+    PaperElement(PAPER, "table4", "Table 4", "source of the pseudo anomalies",
           "Augmentation-based pseudo anomalies (CutMix best overall) are more stable and much better than "
           "external outliers on non-medical data; external data (LAG) is more effective on medical data "
           "(best on Hyper-Kvasir).",
           lambda cfg: grid(cfg, "table4"), run_one, lambda cfg: paper_table(cfg, "table4"),
           lambda cfg: paper_figure(cfg, "table4"), _unavailable("table4")),
-    Study(PAPER, "fig3", "Fig. 3", "disentangled abnormalities and reference-set size",
+    PaperElement(PAPER, "fig3", "Fig. 3", "disentangled abnormalities and reference-set size",
           "Disentangled abnormality learning (DRA) clearly beats partially disentangled (seen + pseudo heads) and "
           "non-disentangled (one multi-class head) learning; one reference image is generally enough, five helps "
           "further (the default), ten is not consistently better.",

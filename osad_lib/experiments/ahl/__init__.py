@@ -23,7 +23,8 @@ class). Tables 7/8 are the per-subset versions; Table 4 sets AHL (DRA) beside Pa
 and FS-DRA, whose values come from other notebooks' stores when present and are otherwise
 shown from the paper only.
 
-Modules: :mod:`.config`, :mod:`.grids`, :mod:`.bases`, :mod:`.run`, :mod:`.tables`; everything is
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config`, :mod:`.grids`, :mod:`.bases`, :mod:`.run`, :mod:`.tables`; everything is
 re-exported here.
 """
 
@@ -33,15 +34,16 @@ from osad_lib.experiments.ahl.config import (
 )
 from osad_lib.experiments.ahl.grids import grid, make_dataset_split, split_item
 from osad_lib.experiments.ahl.bases import base_run, BaseRun, draem_textures
-from osad_lib.experiments.ahl.run import explorer_frame, explorer_run, history_file, run_one, runnable, scores_file
+from osad_lib.experiments.ahl.run import explorer_frame, explorer_run, history_file, run_one, scores_file
 from osad_lib.experiments.ahl.tables import (
     adaptation_table, comparison, display_table, paired_differences, table4, weight_histories, weights_figure,
 )
+from osad_lib.experiments.ahl.elements import ELEMENTS
 
 __all__ = [
-    "BASE_VARIANT", "BaseRun", "NOTEBOOK", "PAPER", "PAPER_VARIANTS", "TABLES", "adaptation_table",
+    "ELEMENTS", "BASE_VARIANT", "BaseRun", "NOTEBOOK", "PAPER", "PAPER_VARIANTS", "TABLES", "adaptation_table",
     "ahl_config", "base_config", "base_run", "comparison", "deviations", "display_table", "draem_textures",
     "explorer_frame", "explorer_run", "grid", "grid_option", "history_file", "make_dataset_split",
-    "paired_differences", "run_one", "runnable", "scores_file", "split_item", "table4", "variant_options",
+    "paired_differences", "run_one", "scores_file", "split_item", "table4", "variant_options",
     "weight_histories", "weights_figure",
 ]

@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 
 from osad_lib.experiments import GridItem
-from osad_lib.experiments import dra as xdra
 from osad_lib.components.features import FeatureBank
 from osad_lib.metrics import image_aupr, image_auroc
 from osad_lib.methods.ahl.ensembles import train_ahl
@@ -85,10 +84,6 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     labels = run.bank.test_labels
     return {"auroc": image_auroc(labels, scores), "aupr": image_aupr(labels, scores)}
 
-
-def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """Items whose data are at hand, and the dataset names that are missing."""
-    return xdra.runnable(items)
 
 
 # --------------------------------------------------------------------------------------------

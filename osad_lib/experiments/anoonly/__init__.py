@@ -37,7 +37,8 @@ DevNet notebook's shots and profile settings); rows ``method="devnet"``, ``varia
 The ablations notebook uses :func:`ablation_grid` (Table 2 BN variants, Figs. 5–9) and
 :func:`run_one`; :func:`make_item` builds any single experiment.
 
-Modules: :mod:`.config` (settings, data settings, fidelity factors, deviations from the paper),
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config` (settings, data settings, fidelity factors, deviations from the paper),
 :mod:`.grids` (the experiments), :mod:`.run` (one experiment), :mod:`.tables` (the paper's tables,
 gains, verdict), :mod:`.figures` (Figs. 4 and 10); everything is re-exported here.
 """
@@ -47,7 +48,7 @@ from osad_lib.experiments.anoonly.config import (
     SPLIT_TITLES, TABLE2_NORMS, TABLE_OF_METRIC, anoonly_config, AnoOnlyConfig, head_options, paper_deviations,
 )
 from osad_lib.experiments.anoonly.grids import (
-    ablation_grid, factor_grid, grid, image_devnet_config, image_grid, make_item, run_seeds, runnable,
+    ablation_grid, factor_grid, grid, image_devnet_config, image_grid, make_item, run_seeds,
     selected_stems, settings_for, variant_label,
 )
 from osad_lib.experiments.anoonly.run import (
@@ -59,15 +60,17 @@ from osad_lib.experiments.anoonly.tables import (
     verdict,
 )
 from osad_lib.experiments.anoonly.figures import aupr_boxplot, score_tsne
+from osad_lib.experiments.anoonly.elements import ELEMENTS, seeded_rows
 
 __all__ = [
-    "ABLATION_VALUES", "AnoOnlyConfig", "COMPARISON_COLUMNS", "FACTORS", "FIDELITY_BANDS", "GAIN_COLUMNS",
+    "ELEMENTS", "seeded_rows", "ABLATION_VALUES", "AnoOnlyConfig", "COMPARISON_COLUMNS", "FACTORS", "FIDELITY_BANDS",
+    "GAIN_COLUMNS",
     "IMAGE_SETTINGS", "IMAGE_TABLE", "NOTEBOOK", "PAPER", "SETTINGS", "SETTING_AXES", "SETTING_LABELS",
     "SPLIT_TITLES", "TABLE2_NORMS", "TABLE_OF_METRIC", "ablation_grid", "anoonly_config", "aupr_boxplot",
     "comparison", "display_table", "factor_grid", "fidelity_bands", "fidelity_table", "gains", "grid",
     "group_means", "head_options", "image_devnet_config", "image_grid", "image_pairs", "leakage_table",
     "limited_threads", "load_split", "make_item", "measured_rows", "normal_precision_table", "paired_gains",
-    "paper_deviations", "required_file", "row_params", "run_image_one", "run_one", "run_seeds", "runnable",
+    "paper_deviations", "required_file", "row_params", "run_image_one", "run_one", "run_seeds",
     "score_tsne",
     "selected_stems", "settings_for", "ssad_config", "ssad_metrics", "train_experiment", "variant_label", "verdict",
 ]

@@ -223,11 +223,6 @@ def _image_split(cfg: NotebookConfig, name: str, setting: str, n_shots: int, see
         return None
 
 
-def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """The items whose data are at hand and the image datasets that are missing:
-    :func:`osad_lib.experiments.runnable`, the rule of every notebook (ADBench items always run)."""
-    return experiments.runnable(items)
-
 
 def ablation_grid(cfg: NotebookConfig, element: str, stems: Sequence[str] | None = None,
                   heads: Sequence[str] | None = None, split: str = "paper") -> list[GridItem]:

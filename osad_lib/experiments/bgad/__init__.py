@@ -25,7 +25,8 @@ Options the ablation notebook uses through :func:`bgad_config` and :func:`run_bg
 (Table 4), ``racp`` and ``focal_weighting`` (Table 6), and :func:`bgad_split` with
 ``train_classes``/``test_classes`` from :data:`HARD_CLASSES` (Table 5, :func:`table5_split`).
 
-Modules: :mod:`.config`, :mod:`.protocol`, :mod:`.grids`, :mod:`.features`, :mod:`.run`,
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config`, :mod:`.protocol`, :mod:`.grids`, :mod:`.features`, :mod:`.run`,
 :mod:`.tables`; everything is re-exported here.
 """
 
@@ -35,7 +36,7 @@ from osad_lib.experiments.bgad.config import (
     method_config,
 )
 from osad_lib.experiments.bgad.protocol import bgad_split, dataset_split, table5_split
-from osad_lib.experiments.bgad.grids import available_items, grid, item_cost
+from osad_lib.experiments.bgad.grids import grid, item_cost
 from osad_lib.experiments.bgad.features import AnomalyEntries, dataset_features
 from osad_lib.experiments.bgad.run import (
     bank_channels, epoch_metrics, evaluate_maps, run_bgad, run_details, run_files, run_one, save_maps,
@@ -44,11 +45,13 @@ from osad_lib.experiments.bgad.tables import (
     comparison, cost_table, display_table, epoch_curves, explorer_inputs, explorer_run, localization_maps,
     plot_epoch_curves, plot_localization, report_view, run_cost, with_shared_rows,
 )
+from osad_lib.experiments.bgad.elements import ELEMENTS, paper_comparison, profile_rows
 
 __all__ = [
-    "AnomalyEntries", "GRID_DEFAULTS", "HARD_CLASSES", "IMAGE_METRICS", "METHODS",
+    "ELEMENTS", "paper_comparison", "profile_rows", "AnomalyEntries", "GRID_DEFAULTS", "HARD_CLASSES",
+    "IMAGE_METRICS", "METHODS",
     "NOTEBOOK", "OPTION_NOTES", "PIXEL_METRICS", "REPORTS", "ablation_variant", "available_backbone",
-    "available_items", "bank_channels", "bgad_config", "bgad_split", "comparison", "config_deviations",
+    "bank_channels", "bgad_config", "bgad_split", "comparison", "config_deviations",
     "cost_table", "dataset_features", "dataset_split", "display_table", "epoch_curves", "epoch_metrics",
     "evaluate_maps", "explorer_inputs", "explorer_run", "grid", "grid_option", "item_cost", "localization_maps",
     "method_config", "plot_epoch_curves", "plot_localization", "report_view", "run_bgad", "run_cost", "run_details",

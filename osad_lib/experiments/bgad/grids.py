@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 
@@ -43,12 +42,6 @@ def grid(cfg: NotebookConfig) -> list[GridItem]:
             items.append(_item(cfg, config, table, name, method, n_shots, seed))
     return items
 
-
-def available_items(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """(items whose data are at hand, one line naming the missing datasets, or none) by
-    :func:`osad_lib.experiments.runnable`, the rule of every notebook."""
-    ready, missing = experiments.runnable(items)
-    return ready, [f"skipped (data not found, embedded or under data_root): {', '.join(missing)}"] if missing else []
 
 
 def _item(cfg: NotebookConfig, config: BGADConfig, table: str, name: str, method: str, n_shots: int,

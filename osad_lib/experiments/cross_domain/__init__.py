@@ -37,24 +37,27 @@ AHL (DRA) rows are ``paper="ahl"``, ``table="table3"``. DRA cells are stored twi
 run: as AHL Table 3 rows (``paper="ahl"``, with the diagonal) and, off the diagonal, as DRA
 Table 9 rows (``paper="dra"``), so that each paper's table finds them.
 
-Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
 """
 
 from osad_lib.experiments.cross_domain.config import (
     DEFAULTS, METHOD_LABELS, METHODS, NOTEBOOK, PAPER_DOMAINS, PAPER_FINETUNE_EPOCHS, SETTING, TABLES, ahl_config,
     domain_label, finetune_config, grid_seeds, methods, option,
 )
-from osad_lib.experiments.cross_domain.grids import deviations, grid, pairs, runnable
+from osad_lib.experiments.cross_domain.grids import deviations, grid, pairs
 from osad_lib.experiments.cross_domain.run import (
     domain_data, finetune_ahl, finetune_dra, model_inputs, normal_only_data, NormalOnlyData, run_one, source_ahl,
     source_run, target_bank, transfer,
 )
 from osad_lib.experiments.cross_domain.tables import comparison, display_table, heatmap_figure, matrices, verdict
+from osad_lib.experiments.cross_domain.elements import ELEMENTS
 
 __all__ = [
-    "DEFAULTS", "METHODS", "METHOD_LABELS", "NOTEBOOK", "NormalOnlyData", "PAPER_DOMAINS", "PAPER_FINETUNE_EPOCHS",
+    "ELEMENTS", "DEFAULTS", "METHODS", "METHOD_LABELS", "NOTEBOOK", "NormalOnlyData", "PAPER_DOMAINS",
+    "PAPER_FINETUNE_EPOCHS",
     "SETTING", "TABLES", "ahl_config", "comparison", "deviations", "display_table", "domain_data", "domain_label",
     "finetune_ahl", "finetune_config", "finetune_dra", "grid", "grid_seeds", "heatmap_figure", "matrices",
-    "methods", "model_inputs", "normal_only_data", "option", "pairs", "run_one", "runnable", "source_ahl",
+    "methods", "model_inputs", "normal_only_data", "option", "pairs", "run_one", "source_ahl",
     "source_run", "target_bank", "transfer", "verdict",
 ]

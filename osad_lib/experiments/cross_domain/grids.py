@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 
-from osad_lib import experiments
 from osad_lib.data.registry import subset_info
 from osad_lib.experiments import GridItem
 from osad_lib.experiments import ahl as xahl
@@ -91,11 +89,6 @@ def _cost(cfg: NotebookConfig, dra_cfg: DRAConfig, ahl_cfg: AHLConfig, method: s
     n_features = counts.train_normal * 4 if counts is not None and method == "ahl_dra" else 0  # normals + 3 generators
     return train, (n_test + n_features) * scales
 
-
-def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """The items whose source and target data are at hand, and the domains that are missing (those
-    of the other items that no runnable item has): :func:`osad_lib.experiments.runnable`."""
-    return experiments.runnable(items)
 
 
 def deviations(cfg: NotebookConfig, dataset: str, method: str, same: bool) -> str:

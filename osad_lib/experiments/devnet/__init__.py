@@ -29,7 +29,8 @@ ignored) and their rows carry ``n_shots=0``, as the paper's tables list them.
 Ablations (Table 5, Figs. 6–8) use :func:`devnet_config` with :data:`TABLE5_VARIANTS` or
 ``topk_ratio`` and :func:`run_devnet` on splits with other shot counts or contamination.
 
-Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
 """
 
 from osad_lib.experiments.devnet_settings import DEVNET_METHODS, devnet_config  # DevNet's settings, re-exported
@@ -40,19 +41,20 @@ from osad_lib.experiments.devnet.config import (
 )
 from osad_lib.experiments.devnet.grids import grid, grid_frame, make_dataset_split, table_runs
 from osad_lib.experiments.devnet.run import (
-    artifact_file, artifact_path, register_method, registry_name, run_devnet, run_grid, run_one, trained_devnet,
+    artifact_file, artifact_path, register_method, registry_name, run_devnet, run_one, trained_devnet,
 )
 from osad_lib.experiments.devnet.tables import (
     PAPER_TABLE_COLUMNS, fig4_curve, fig4_figure, fig5_overlays, methods_table, paper_table, row_note,
     score_explorer_inputs, score_frame, wilcoxon_table,
 )
+from osad_lib.experiments.devnet.elements import ELEMENTS
 
 __all__ = [
-    "DEVNET_METHODS", "devnet_config",
+    "ELEMENTS", "DEVNET_METHODS", "devnet_config",
     "LOCALIZATION_FALLBACK", "METHODS", "NOTEBOOK", "N_OVERLAYS", "PAPER", "PAPER_SHOTS", "PAPER_TABLE_COLUMNS",
     "TABLE5_VARIANTS", "UNSUPERVISED", "artifact_file", "artifact_path", "config_deviations", "config_table",
     "devnet_deviations", "fig4_curve", "fig4_figure", "fig5_overlays", "grid", "grid_frame", "grid_option",
     "make_dataset_split", "method_config", "method_deviations", "method_seeds", "method_tables", "methods_table",
-    "paper_table", "register_method", "registry_name", "row_note", "row_shots", "run_devnet", "run_grid", "run_one",
+    "paper_table", "register_method", "registry_name", "row_note", "row_shots", "run_devnet", "run_one",
     "score_explorer_inputs", "score_frame", "table_runs", "table_shots", "trained_devnet", "wilcoxon_table",
 ]

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from osad_lib import experiments, explain
+from osad_lib import explain
 from osad_lib.data.protocols import Split
 from osad_lib.data.tensors import ImageSet, load_split, subsample
 from osad_lib.experiments import GridItem, baselines
-from osad_lib.experiments.execution import run_items
 from osad_lib.experiments.devnet_settings import (
     DEVNET_METHODS,
     devnet_config,
@@ -26,7 +24,7 @@ from osad_lib.profiles import NotebookConfig
 from osad_lib.results import Experiment
 from osad_lib.validate import ConfigError, choose
 from osad_lib.experiments.devnet.config import N_OVERLAYS, NOTEBOOK
-from osad_lib.experiments.devnet.grids import grid, make_dataset_split
+from osad_lib.experiments.devnet.grids import make_dataset_split
 from osad_lib.experiments.devnet.config import METHODS
 
 
@@ -51,7 +49,8 @@ def run_devnet(
     ``artifact``: write per-test-image scores, labels, pixel AUROCs and a few maps (``.npz``) for
     Figs. 4–5. ``checkpoint``: resume an interrupted run.
     ``max_test_images``: evaluate on a class-stratified subsample of the test set.
-    ``progress``: per-epoch progress bars (off: :func:`run_grid` shows one bar over the runs).
+    ``progress``: per-epoch progress bars (off: :func:`osad_lib.experiments.protocol.run_grid` shows one bar
+    over the runs).
     """
     config = config if config is not None else devnet_config(cfg)
     train, test = load_split(split, root, config.image_size)
@@ -153,16 +152,3 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     metrics = runner(cfg, split, root, localize=localize, artifact=artifact_path(cfg, e), checkpoint=checkpoint)
     checkpoint.unlink(missing_ok=True)
     return metrics
-
-
-def run_grid(cfg: NotebookConfig, items: Sequence[GridItem] | None = None) -> pd.DataFrame:
-    """Run (or, with ``cfg.resume``, skip stored) experiments; return the notebook's stored rows.
-    Experiments on data that are not present are skipped and named in one line
-    (:func:`osad_lib.experiments.runnable`)."""
-    items, missing = experiments.runnable(grid(cfg) if items is None else items)
-    if missing:
-        print(experiments.skipped_line(NOTEBOOK, missing, cfg.data_root))
-    if not items:
-        print(experiments.nothing_to_run_line(NOTEBOOK))
-    run_items(cfg, items, run_one, desc="01_devnet experiments")
-    return cfg.store.read()

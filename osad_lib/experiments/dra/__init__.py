@@ -18,7 +18,8 @@ Functions the ablation notebook reuses: :func:`dra_config` (profile settings + o
 :func:`make_dataset_split`, :func:`run_dra` (train + evaluate one configuration on one split →
 metrics, optionally writing per-image head scores).
 
-Modules: :mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
+Modules: :mod:`.elements` (the paper elements, :data:`ELEMENTS`),
+:mod:`.config`, :mod:`.grids`, :mod:`.run`, :mod:`.tables`; everything is re-exported here.
 """
 
 from osad_lib.experiments.dra.config import (
@@ -28,20 +29,21 @@ from osad_lib.experiments.dra.config import (
 )
 from osad_lib.experiments.dra.grids import grid, make_dataset_split, run_seeds, split_if_present, split_runs
 from osad_lib.experiments.dra.run import (
-    run_devnet_comparison, run_dra, run_one, runnable, scores_file, scoring_inputs, trained_method,
+    run_devnet_comparison, run_dra, run_one, scores_file, scoring_inputs, trained_method,
     training_stems_of,
 )
 from osad_lib.experiments.dra.tables import (
     GROUP_COLORS, SCORE_COLUMNS, comparison, display_table, dra_vs_devnet, explorer_frame, explorer_run,
     head_detection_table, head_score_histograms, mode_comparison, mode_differences, score_runs,
 )
+from osad_lib.experiments.dra.elements import ELEMENTS
 
 __all__ = [
-    "APPENDIX_METHODS", "EXTRA_HARD_METHODS", "GROUP_COLORS", "METHODS", "NOTEBOOK", "SCORE_COLUMNS",
+    "ELEMENTS", "APPENDIX_METHODS", "EXTRA_HARD_METHODS", "GROUP_COLORS", "METHODS", "NOTEBOOK", "SCORE_COLUMNS",
     "TABLES", "TRAINERS", "UNSUPERVISED_METHODS", "available_methods", "comparison", "config_deviations",
     "devnet_comparison_deviations", "display_table", "dra_config", "dra_vs_devnet", "explorer_frame",
     "explorer_run", "grid", "grid_option", "head_detection_table", "head_score_histograms", "make_dataset_split",
     "mode_comparison", "mode_differences", "other_mode", "run_config", "run_devnet_comparison", "run_dra",
-    "run_one", "run_seeds", "runnable", "score_runs", "scores_file", "scoring_inputs", "split_if_present",
+    "run_one", "run_seeds", "score_runs", "scores_file", "scoring_inputs", "split_if_present",
     "split_runs", "trained_method", "training_stems_of", "variant_label", "with_subsample",
 ]

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osad_lib import experiments
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.protocols import Split
 from osad_lib.data.tensors import ImageSet, load_images, load_split, subsample
@@ -142,11 +141,6 @@ def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
     return run_dra(cfg, split, root, run_config(cfg, e), method=e.method, scores_path=scores_file(cfg, e),
                    heldout_seen=first_seed and e.method == "dra", max_test_images=limit)
 
-
-def runnable(items: Sequence[GridItem]) -> tuple[list[GridItem], list[str]]:
-    """The items whose data are at hand and the dataset names that are missing (so a notebook can
-    say what it skipped): :func:`osad_lib.experiments.runnable`, the rule of every notebook."""
-    return experiments.runnable(items)
 
 
 def run_devnet_comparison(cfg: NotebookConfig, split: Split, root: Path) -> dict[str, float]:
