@@ -132,7 +132,7 @@ def grid_of(notebook: str, cfg: NotebookConfig, parameters: Mapping[str, object]
 
 #: The columns of :func:`plan_rows`.
 PLAN_COLUMNS = ("notebook", "paper", "table", "dataset", "subset", "setting", "n_shots", "method", "variant",
-                "source", "seed", "train_images", "eval_images", "missing")
+                "source", "mode", "seed", "train_images", "eval_images", "missing")
 
 
 def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem]) -> pd.DataFrame:
@@ -142,7 +142,7 @@ def plan_rows(notebook: str, items: Sequence[GridItem], ready: Sequence[GridItem
     return pd.DataFrame([
         {"notebook": notebook, "paper": e.paper, "table": e.table, "dataset": e.dataset, "subset": e.subset,
          "setting": e.setting, "n_shots": e.n_shots, "method": e.method, "variant": e.variant, "source": e.source,
-         "seed": e.seed,
+         "mode": e.mode, "seed": e.seed,
          "train_images": item.train_images, "eval_images": item.eval_images, "missing": id(item) not in ready_ids}
         for item in items for e in [item.experiment]])
 

@@ -16,15 +16,14 @@ Definitions (also printed at the top of the report, :data:`DEFINITIONS`):
   :mod:`osad_lib.paper.means`, which every notebook's tables use too: the mean over the parts
   measured, marked ``mean over k/n subsets`` in ``deviations`` when some are missing (a substitute
   setting), seeds covering fewer parts than the best-covered one left out.
-* **Version**: a faithful/clean marker and a report marker. *Mode* = ``faithful`` or ``clean``
-  from, in order, a ``variant`` token (``dra1a;clean``), a ``setting`` suffix
-  (``semi_supervised_clean``) or the row's ``mode`` column (the method's own: DRA's, AHL's).
-  *Report* = ``max_over_epochs`` for a metric named ``<metric>@max_over_epochs`` (BGAD), else the
-  row's ``report`` column. Neither is read from ``deviations`` text (rows written before those
-  columns existed were migrated once, :func:`osad_lib.results.file_rows.legacy_markers`). Markers are
-  removed from the keys; ``deviations`` parts that are nothing but a marker (``mode=faithful``,
-  ``report=last_epoch``) are dropped, so they alone do not make a cell's settings differ. Two
-  versions of a cell = rows equal in every key after removal.
+* **Version**: the row's ``mode`` column (``faithful`` or ``clean``: the method's own, DRA's and
+  AHL's) and its ``report`` column (BGAD: ``last_epoch``; ``max_over_epochs`` for a metric named
+  ``<metric>@max_over_epochs``). Neither is read from text: the keys drop the part of the variant
+  label that names the row's mode (a rerun in the other mode is keyed ``dra1a;clean``) and the
+  metric's suffix, and ``deviations`` holds no marker (rows written before the columns existed, or
+  before the markers left ``deviations``, are migrated as the store reads them:
+  :func:`osad_lib.results.file_rows.legacy_markers`, :func:`osad_lib.results.file_rows.without_marker_parts`).
+  Two versions of a cell = rows equal in every key after removal.
 * **Primary version** of a cell (the one that counts): the one closest to how the published
   number was produced — mode ``faithful`` before unmarked before ``clean``, then report
   ``max_over_epochs`` before unmarked before ``last_epoch``. Other versions are shown beside it.

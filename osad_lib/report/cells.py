@@ -19,9 +19,9 @@ from osad_lib.report.rules import (
 
 
 def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Result rows as cell measurements: successful rows of table metrics, version markers moved
-    into ``mode``/``report``/``version``, one value per key, seed and version (duplicates from
-    several notebooks averaged), plus the derived mean cells
+    """Result rows as cell measurements: successful rows of table metrics, keyed without their
+    version (:func:`version_markers`; ``version`` from ``mode`` and ``report``), one value per key,
+    seed and version (duplicates from several notebooks averaged), plus the derived mean cells
     (:func:`osad_lib.paper.means.with_subset_means`)."""
     ok = rows[(rows["status"] == "ok") & np.isfinite(pd.to_numeric(rows["value"], errors="coerce"))]
     base = ok["metric"].str.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
@@ -29,7 +29,7 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
                                         | ok["metric"].str.endswith(MAX_OVER_EPOCHS_SUFFIX))]
     if ok.empty:
         return _empty_canonical()
-    cols = ["variant", "setting", "metric", "deviations", "mode", "report"]
+    cols = ["variant", "metric", "mode", "report"]
     raw = list(zip(*(ok[c].map(as_text) for c in cols)))
     parsed = {r: version_markers(*r) for r in set(raw)}
     out = pd.concat([ok.drop(columns=cols), pd.DataFrame([parsed[r] for r in raw], index=ok.index)], axis=1)

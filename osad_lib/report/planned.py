@@ -89,8 +89,8 @@ class PlanKeys:
     def __init__(self, frame: pd.DataFrame):
         self.notebooks: dict[tuple[str, ...], set[str]] = defaultdict(set)
         for r in frame.drop_duplicates(["notebook", *PLAN_KEYS]).itertuples(index=False):
-            m = version_markers(as_text(r.variant), as_text(r.setting), "", "")
-            key = (as_text(r.paper), as_text(r.dataset), m["setting"], shots_key(r.n_shots), as_text(r.method),
+            m = version_markers(as_text(r.variant), "", as_text(getattr(r, "mode", "")))
+            key = (as_text(r.paper), as_text(r.dataset), as_text(r.setting), shots_key(r.n_shots), as_text(r.method),
                    m["variant"])
             self.notebooks[key].add(r.notebook)
         self.papers = {k[0] for k in self.notebooks}
@@ -108,10 +108,9 @@ class Explainer:
         self.with_rows = set(rows.loc[rows["status"] == "ok", "notebook"])
         self.failed: dict[tuple[str, ...], str] = {}
         for r in rows[rows["status"] != "ok"].itertuples(index=False):
-            m = version_markers(as_text(r.variant), as_text(r.setting), "", as_text(r.deviations), as_text(r.mode),
-                                as_text(r.report))
-            self.failed.setdefault((r.paper, r.dataset, m["setting"], shots_key(r.n_shots), r.method, m["variant"]),
-                                   str(r.status))
+            m = version_markers(as_text(r.variant), "", as_text(r.mode))
+            self.failed.setdefault((r.paper, r.dataset, as_text(r.setting), shots_key(r.n_shots), r.method,
+                                    m["variant"]), str(r.status))
         self.presence: dict[tuple[str, str], str] = {}
 
     def absent(self, paper_id: str, dataset: str) -> str:

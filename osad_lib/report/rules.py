@@ -4,8 +4,6 @@ the order that picks a cell's primary version."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -29,18 +27,14 @@ PLAN_KEYS = ("paper", "dataset", "setting", "n_shots", "method", "variant")
 #: What identifies a cell across the paper tables.
 CELL_ID = ["table_id", *KEYS]
 
-_VARIANT_MODE = re.compile(r"(?:^|[;,])(clean|faithful)(?=[;,]|$)")
-_SETTING_MODE = re.compile(r"_(clean|faithful)$")
-_MARKER_PART = re.compile(r"^(?:mode|protocol|report)=\w+$")
-
 DEFINITIONS = (
     ("cell", "one row of a paper table: dataset, subset, setting, n_shots, method, variant, metric. "
              "Result rows match it by these keys whatever their table label; mean cells are derived per "
              "seed from the parts measured (fewer than all: marked 'mean over k/n subsets'; seeds covering "
              "fewer parts than the best-covered seed left out)."),
-    ("version", "faithful/clean marker (a variant token or setting suffix, else the row's mode column) and "
-                "report marker (metric '@max_over_epochs', else the row's report column); removed from the keys, "
-                "so versions of a cell share its keys."),
+    ("version", "the row's mode column (faithful/clean) and report column (max_over_epochs for a metric named "
+                "'<metric>@max_over_epochs'); the mode's part of the variant label ('dra1a;clean') and the metric's "
+                "suffix are removed from the keys, so versions of a cell share its keys."),
     ("primary version", "the one that counts: faithful > unmarked > clean, then max_over_epochs > "
                         "unmarked > last_epoch (closest to how the published number was produced)."),
     ("within tolerance", "|measured mean − paper mean| ≤ max(2·measured std, paper std, tolerance); "
@@ -66,24 +60,13 @@ def shots_key(v: object) -> str:
     return "" if s == "" else str(int(float(s)))
 
 
-def version_markers(variant: str, setting: str, metric: str, deviations: str, mode: str = "",
-                    report: str = "") -> dict[str, str]:
-    """The faithful/clean mode and the report marker of one result row, and its keys and
-    ``deviations`` with the markers removed (:mod:`osad_lib.report`, "Version"). ``mode`` and
-    ``report`` are the row's columns (:class:`osad_lib.results.Experiment`); a ``clean`` or
-    ``faithful`` token of the variant or suffix of the setting (how a rerun of a cell in the other
-    mode is keyed) comes first, and a ``…@max_over_epochs`` metric is reported so."""
-    found = _VARIANT_MODE.search(variant)
-    if found:
-        mode, variant = found.group(1), _VARIANT_MODE.sub("", variant).strip(";,")
-    else:
-        found = _SETTING_MODE.search(setting)
-        if found:
-            mode, setting = found.group(1), _SETTING_MODE.sub("", setting)
-    if metric.endswith(MAX_OVER_EPOCHS_SUFFIX):
-        report, metric = "max_over_epochs", metric.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
-    kept = [p.strip() for p in deviations.split(";") if p.strip() and not _MARKER_PART.match(p.strip())]
-    return {"variant": variant, "setting": setting, "metric": metric, "deviations": "; ".join(kept),
+def version_markers(variant: str, metric: str, mode: str = "", report: str = "") -> dict[str, str]:
+    """A result row's cell keys and version (:mod:`osad_lib.report`, "Version"), from its ``mode``
+    and ``report`` columns (:class:`osad_lib.results.Experiment`): the variant label without the
+    part naming the row's mode (how a rerun of a cell in the other mode is keyed: ``dra1a;clean``
+    is ``dra1a`` in mode ``clean``) and the metric without its ``@max_over_epochs`` suffix."""
+    parts = [p for p in variant.split(";") if p] if mode else [variant]
+    return {"variant": ";".join(p for p in parts if p != mode), "metric": metric.removesuffix(MAX_OVER_EPOCHS_SUFFIX),
             "mode": mode, "report": report}
 
 

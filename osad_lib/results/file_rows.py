@@ -1,7 +1,7 @@
 """The rows of a results file as read, before they are trusted: each checked (field count,
 required fields, experiment id, status, number columns, timestamp), a malformed one traced to its
 experiment, and the rows of older layouts recognised (:func:`legacy_markers`,
-:func:`retire_legacy_source`). :class:`osad_lib.results.store.ResultsStore` decides what to keep."""
+:func:`without_marker_parts`, :func:`retire_legacy_source`). :class:`osad_lib.results.store.ResultsStore` decides what to keep."""
 
 from __future__ import annotations
 
@@ -145,6 +145,27 @@ def retire_legacy_source(row: FileRow, header: Sequence[str]) -> FileRow:
 #: ``deviations``: the first standalone word ``faithful``/``clean``, and a ``report=…`` part.
 _LEGACY_MODE = re.compile(r"(?<!\w)(clean|faithful)(?!\w)")
 _LEGACY_REPORT = re.compile(r"(?:^|;)\s*report=(\w+)")
+
+
+#: A ``deviations`` part that was only a marker, written before the markers left that text: the
+#: ``mode`` and ``report`` columns say the same.
+_MARKER_PART = re.compile(r"^(?:mode|protocol|report)=\w+$")
+
+
+def without_marker_parts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the ``deviations`` parts dropped that are nothing but a marker
+    (``mode=faithful``, ``report=last_epoch``: :data:`_MARKER_PART`), as rows written before the
+    ``mode`` and ``report`` columns took them over still carry; the report then never reads
+    markers from text, and a marker alone does not make a row's settings differ."""
+    deviations = frame["deviations"].fillna("").astype(str)
+    marked = deviations.str.contains(r"(?:^|;)\s*(?:mode|protocol|report)=\w+\s*(?:;|$)", regex=True)
+    if not marked.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[marked, "deviations"] = [
+        "; ".join(p.strip() for p in text.split(";") if p.strip() and not _MARKER_PART.match(p.strip())) or None
+        for text in deviations[marked]]
+    return frame
 
 
 def legacy_markers(frame: pd.DataFrame) -> pd.DataFrame:

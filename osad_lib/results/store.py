@@ -21,7 +21,7 @@ from osad_lib import limits
 from osad_lib.errors import CudaOutOfMemoryError, NonFiniteLossError
 from osad_lib.paths import atomic_write_text, results_dir
 from osad_lib.results.file_rows import (
-    FileRow, experiment_of, legacy_markers, name_list, retire_legacy_source, shorten, split_rows,
+    FileRow, experiment_of, legacy_markers, name_list, retire_legacy_source, shorten, split_rows, without_marker_parts,
 )
 from osad_lib.results.schema import (
     COLUMNS, LATER_KEY_COLUMNS, RECORDED_COLUMNS, REQUIRED_COLUMNS, Experiment, ResultsSchemaError, coerce_columns,
@@ -126,6 +126,7 @@ class ResultsStore:
         frame = frame.reindex(columns=list(COLUMNS)).replace({"": None})
         if header and not {"mode", "report"} <= set(header):
             frame = legacy_markers(frame)
+        frame = without_marker_parts(frame)
         extra = [c for c in header if c not in COLUMNS]
         original = (f"the original file before migration (columns {extra} dropped):" if extra and rows else
                     "the damaged header line:" if schema_note.startswith("a damaged header") else "")

@@ -336,7 +336,7 @@ def test_last_epoch_and_max_over_epochs_reports():
     for seed, shift in ((0, 0.0), (1, 0.02)):
         e = Experiment(notebook="03_bgad", paper="bgad", table="table3", dataset="elpv", method="bgad_fas",
                        seed=seed, profile="demo", setting="general", n_shots=1, backbone="efficientnet_lite0",
-                       deviations="report=last_epoch; image_size=128 (code: 256)")
+                       deviations="image_size=128 (code: 256)", report="last_epoch")
         rows += e.rows({k: v + shift if k.startswith("auroc") else v for k, v in metrics.items()}, 1.0)
     rows = validate_rows(rows)
     last = exp.report_view(rows, "last_epoch")
@@ -344,8 +344,8 @@ def test_last_epoch_and_max_over_epochs_reports():
     assert set(last["metric"]) == {"auroc", "pixel_auroc", "pro"} == set(best["metric"])
     assert last[last.metric == "auroc"]["value"].tolist() == pytest.approx([0.75, 0.77])
     assert best[best.metric == "auroc"]["value"].tolist() == pytest.approx([0.80, 0.82])
-    assert best["deviations"].str.startswith("report=max_over_epochs").all()
-    assert last["deviations"].str.startswith("report=last_epoch").all()
+    assert (best["report"] == "max_over_epochs").all() and (last["report"] == "last_epoch").all()
+    assert (best["deviations"] == "image_size=128 (code: 256)").all()  # the report is a column, not text
 
     comp = exp.comparison(rows, "table3")
     cell = comp[(comp.dataset == "elpv") & (comp.method == "bgad_fas") & (comp.metric == "auroc")].iloc[0]
@@ -392,7 +392,7 @@ def test_bgad_config_routes_loss_fields_and_rejects_unknown_ones(tmp_path):
     table4 = paper.load_table("bgad_table4")
     assert exp.ablation_variant(exp.bgad_config(cfg, beta=0.01, tau=0.1), "table4") in set(table4["variant"])
     deviations = exp.config_deviations(config, "elpv", has_masks=False)
-    assert deviations.startswith("report=last_epoch") and "beta=0.01 (default: 0.05; the README command)" in deviations
+    assert "report" not in deviations and "beta=0.01 (default: 0.05; the README command)" in deviations
     assert "racp=False (default: True)" in deviations and "no pixel masks" in deviations
     assert "standardize=True (default: False; not in the official code" in deviations  # the smoke block
     assert BGADConfig().loss.beta == 0.05 and BGADConfig().set_to_none  # the paper's β; gradients to None

@@ -104,20 +104,16 @@ def _cell(cells, table_id, primary=True, **keys):
 
 
 @pytest.mark.parametrize("raw, expected", [
-    (("dra1a;clean", "general", "auroc", "mode=clean; image_size=64 (code: 448)", "clean", ""),
-     {"variant": "dra1a", "mode": "clean", "report": "", "deviations": "image_size=64 (code: 448)"}),
-    (("", "semi_supervised_clean", "aupr", "clean protocol: split before resampling", "", ""),
-     {"setting": "semi_supervised", "mode": "clean", "deviations": "clean protocol: split before resampling"}),
-    (("", "general", "auroc@max_over_epochs", "report=last_epoch; backbone=x", "", "last_epoch"),
-     {"metric": "auroc", "report": "max_over_epochs", "mode": "", "deviations": "backbone=x"}),
-    # BGAD's warmup option is not the row's mode, whatever its deviations say
-    (("", "general", "pro", "report=last_epoch; warmup=faithful (code: clean)", "", "last_epoch"),
-     {"report": "last_epoch", "mode": "", "deviations": "warmup=faithful (code: clean)"}),
-    # AHL (DRA): AHL's own mode, not the first "faithful" of its DRA base's deviations
-    (("", "general", "auroc", "base: mode=faithful; image_size=160 (code: 448); ahl mode=clean", "clean", ""),
-     {"mode": "clean"}),
-    (("anoonly,normal_clean=on", "semi_supervised", "auroc", "normal_clean=True (code: False)", "", ""),
-     {"variant": "anoonly,normal_clean=on", "mode": ""}),
+    # a rerun in the other mode: the mode's part of the label goes, the mode column says it
+    (("dra1a;clean", "auroc", "clean", ""), {"variant": "dra1a", "mode": "clean", "report": ""}),
+    (("clean", "auroc", "clean", ""), {"variant": "", "mode": "clean"}),
+    (("faithful", "auroc", "faithful", ""), {"variant": "", "mode": "faithful"}),
+    (("", "auroc@max_over_epochs", "", "max_over_epochs"),
+     {"metric": "auroc", "report": "max_over_epochs", "mode": ""}),
+    (("", "pro", "", "last_epoch"), {"metric": "pro", "report": "last_epoch", "mode": ""}),
+    # a label token that is not the row's mode is part of the variant, never guessed to be one
+    (("dra1a;clean", "auroc", "faithful", ""), {"variant": "dra1a;clean", "mode": "faithful"}),
+    (("anoonly,normal_clean=on", "auroc", "", ""), {"variant": "anoonly,normal_clean=on", "mode": ""}),
 ])
 def test_version_markers(raw, expected):
     parsed = report.version_markers(*raw)

@@ -146,7 +146,22 @@ def test_a_file_without_mode_and_report_columns_takes_them_from_its_deviations_o
     assert rows.loc[("dra", "auroc"), "mode"] == "faithful" and rows.loc[("dra", "auroc"), "report"] == ""
     assert rows.loc[("bgad", "auroc"), "report"] == "last_epoch" and rows.loc[("bgad", "auroc"), "mode"] == ""
     assert rows.loc[("bgad", "auroc@max_over_epochs"), "report"] == "max_over_epochs"
+    assert rows.loc[("dra", "auroc"), "deviations"] == "epochs=2" and rows.loc[("bgad", "auroc"), "deviations"] == "x=1"
     assert list(pd.read_csv(store.path).columns) == list(COLUMNS)  # rewritten in the current schema
+
+
+def test_marker_parts_written_into_deviations_by_earlier_versions_leave_it_when_read(tmp_path):
+    """Before the mode and report columns took them over, rows said ``mode=faithful`` or
+    ``report=last_epoch`` in ``deviations``; read back, only the real departures remain."""
+    store = ResultsStore(tmp_path / "r.csv")
+    rows = []
+    for n, text in enumerate(("mode=faithful; epochs=2", "report=last_epoch", "base: mode=faithful; x=1",
+                              "warmup=faithful (code: clean)", "")):
+        rows += Experiment(**{**make_experiment(n).__dict__, "deviations": text}).rows({"auroc": 0.8}, 1.0)
+    store.append(rows)
+    read = store.read().sort_values("seed")
+    assert read["deviations"].fillna("").tolist() == ["epochs=2", "", "base: mode=faithful; x=1",
+                                                      "warmup=faithful (code: clean)", ""]
 
 
 def test_source_is_a_key_column_that_leaves_the_ids_of_rows_without_one_unchanged():

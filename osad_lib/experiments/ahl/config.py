@@ -97,13 +97,16 @@ def _ahl_deviations(config: AHLConfig) -> list[str]:
 
 
 def deviations(cfg: NotebookConfig, dataset: str, base: str, config: AHLConfig | None) -> str:
-    """How a row's run differs from the paper: the base model's deviations (its notebook's),
-    then AHL's mode and settings, the HADG normal subset and the test subsample."""
+    """How a row's run differs from the paper: the base model's deviations (its notebook's; on an
+    AHL row the mode of a DRA base too, since the row's ``mode`` column is AHL's), then AHL's mode
+    and settings, the HADG normal subset and the test subsample."""
     base_text = (xdevnet.devnet_deviations(cfg, dataset, base_config(cfg, base)) if base == "devnet"
                  else xdra.config_deviations(base_config(cfg, base), dataset))
     parts = [f"base: {base_text}" if base_text else ""]
     if base == "dra":
         parts.append("DRA scored with its fixed reference normals")
+        if config is not None:
+            parts.insert(0, f"base mode={base_config(cfg, base).mode}")
     if config is not None:
         parts.append(f"ahl mode={config.mode}")
         parts += _ahl_deviations(config)

@@ -19,7 +19,7 @@ metric names (``auroc``, ``pixel_auroc``, ``pro``), the faithful values as
 ``<metric>@max_over_epochs`` and every epoch's values as ``<metric>@epoch<k>`` (Fig. 3), all in
 [0, 1]; the run's details (loss per epoch, training/evaluation time, peak memory) go to a JSON
 file next to the results (:func:`run_files`). :func:`report_view` turns either report into
-canonical rows labelled ``report=last_epoch`` / ``report=max_over_epochs`` in ``deviations``.
+canonical rows whose ``report`` column says which (``last_epoch`` / ``max_over_epochs``).
 
 Options the ablation notebook uses through :func:`bgad_config` and :func:`run_bgad`: β, τ
 (Table 4), ``racp`` and ``focal_weighting`` (Table 6), and :func:`bgad_split` with

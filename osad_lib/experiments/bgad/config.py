@@ -103,8 +103,8 @@ def config_deviations(config: BGADConfig, dataset: str, has_masks: bool = True, 
                       labelled: bool = True) -> str:
     """How a run differs from the defaults (:class:`BGADConfig`: the official code's README run,
     with the paper's β = 5 % and gradients cleared to ``None``), one ``name=value (default: …)``
-    part per field with a note where the value has a known origin (:data:`OPTION_NOTES`),
-    starting with the report (``report=last_epoch``)."""
+    part per field with a note where the value has a known origin (:data:`OPTION_NOTES`). How the
+    metrics are reported is the row's ``report`` column, not a part of this text."""
     default = BGADConfig()
     _, _, note = available_backbone(config)
     parts = [note] if note else []
@@ -117,4 +117,4 @@ def config_deviations(config: BGADConfig, dataset: str, has_masks: bool = True, 
         parts.append("no pixel masks: labelled anomalies marked anomalous at every position")
     if dataset == "synthetic":
         parts.insert(0, "synthetic data (no paper row)")
-    return "; ".join(["report=last_epoch"] + parts)
+    return "; ".join(parts)

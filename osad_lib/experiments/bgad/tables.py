@@ -30,8 +30,7 @@ from osad_lib.experiments.bgad.run import run_files
 
 def report_view(rows: pd.DataFrame, report: str = "last_epoch") -> pd.DataFrame:
     """Canonical metric rows of one report: the last epoch (honest) or the per-metric maximum
-    over epochs selected on the test set (faithful to the official numbers), with ``report`` set
-    and ``deviations`` starting with ``report=<report>``."""
+    over epochs selected on the test set (faithful to the official numbers), with ``report`` set."""
     choose("report", report, REPORTS)
     canonical = IMAGE_METRICS + PIXEL_METRICS
     if report == "last_epoch":
@@ -39,7 +38,6 @@ def report_view(rows: pd.DataFrame, report: str = "last_epoch") -> pd.DataFrame:
     else:
         view = rows[rows["metric"].isin([m + MAX_OVER_EPOCHS_SUFFIX for m in canonical])].copy()
         view["metric"] = view["metric"].str.removesuffix(MAX_OVER_EPOCHS_SUFFIX)
-    view["deviations"] = view["deviations"].str.replace(r"^report=\w+", f"report={report}", regex=True)
     view["report"] = report
     return view.reset_index(drop=True)
 

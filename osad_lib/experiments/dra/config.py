@@ -96,8 +96,8 @@ def run_config(cfg: NotebookConfig, experiment: Experiment) -> DRAConfig:
 
 
 def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0, method: str = "dra") -> str:
-    """How a run differs from the official code (fields unlike :class:`DRAConfig`'s defaults),
-    plus the mode; ``synthetic`` data and a test subsample are named too. SAOE rows say that
+    """How a run differs from the official code (fields unlike :class:`DRAConfig`'s defaults; the
+    mode is the row's ``mode`` column); ``synthetic`` data and a test subsample are named too. SAOE rows say that
     they run without outlier exposure (the notebook has no external set), MLEP rows that the
     image adaptation is ours."""
     in_label = {"mode", "heads", "pseudo_source", "outlier_name", "n_ref", "loss"}  # in the variant label
@@ -113,7 +113,7 @@ def config_deviations(config: DRAConfig, dataset: str, max_test_images: int = 0,
         parts.append(f"pseudo={config.pseudo_source} (paper: LAG outlier exposure on medical data, §4.1)")
     if max_test_images:
         parts.append(f"test set: seeded class-stratified subsample of at most {max_test_images} images")
-    return "; ".join([f"mode={config.mode}"] + parts)
+    return "; ".join(parts)
 
 
 def variant_label(config: DRAConfig) -> str:
