@@ -45,7 +45,7 @@ from osad_lib.data.tensors import load_images
 from osad_lib.experiments import note_figure
 from osad_lib.experiments.datasets import protocol_counts
 from osad_lib.metrics import image_auroc
-from osad_lib.paper import DEFAULT_KEYS, compare, format_mean_std, list_tables
+from osad_lib.paper import DEFAULT_KEYS, compare, list_tables, shown
 from osad_lib.validate import ConfigError, choose
 from osad_lib.viz import show_image
 
@@ -371,17 +371,9 @@ def results_comparison(results: pd.DataFrame, paper: str, table: str, dataset: s
 
 
 def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
-    """A :func:`results_comparison` frame for reading: keys, ``paper`` and ``measured`` as
-    "mean ± std", seeds, delta, within spread, deviations."""
-    keys = list(DEFAULT_KEYS)
-    view = comparison[keys].copy()
-    view["paper"] = [format_mean_std(m, s) for m, s in zip(comparison["paper_mean"], comparison["paper_std"])]
-    view["measured"] = [format_mean_std(m, s) for m, s in zip(comparison["measured_mean"], comparison["measured_std"])]
-    view["seeds"] = comparison["n_seeds"]
-    view["delta"] = comparison["delta"].round(3)
-    view["within_spread"] = comparison["within_spread"]
-    view["deviations"] = comparison["deviations"]
-    return view
+    """A :func:`results_comparison` frame for reading (:func:`osad_lib.paper.shown`): keys,
+    ``paper`` and ``measured`` as "mean ± std", delta, seeds, within spread, deviations."""
+    return shown(comparison, DEFAULT_KEYS, extra=("within_spread", "deviations"))
 
 
 __all__ = [

@@ -16,7 +16,7 @@ Every results table of DevNet, DRA, BGAD, AnoOnly and AHL is one CSV file under
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 __all__ = [
     "COLUMNS", "DEFAULT_KEYS", "INDEX_COLUMNS", "PAPERS", "SHARED_CELLS", "TABLES_DIR",
-    "compare", "format_mean_std", "join_notes", "list_tables", "load_all", "load_table",
+    "compare", "format_mean_std", "join_notes", "list_tables", "load_all", "load_table", "mean_std_text", "shown",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -278,3 +278,26 @@ def format_mean_std(mean: Any, std: Any = None, digits: int = 3) -> str:
     if _is_missing(std):
         return f"{float(mean):.{digits}f}"
     return f"{float(mean):.{digits}f} ± {float(std):.{digits}f}"
+
+
+def mean_std_text(frame: pd.DataFrame, prefix: str) -> list[str]:
+    """``<prefix>_mean`` ± ``<prefix>_std`` of every row of ``frame`` as text (:func:`format_mean_std`)."""
+    return [format_mean_std(m, s) for m, s in zip(frame[f"{prefix}_mean"], frame[f"{prefix}_std"])]
+
+
+def shown(comparison: pd.DataFrame, keys: Sequence[str], labels: Mapping[str, str] | None = None,
+          extra: Sequence[str] = ()) -> pd.DataFrame:
+    """A :func:`compare` frame for reading, the one display of measured numbers beside the paper's:
+    the ``keys`` columns (renamed by ``labels``), ``paper`` and ``measured`` as "mean ± std",
+    ``delta`` rounded to three digits, ``seeds``, then the ``extra`` columns as they are. A frame
+    without rows comes back as it is."""
+    if comparison.empty:
+        return comparison
+    view = comparison[list(keys)].rename(columns=dict(labels or {}))
+    view["paper"] = mean_std_text(comparison, "paper")
+    view["measured"] = mean_std_text(comparison, "measured")
+    view["delta"] = comparison["delta"].round(3)
+    view["seeds"] = comparison["n_seeds"]
+    for column in extra:
+        view[column] = comparison[column]
+    return view.reset_index(drop=True)

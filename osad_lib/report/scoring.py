@@ -144,8 +144,7 @@ def measured_cells(cells: pd.DataFrame) -> pd.DataFrame:
     m = cells[cells["n_seeds"] > 0]
     return pd.DataFrame({
         **{c: m[c] for c in ["table_id", *KEYS, "version", "primary"]},
-        "paper": [paper.format_mean_std(a, b) for a, b in zip(m["paper_mean"], m["paper_std"])],
-        "measured": [paper.format_mean_std(a, b) for a, b in zip(m["measured_mean"], m["measured_std"])],
+        "paper": paper.mean_std_text(m, "paper"), "measured": paper.mean_std_text(m, "measured"),
         "n_seeds": m["n_seeds"], "delta": m["delta"].round(3),
         "verdict": [cell_verdict(*r) for r in zip(m["n_seeds"], m["delta"], m["within_tolerance"],
                                                    m["settings_differ"])],

@@ -82,6 +82,24 @@ def test_format_mean_std():
     assert paper.format_mean_std(0.5, 0.01, digits=2) == "0.50 ± 0.01"
 
 
+def test_shown_is_the_one_display_of_a_comparison():
+    """DRA Table 1's ELPV one-shot cells beside two measured seeds: the keys as chosen, the paper's
+    and the measured numbers as text, the delta rounded; a row the profile did not run says so."""
+    measured = pd.DataFrame({"dataset": "elpv", "subset": "", "setting": "general", "n_shots": 1, "method": "dra",
+                             "variant": "", "source": "", "metric": "auroc", "seed": [0, 1], "value": [0.70, 0.74]})
+    table = paper.compare(measured, "dra_table1")
+    ran = table[table["n_seeds"] > 0]
+    view = paper.shown(ran, ("dataset", "n_shots", "method"), {"n_shots": "shots"}, extra=("within_spread",))
+    assert list(view.columns) == ["dataset", "shots", "method", "paper", "measured", "delta", "seeds", "within_spread"]
+    row = view.iloc[0]
+    expected = ran.iloc[0]
+    assert row["measured"] == "0.720 ± 0.028" and row["seeds"] == 2
+    assert row["paper"] == paper.format_mean_std(expected["paper_mean"], expected["paper_std"])
+    assert row["delta"] == pytest.approx(round(0.72 - expected["paper_mean"], 3))
+    assert paper.mean_std_text(table[table["n_seeds"] == 0].head(1), "measured") == ["—"]
+    assert paper.shown(ran.iloc[:0], ("dataset",)).empty
+
+
 # --------------------------------------------------------------------------- spot-checks
 def _row(table_id: str, **sel) -> pd.Series:
     t = paper.load_table(table_id)

@@ -85,14 +85,13 @@ def with_shared_rows(cfg: NotebookConfig, rows: pd.DataFrame, table: str) -> pd.
 
 def display_table(comp: pd.DataFrame) -> pd.DataFrame:
     """A readable version of :func:`comparison`: ``mean ± std`` strings, one row per key."""
-    fmt = paper.format_mean_std
     return pd.DataFrame({
         "dataset": comp["dataset"], "subset": comp["subset"], "setting": comp["setting"],
         "n_shots": comp["n_shots"], "method": comp["method"], "metric": comp["metric"],
-        "paper": [fmt(m, s) for m, s in zip(comp["paper_mean"], comp["paper_std"])],
-        "measured (last epoch)": [fmt(m, s) for m, s in zip(comp["last_mean"], comp["last_std"])],
+        "paper": paper.mean_std_text(comp, "paper"),
+        "measured (last epoch)": paper.mean_std_text(comp, "last"),
         "Δ last": comp["delta_last"].round(3),
-        "measured (max over epochs, faithful)": [fmt(m, s) for m, s in zip(comp["max_mean"], comp["max_std"])],
+        "measured (max over epochs, faithful)": paper.mean_std_text(comp, "max"),
         "Δ max": comp["delta_max"].round(3),
         "seeds": comp["n_seeds"],
     })

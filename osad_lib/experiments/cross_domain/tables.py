@@ -35,18 +35,15 @@ def comparison(cfg: NotebookConfig, table_id: str) -> pd.DataFrame:
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """A comparison as target, source, method, paper, measured ("mean ± std"), delta, seeds."""
+    """A comparison as target, source, method, paper, measured ("mean ± std"), delta, seeds
+    (:func:`osad_lib.paper.shown`); KDAD's reference rows say that they were not run."""
     if frame.empty:
         return frame
-    return pd.DataFrame({
-        "dataset": frame["dataset"], "target": frame["subset"],
-        "source": frame["source"].replace("", "— (trained on the target)"),
-        "method": frame["method"].map(lambda m: METHOD_LABELS.get(m, m)), "metric": frame["metric"],
-        "paper": [paper.format_mean_std(m, s) for m, s in zip(frame["paper_mean"], frame["paper_std"])],
-        "measured": [paper.format_mean_std(m, s) if n else "not run (paper only)"
-                     for m, s, n in zip(frame["measured_mean"], frame["measured_std"], frame["n_seeds"])],
-        "delta": frame["delta"].round(3), "seeds": frame["n_seeds"],
-    })
+    named = frame.assign(source=frame["source"].replace("", "— (trained on the target)"),
+                         method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))
+    view = paper.shown(named, ("dataset", "subset", "source", "method", "metric"), {"subset": "target"})
+    view["measured"] = view["measured"].where(frame["n_seeds"].to_numpy() > 0, "not run (paper only)")
+    return view
 
 
 def matrices(cfg: NotebookConfig, metric: str = "auroc") -> pd.DataFrame:

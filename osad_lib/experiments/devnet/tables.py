@@ -67,10 +67,7 @@ def paper_table(cfg: NotebookConfig, table: str) -> pd.DataFrame:
         if table == "table3":
             joined = joined[joined["subset"].isin(set(rows["subset"]))]
         joined = joined[joined["n_shots"].isna() | joined["n_shots"].isin([0, *set(rows["n_shots"].astype(int))])]
-    out = joined.assign(
-        paper=[paper.format_mean_std(m, s) for m, s in zip(joined["paper_mean"], joined["paper_std"])],
-        measured=[paper.format_mean_std(m, s) for m, s in zip(joined["measured_mean"], joined["measured_std"])],
-    )
+    out = joined.assign(paper=paper.mean_std_text(joined, "paper"), measured=paper.mean_std_text(joined, "measured"))
     out["note"] = [row_note(p, n) for p, n in zip(out["paper_mean"], out["n_seeds"])]
     return out[list(PAPER_TABLE_COLUMNS)].reset_index(drop=True)
 

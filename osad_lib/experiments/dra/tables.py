@@ -40,16 +40,9 @@ def comparison(cfg: NotebookConfig, table: str) -> pd.DataFrame:
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """A compact view: keys, ``paper`` and ``measured`` as "mean ± std", delta, seeds."""
-    if frame.empty:
-        return frame
-    return pd.DataFrame({
-        "dataset": frame["dataset"], "subset": frame["subset"], "shots": frame["n_shots"],
-        "method": frame["method"], "variant": frame["variant"], "metric": frame["metric"],
-        "paper": [paper.format_mean_std(m, s) for m, s in zip(frame["paper_mean"], frame["paper_std"])],
-        "measured": [paper.format_mean_std(m, s) for m, s in zip(frame["measured_mean"], frame["measured_std"])],
-        "delta": frame["delta"].round(3), "seeds": frame["n_seeds"],
-    })
+    """A compact view (:func:`osad_lib.paper.shown`): keys, ``paper`` and ``measured`` as
+    "mean ± std", delta, seeds."""
+    return paper.shown(frame, ("dataset", "subset", "n_shots", "method", "variant", "metric"), {"n_shots": "shots"})
 
 
 def _paper_difference(table_id: str, treatment: str, control: str) -> Any:
