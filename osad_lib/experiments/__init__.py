@@ -94,6 +94,16 @@ def skipped_line(notebook: str, missing: Sequence[str], data_root: str | os.Path
             "(python -m osad_lib.data.prepare converts a download)")
 
 
+def ready_and_lines(notebook: str, items: Sequence[GridItem], data_root: str | os.PathLike | Path | None
+                     ) -> tuple[list[GridItem], list[str]]:
+    """(the runnable items of ``items`` (:func:`runnable`), the lines a notebook prints and
+    ``run_all.py`` logs about the rest: the datasets it skips, and, when that leaves nothing, that
+    only the papers' rows will show)."""
+    ready, missing = runnable(items)
+    lines = [skipped_line(notebook, missing, data_root)] if missing else []
+    return ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
+
+
 def with_split_note(deviations: str, split: Split | None) -> str:
     """A row's ``deviations`` with its split's note on test images identical to training images
     (:attr:`osad_lib.data.protocols.Split.duplicate_note`; nothing without one)."""
@@ -125,9 +135,7 @@ def grid_of(notebook: str, cfg: NotebookConfig, parameters: Mapping[str, object]
         items = module.grid(cfg, **{k: v for k, v in (parameters or {}).items() if k in shaping})
     except ConfigError as exc:
         raise ConfigError(f"{notebook}: {exc}") from None
-    ready, missing = runnable(items)
-    lines = [skipped_line(notebook, missing, cfg.data_root)] if missing else []
-    return items, ready, lines + ([nothing_to_run_line(notebook)] if items and not ready else [])
+    return items, *ready_and_lines(notebook, items, cfg.data_root)
 
 
 #: The columns of :func:`plan_rows`.

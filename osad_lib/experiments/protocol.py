@@ -102,11 +102,9 @@ def run_grid(cfg: NotebookConfig, items: Sequence[GridItem], run_one: RunOne, de
     """Run (or, with ``cfg.resume``, reuse) the items whose data are at hand, after printing the
     one line that names the datasets skipped (and, when that leaves nothing, that only the papers'
     rows will show). Returns the items run."""
-    ready, missing = experiments.runnable(items)
-    if missing:
-        print(experiments.skipped_line(cfg.notebook, missing, cfg.data_root))
-    if items and not ready:
-        print(experiments.nothing_to_run_line(cfg.notebook))
+    ready, lines = experiments.ready_and_lines(cfg.notebook, items, cfg.data_root)
+    for line in lines:
+        print(line)
     run_items(cfg, ready, run_one, desc=desc)
     return ready
 
