@@ -158,13 +158,16 @@ def without_marker_parts(frame: pd.DataFrame) -> pd.DataFrame:
     ``mode`` and ``report`` columns took them over still carry; the report then never reads
     markers from text, and a marker alone does not make a row's settings differ."""
     deviations = frame["deviations"].fillna("").astype(str)
-    marked = deviations.str.contains(r"(?:^|;)\s*(?:mode|protocol|report)=\w+\s*(?:;|$)", regex=True)
-    if not marked.any():
+    changed = {}
+    for text in deviations.unique():
+        parts = [part.strip() for part in text.split(";")]
+        if any(_MARKER_PART.match(p) for p in parts):
+            changed[text] = "; ".join(p for p in parts if p and not _MARKER_PART.match(p))
+    if not changed:
         return frame
     frame = frame.copy()
-    frame.loc[marked, "deviations"] = [
-        "; ".join(p.strip() for p in text.split(";") if p.strip() and not _MARKER_PART.match(p.strip())) or None
-        for text in deviations[marked]]
+    marked = deviations.isin(changed)
+    frame.loc[marked, "deviations"] = [changed[text] or None for text in deviations[marked]]
     return frame
 
 
