@@ -21,7 +21,7 @@ from osad_lib.validate import ConfigError, choose
 STUDIES: dict[str, PaperElement] = elements_by_key(*(s for module in (devnet, dra, bgad, anoonly, ahl)
                                                      for s in module.STUDIES))
 
-__all__ = ["NOTEBOOK", "STUDIES", "grid", "overview", "run_element", "run_one", "select"]
+__all__ = ["NOTEBOOK", "STUDIES", "grid", "overview", "run_element", "select"]
 
 
 def select(cfg: NotebookConfig, studies: str = "") -> list[PaperElement]:
@@ -49,16 +49,3 @@ def select(cfg: NotebookConfig, studies: str = "") -> list[PaperElement]:
 def grid(cfg: NotebookConfig, studies: str = "") -> list[GridItem]:
     """The experiments of the selected studies (see :func:`select`), study by study."""
     return [item for study in select(cfg, studies) for item in study.grid(cfg)]
-
-
-def study_of(item: GridItem) -> PaperElement:
-    """The study an experiment belongs to (by its ``paper`` and ``table`` fields)."""
-    key = f"{item.experiment.paper}_{item.experiment.table}"
-    if key not in STUDIES:
-        raise ConfigError(f"experiment {item.experiment.describe()} belongs to no ablation study ({key!r})")
-    return STUDIES[key]
-
-
-def run_one(cfg: NotebookConfig, item: GridItem) -> dict[str, float]:
-    """Train and evaluate one experiment of any study."""
-    return study_of(item).run_one(cfg, item)
