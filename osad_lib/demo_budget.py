@@ -12,6 +12,8 @@ no data, ADBench or output locations from the environment. At the end it prints,
 Markdown beside the run (``--report`` to choose where), the per-notebook wall and CPU times that
 ``run_all.py`` recorded (``timings.csv``), the machine, the commit, and whether the run stayed
 within the budget. Exit code 0 when every notebook succeeded within the budget, 1 otherwise.
+Then the bulk is deleted — the clone, the new cache and the stored models, several GB together —
+and the report, timings, notebooks, results, tables and figures stay (``--keep``: keep everything).
 
 The README's "Demo time" table comes from this script. It is a benchmark run by hand, not a
 timed test: CI's machines are shared, and the demo takes longer than a test suite may.
@@ -135,6 +137,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="use this machine's cache folder instead of a new empty one")
     parser.add_argument("--work-dir", default="", help="where the clone and its outputs go (default: a new "
                                                        "temporary folder, kept)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the clone, its cache and the stored models (default: deleted after the report)")
     parser.add_argument("--report", default="", help="where the Markdown report goes (default: demo_budget.md in "
                                                      "the work folder)")
     return parser.parse_args(argv)
@@ -144,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="osad-demo-budget-"))
     work.mkdir(parents=True, exist_ok=True)
-    if (work / "osad-companion").exists():
-        print(f"demo_budget: {work / 'osad-companion'} exists; pass an empty --work-dir", file=sys.stderr)
+    if any((work / name).exists() for name in ("osad-companion", "cache", "out")):
+        print(f"demo_budget: {work} holds an earlier run; pass an empty --work-dir", file=sys.stderr)
         return 2
     clone, code = fresh_clone(work), commit()  # the commit cloned, not the one checked out when it ends
     cache = None if args.warm_cache else work / "cache"
@@ -164,7 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     destination = Path(args.report) if args.report else work / "demo_budget.md"
     paths.atomic_write_text(destination, text)
     print("\n" + text + f"\n(report: {destination})")
+    if not args.keep:
+        discard_bulk(work, cache, args.profile)
     return 0 if ok else 1
+
+
+def discard_bulk(work: Path, cache: Path | None, profile: str) -> None:
+    """Delete what a finished timing run no longer needs and takes the most disk: the clone, its
+    new cache (None: this machine's, kept) and the run's stored models."""
+    for folder in (work / "osad-companion", cache, work / "out" / "runs" / profile / "models"):
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+
 import pandas as pd
 
 from osad_lib import demo_budget
 
 
 def test_a_fresh_clone_runs_with_an_empty_cache_and_the_report_says_whether_it_fit(tmp_path, capsys):
-    code = demo_budget.main(["--profile", "smoke", "--only", "00", "--work-dir", str(tmp_path), "--budget-min", "30"])
+    code = demo_budget.main(["--profile", "smoke", "--only", "00", "--work-dir", str(tmp_path), "--budget-min", "30",
+                             "--keep"])
     clone = tmp_path / "osad-companion"
     assert code == 0
     assert (clone / "run_all.py").is_file() and not (clone / ".venv").exists() and not (clone / "runs").exists()
@@ -16,6 +20,28 @@ def test_a_fresh_clone_runs_with_an_empty_cache_and_the_report_says_whether_it_f
     text = (tmp_path / "demo_budget.md").read_text()
     assert "within the 30-minute budget" in text and "| 00_datasets" in text and "cores" in text
     assert "| total" in text
+
+
+def test_after_the_report_the_clone_its_cache_and_the_stored_models_are_deleted(tmp_path, monkeypatch):
+    real_run = subprocess.run
+
+    def fake_run_all(command, cwd, env=None, **kwargs):  # what run_all.py leaves: outputs, models, a cache
+        if command[0] == "git":  # the clone's file listing
+            return real_run(command, cwd=cwd, **kwargs)
+        runs = tmp_path / "out" / "runs" / "smoke"
+        (runs / "models").mkdir(parents=True)
+        (runs / "models" / "devnet_x.pt").write_bytes(b"weights")
+        (runs / "results").mkdir()
+        pd.DataFrame([{"notebook": "00_datasets", "status": "ok", "wall_s": 1.0, "cpu_s": 1.0, "experiments_run": 0,
+                       "experiments_reused": 0}]).to_csv(runs / "timings.csv", index=False)
+        pathlib.Path(env["OSAD_CACHE"], "features").mkdir(parents=True)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(demo_budget.subprocess, "run", fake_run_all)
+    assert demo_budget.main(["--profile", "smoke", "--work-dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_budget.md", "out"]
+    assert sorted(p.name for p in (tmp_path / "out" / "runs" / "smoke").iterdir()) == ["results", "timings.csv"]
+    assert demo_budget.main(["--work-dir", str(tmp_path)]) == 2  # an earlier run's folder is not reused
 
 
 def test_over_budget_or_a_failed_notebook_is_not_ok():
