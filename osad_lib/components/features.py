@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from osad_lib import paths
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.pseudo import apply_batch
-from osad_lib.data.tensors import ImageSet, file_digests
+from osad_lib.data.tensors import ImageSet, file_digests, tensors_digest
 from osad_lib.training import load_checkpoint, save_checkpoint
 from osad_lib.validate import ConfigError, choose
 
@@ -97,12 +97,13 @@ class FeatureBank:
 
 def model_hash(model: nn.Module) -> str:
     """A content hash of ``model``'s state dict (names, shapes, values): the checkpoint identity."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()[:20]
+    return tensors_digest(model.state_dict())[:20]
+
+
+def pseudo_stems_hash(pseudo_stems: Mapping[str, Any]) -> str:
+    """A content hash of cached pseudo-anomaly stems (generator → ``StemFeatures``)."""
+    return tensors_digest({f"{generator}/{scale}": level for generator, stems in pseudo_stems.items()
+                           for scale, level in enumerate(stems.per_scale)})[:20]
 
 
 def _as_float(images: torch.Tensor, device: str) -> torch.Tensor:
@@ -162,7 +163,8 @@ def feature_key(manifest_id: str, checkpoint: str, generators: Sequence[str], no
                 reference_rows: Sequence[int], image_size: int, seed: int, test_paths: Sequence[str] = (),
                 pseudo_source: str = "") -> str:
     """The cache key of a feature bank (``test_paths``: the evaluated test images, e.g. a subsample;
-    ``pseudo_source``: where the pseudo anomalies came from when not made here)."""
+    ``pseudo_source``: where the pseudo anomalies came from when not made here, with a hash of
+    their content)."""
     text = json.dumps([FEATURE_VERSION, manifest_id, checkpoint, list(generators), np.asarray(normal_rows).tolist(),
                        [int(r) for r in reference_rows], int(image_size), int(seed), list(test_paths), pseudo_source])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -201,7 +203,7 @@ def cached_features(model: nn.Module, train: ImageSet, test: ImageSet, manifest_
     anomaly_rows = np.flatnonzero(np.asarray(train.labels) == 1)
     image_size = int(train.images.shape[-1])
     key = feature_key(manifest_id, model_hash(model), generators, normal_rows, reference_rows, image_size, seed,
-                      test.paths, "cached-pseudo" if pseudo_stems is not None else "")
+                      test.paths, f"cached-pseudo:{pseudo_stems_hash(pseudo_stems)}" if pseudo_stems is not None else "")
     file = feature_file(key)
     state = load_checkpoint(file, what="feature cache", consequence="recomputing it")
     if state is not None:
@@ -264,4 +266,4 @@ def cached_dataset_features(namespace: str, key: str, compute: Callable[[], dict
 
 __all__ = ["FEATURE_VERSION", "PSEUDO_GENERATORS", "FeatureBank", "cached_dataset_features", "cached_features",
            "dataset_key", "extract_features", "feature_file", "feature_key", "model_hash", "normal_subset",
-           "pseudo_images"]
+           "pseudo_images", "pseudo_stems_hash"]

@@ -19,7 +19,7 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +92,19 @@ def decode_sample(root: Path, sample: Sample, image_size: int) -> tuple[np.ndarr
         )
     small = np.asarray(Image.fromarray(mask).resize((image_size, image_size), Image.NEAREST))
     return resized, small[None]
+
+
+def tensors_digest(named: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of named tensors: each name, shape, dtype and the bytes of its values, in name
+    order. The identity of a model's weights (:func:`osad_lib.components.features.model_hash`), of
+    what a stored model left unchanged (:mod:`osad_lib.experiments.model_store`) and of cached
+    pseudo-anomaly stems in a feature bank's key."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(named.items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:

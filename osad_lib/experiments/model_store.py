@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from osad_lib.data.tensors import tensors_digest
 from osad_lib.profiles import NotebookConfig
 from osad_lib.training import load_checkpoint, save_checkpoint
 from osad_lib.validate import notice
@@ -74,23 +75,13 @@ def load_or_train(cfg: NotebookConfig, method: str, settings: Any, manifest_id: 
     return model.eval(), False
 
 
-def state_digest(state: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 of the names, dtypes, shapes and bytes of ``state``'s tensors, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{tensor.dtype}|{tuple(state[name].shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def changes(trained: Mapping[str, torch.Tensor], built: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """What a trained model's ``state_dict`` adds to a freshly built one's: the entries that
     differ (``changed``) and the digest of the ones that do not (``unchanged_sha256``)."""
     same = {name for name, tensor in trained.items() if name in built and built[name].shape == tensor.shape
             and built[name].dtype == tensor.dtype and torch.equal(built[name], tensor)}
     return {"changed": {name: tensor for name, tensor in trained.items() if name not in same},
-            "unchanged_sha256": state_digest({name: trained[name] for name in same})}
+            "unchanged_sha256": tensors_digest({name: trained[name] for name in same})}
 
 
 def apply_changes(model: nn.Module, stored: Mapping[str, Any]) -> bool:
@@ -100,10 +91,10 @@ def apply_changes(model: nn.Module, stored: Mapping[str, Any]) -> bool:
     changed = stored["changed"]
     if not set(changed) <= set(state):
         return False
-    if state_digest({name: t for name, t in state.items() if name not in changed}) != stored["unchanged_sha256"]:
+    if tensors_digest({name: t for name, t in state.items() if name not in changed}) != stored["unchanged_sha256"]:
         return False
     model.load_state_dict({**state, **changed})
     return True
 
 
-__all__ = ["MODEL_VERSION", "apply_changes", "changes", "load_or_train", "model_file", "model_key", "state_digest"]
+__all__ = ["MODEL_VERSION", "apply_changes", "changes", "load_or_train", "model_file", "model_key"]

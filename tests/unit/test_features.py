@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from osad_lib.components import features
+from osad_lib.components.stems import StemFeatures
 from osad_lib.data.tensors import ImageSet
 from osad_lib.methods.ahl import heads as ahl
 from osad_lib.methods.devnet.model import DevNet, DevNetConfig
@@ -120,3 +121,20 @@ def test_dataset_features_are_computed_once_and_follow_the_files(cache, tmp_path
     assert features.dataset_key(root, "lite0", 128) != key  # another setting, another entry
     (root / "test/crack/000.png").unlink()
     assert features.dataset_key(root, "lite0", 64) != key  # a changed dataset is never served stale
+
+
+def test_cache_key_follows_the_content_of_cached_pseudo_stems(cache):
+    # a bank made from other pseudo anomalies (e.g. cutmix patches from another list of normals)
+    # must not be read back for these
+    model, train, test = tiny_devnet(0), image_set(4, 1), image_set(2, 2, seed=1)
+    normals = train.images[:4].float() / 255
+
+    def bank(shift: float) -> features.FeatureBank:
+        with torch.no_grad():
+            stems = StemFeatures(tuple(s.half() for s in model.stem_pyramid((normals + shift).clamp(0, 1))))
+        return features.cached_features(model, train, test, "m1", generators=("cutpaste",), progress=False,
+                                        pseudo_stems={"cutpaste": stems})
+
+    first, same, other = bank(0.0), bank(0.0), bank(0.1)
+    assert first.key == same.key and first.key != other.key
+    assert not torch.equal(first.pseudo["cutpaste"][0], other.pseudo["cutpaste"][0])

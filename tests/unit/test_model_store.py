@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from osad_lib.data.tensors import tensors_digest
 from osad_lib.experiments import model_store
 from osad_lib.profiles import NotebookConfig, get_profile
 
@@ -93,6 +94,6 @@ def test_changes_and_digest():
     stored = model_store.changes(after, built)
     assert set(stored["changed"]) == {"head.weight", "head.bias"}
     unchanged = {k: v for k, v in after.items() if k.startswith("pretrained")}
-    assert stored["unchanged_sha256"] == model_store.state_digest(unchanged)
+    assert stored["unchanged_sha256"] == tensors_digest(unchanged)
     nudged = {**unchanged, "pretrained.bias": unchanged["pretrained.bias"] + 1e-7}
-    assert model_store.state_digest(nudged) != stored["unchanged_sha256"]
+    assert tensors_digest(nudged) != stored["unchanged_sha256"]

@@ -7,7 +7,10 @@ from __future__ import annotations
 import torch
 
 from osad_lib.components.stems import DIHEDRAL_VIEWS, dihedral, dihedral_views, stem_outputs
-from osad_lib.experiments.stem_cache import FrozenStem, StemConfig
+from osad_lib.components.stems import StemFeatures
+from osad_lib.data.mvtec import read_mvtec_layout
+from osad_lib.data.synthetic import SyntheticConfig, write_synthetic
+from osad_lib.experiments.stem_cache import FrozenStem, StemConfig, pseudo_stems
 
 
 def _lite0_stem() -> FrozenStem:
@@ -41,3 +44,26 @@ def test_dihedral_views_are_the_stem_of_each_transformed_image():
             for i in range(3):
                 assert views[i][s].shape[0] == DIHEDRAL_VIEWS - 1
                 assert torch.allclose(views[i][s][k - 1].float(), level[i].float(), atol=2e-2)
+
+
+def test_a_cached_cutmix_pseudo_anomaly_depends_on_the_normals_asked_for_not_on_who_asked_first(tmp_path, monkeypatch):
+    # cutmix takes each normal's patch from another normal of the list it is asked with (the
+    # split's training normals); a cache shared by every run must not hand a later run the patch
+    # an earlier run's list chose (AHL asks with a seeded subset of the normals per seed)
+    root = tmp_path / "weave"
+    write_synthetic(root, "weave", SyntheticConfig(n_train=12, n_test_normal=2, n_per_class=1, image_size=64, seed=1))
+    normals = [s.path for s in read_mvtec_layout(root) if s.split == "train"]
+    config = StemConfig("efficientnet_lite0", "imagenet", 64, 2, 2)
+    subset, everything = normals[:4], normals
+
+    def in_order(cache: str, *lists: list[str]) -> list[StemFeatures]:
+        monkeypatch.setenv("OSAD_CACHE", str(tmp_path / cache))
+        return [pseudo_stems(root, config, "cutmix_cross_image", paths) for paths in lists]
+
+    subset_first = in_order("a", subset, everything)
+    everything_first = in_order("b", everything, subset)[::-1]
+    for one, other in zip(subset_first, everything_first, strict=True):
+        for a, b in zip(one.per_scale, other.per_scale, strict=True):
+            assert torch.equal(a, b)
+    # the two lists do give some normal different partners, so the check above can fail
+    assert not torch.equal(subset_first[0].per_scale[0], subset_first[1].per_scale[0][:4])
