@@ -12,7 +12,7 @@ A stored model holds only what training changed: the entries of its ``state_dict
 from a freshly built model (the head, the fine-tuned stages, running statistics), with a SHA-256
 of the rest (the frozen pretrained stages, the unused ImageNet classifier). Loading builds the
 model, checks that digest and applies the stored entries. A Lite0 DevNet of the demo profile is
-4 MB instead of 19 MB, so the demo's hundreds of models take a fifth of the disk. When the built
+4 MB instead of 19 MB; the demo's 320 models take 0.72 GB instead of about 6 GB. When the built
 model no longer matches (other pretrained weights, a changed architecture), the stored one is
 discarded with one line and the model is trained again.
 """

@@ -192,8 +192,9 @@ def pseudo_stems(root: Path, config: StemConfig, generator: str, normal_paths: S
     :mod:`osad_lib.data.pseudo` generator ``generator``, each made from its normal with
     :func:`pseudo_seed` (``cutmix_cross_image`` takes its patch from another normal of the list,
     chosen by the same seed, so its cache entries belong to that list of normals: runs with other
-    training normals, e.g. AHL's seeded subsets, get their own), then, with ``dihedral_transform``, under one of the 8 dihedral
-    transforms chosen by the seed. ``textures``: DRAEM's texture images (DTD) when given."""
+    training normals, e.g. AHL's seeded subsets, get their own), then, with ``dihedral_transform``,
+    under one of the 8 dihedral transforms chosen by the seed. ``textures``: DRAEM's texture images
+    (DTD) when given."""
     if generator == "cutmix_cross_image" and len(normal_paths) < 2:
         raise ConfigError("cutmix_cross_image needs at least two normals")
     stem = _frozen_stem(_cache_config(config), device)
