@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def discard_bulk(work: Path, cache: Path | None, profile: str) -> None:
     """Delete what a finished timing run no longer needs and takes the most disk: the clone, its
     new cache (None: this machine's, kept) and the run's stored models."""
-    for folder in (work / "osad-companion", cache, work / "out" / "runs" / profile / "models"):
+    for folder in (work / "osad-companion", cache, paths.models_dir(profile, work / "out")):
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -169,6 +169,12 @@ def checkpoints_dir(profile: str, output: str | os.PathLike | None = None) -> Pa
     return make_folder(runs_dir(profile, output) / "checkpoints", OUTPUT_SETTING)
 
 
+def models_dir(profile: str, output: str | os.PathLike | None = None) -> Path:
+    """``<output>/runs/<profile>/models``: trained models shared across notebooks
+    (:mod:`osad_lib.experiments.model_store`)."""
+    return make_folder(runs_dir(profile, output) / "models", OUTPUT_SETTING)
+
+
 def figures_dir(profile: str, output: str | os.PathLike | None = None) -> Path:
     """``<output>/figures/<profile>``: every figure as PNG and PDF."""
     return make_folder(output_root(output) / "figures" / profile, OUTPUT_SETTING)

@@ -48,7 +48,7 @@ def model_key(method: str, settings: Any, manifest_id: str, seed: int) -> str:
 
 def model_file(cfg: NotebookConfig, method: str, settings: Any, manifest_id: str, seed: int) -> Path:
     """Where the weights of that model are kept (``runs/<profile>/models/<method>_<key>.pt``)."""
-    return cfg.runs_dir / "models" / f"{method}_{model_key(method, settings, manifest_id, seed)}.pt"
+    return cfg.models_dir / f"{method}_{model_key(method, settings, manifest_id, seed)}.pt"
 
 
 def load_or_train(cfg: NotebookConfig, method: str, settings: Any, manifest_id: str, seed: int,

@@ -113,6 +113,10 @@ class NotebookConfig:
         return paths.checkpoints_dir(self.profile.name, self.output_dir)
 
     @property
+    def models_dir(self) -> Path:
+        return paths.models_dir(self.profile.name, self.output_dir)
+
+    @property
     def device_label(self) -> str:
         return device_label(self.device)
 
