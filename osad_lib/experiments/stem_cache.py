@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 from osad_lib import paths
 from osad_lib.data.mvtec import read_mvtec_layout
 from osad_lib.data.pseudo import apply_batch
-from osad_lib.data.tensors import ImageSet, load_images
+from osad_lib.data.tensors import ImageSet, load_images, tensors_digest
 from osad_lib.components.features import cached_dataset_features, dataset_key
 from osad_lib.components.backbones import build_backbone
 from osad_lib.components.heads import image_pyramid
@@ -232,7 +231,7 @@ def pseudo_stems(root: Path, config: StemConfig, generator: str, normal_paths: S
 def _texture_key(textures: torch.Tensor | None) -> str:
     if textures is None:
         return "generated"
-    return hashlib.sha1(np.ascontiguousarray(textures.cpu().numpy()).tobytes()).hexdigest()[:12]
+    return tensors_digest({"textures": textures})[:12]
 
 
 __all__ = ["STEM_VERSION", "FrozenStem", "StemConfig", "dataset_stem_views", "dataset_stems", "pseudo_seed",
